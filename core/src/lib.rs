@@ -1,1 +1,40 @@
-//! placeholder
+//! # dock-core
+//!
+//! The sans-I/O core of the Dock verification-sessions API.
+//!
+//! **Contract:** deterministic. No clock, no randomness, no I/O, no threads,
+//! no environment. Every function that depends on time takes `now:
+//! Timestamp`; every id is built from entropy bytes the caller passes. The
+//! same inputs give the same outputs on native, `wasm32-wasip2` (the Spin
+//! component) and `wasm32-unknown-unknown` (the npm package). Clippy's
+//! `disallowed-methods` (see `clippy.toml`) enforces it.
+//!
+//! What lives here, by role:
+//! - **state**: [`session`] (pending → completed | expired | cancelled, reuse),
+//!   [`link`] (linkChanged / previousRobloxId), [`quota`] (fixed windows);
+//! - **input**: [`request`] (body validation), [`id`] (ids, keys, hashing),
+//!   [`longpoll`] (`wait`, query), [`config`] (typed settings);
+//! - **output**: [`wire`] (the exact JSON), [`error`] (status + stable code in
+//!   one place), [`sse`] (encoder and WHATWG decoder), [`stream`] (the session
+//!   event vocabulary and resume), [`verify_url`].
+
+pub mod config;
+pub mod error;
+pub mod id;
+pub mod link;
+pub mod longpoll;
+pub mod quota;
+pub mod request;
+pub mod session;
+pub mod sse;
+pub mod stream;
+pub mod time;
+pub mod verify_url;
+pub mod wire;
+
+pub use config::Settings;
+pub use error::{ApiError, ErrorCode};
+pub use id::{ApiKeySecret, KeyId, Pid, SessionId};
+pub use session::{Completion, CreateDecision, Session, TransitionError};
+pub use time::Timestamp;
+pub use wire::{CreatedSession, Envelope, SessionView, Status, VerificationResult};

@@ -1,0 +1,227 @@
+//! Typed settings, parsed from string variables (Spin variables in the app).
+//!
+//! Core does not know where values come from: the caller passes a lookup
+//! function. Every variable has a documented default and range; a bad value
+//! is a [`ConfigError`] that names the variable.
+
+use crate::longpoll::DEFAULT_MAX_WAIT_SECS;
+use crate::request::Limits;
+use crate::session::DEFAULT_TTL_SECS;
+use crate::stream::DEFAULT_HEARTBEAT_SECS;
+
+/// A variable with a bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration variable `{variable}` is invalid: {reason}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub variable: &'static str,
+    /// What it must be.
+    pub reason: String,
+}
+
+/// Every setting of the service.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `public_base_url`: origin (and optional path prefix) users reach us at; builds `verifyUrl`.
+    pub public_base_url: String,
+    /// `redis_url`: `redis://[user:pass@]host[:port][/db]`; `None` selects the embedded SQLite store.
+    pub redis_url: Option<String>,
+    /// `session_ttl_seconds`: session lifetime (1–86400, default 300).
+    pub session_ttl_secs: u64,
+    /// `max_wait_seconds`: largest long-poll `wait` (0–3600, default 25).
+    pub max_wait_secs: u32,
+    /// `stream_max_seconds`: longest SSE stream, 0 = until a terminal event (default 0).
+    pub stream_max_secs: u64,
+    /// `heartbeat_seconds`: SSE heartbeat interval (1–3600, default 15).
+    pub heartbeat_secs: u64,
+    /// `admin_token`: enables the admin API when set (at least 16 characters).
+    pub admin_token: Option<String>,
+    /// `max_body_bytes` and the field limits.
+    pub limits: Limits,
+    /// `max_streams_per_key`: concurrent SSE streams plus long-polls per API key (1–100000, default 100).
+    pub max_streams_per_key: u64,
+    /// `poll_interval_ms`: how often embedded-store waiters re-check (10–5000, default 200).
+    pub poll_interval_ms: u64,
+    /// `session_retention_seconds`: how long a finished session stays readable (60–2592000, default 86400).
+    pub session_retention_secs: u64,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("public_base_url", &self.public_base_url)
+            .field("redis", &self.redis_url.as_ref().map(|_| "<set>"))
+            .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("max_wait_secs", &self.max_wait_secs)
+            .field("stream_max_secs", &self.stream_max_secs)
+            .field("heartbeat_secs", &self.heartbeat_secs)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("limits", &self.limits)
+            .field("max_streams_per_key", &self.max_streams_per_key)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("session_retention_secs", &self.session_retention_secs)
+            .finish()
+    }
+}
+
+/// The variable names, as declared in `spin.toml`.
+pub mod names {
+    #![allow(missing_docs)]
+    pub const PUBLIC_BASE_URL: &str = "public_base_url";
+    pub const REDIS_URL: &str = "redis_url";
+    pub const SESSION_TTL_SECONDS: &str = "session_ttl_seconds";
+    pub const MAX_WAIT_SECONDS: &str = "max_wait_seconds";
+    pub const STREAM_MAX_SECONDS: &str = "stream_max_seconds";
+    pub const HEARTBEAT_SECONDS: &str = "heartbeat_seconds";
+    pub const ADMIN_TOKEN: &str = "admin_token";
+    pub const MAX_BODY_BYTES: &str = "max_body_bytes";
+    pub const MAX_STREAMS_PER_KEY: &str = "max_streams_per_key";
+    pub const POLL_INTERVAL_MS: &str = "poll_interval_ms";
+    pub const SESSION_RETENTION_SECONDS: &str = "session_retention_seconds";
+    /// Every variable `Settings` reads.
+    pub const ALL: [&str; 11] = [
+        PUBLIC_BASE_URL, REDIS_URL, SESSION_TTL_SECONDS, MAX_WAIT_SECONDS, STREAM_MAX_SECONDS,
+        HEARTBEAT_SECONDS, ADMIN_TOKEN, MAX_BODY_BYTES, MAX_STREAMS_PER_KEY, POLL_INTERVAL_MS,
+        SESSION_RETENTION_SECONDS,
+    ];
+}
+
+/// Shortest accepted admin token.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+fn number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = lookup(variable).filter(|v| !v.trim().is_empty()) else {
+        return Ok(default);
+    };
+    let v: u64 = raw.trim().parse().map_err(|_| ConfigError {
+        variable,
+        reason: format!("expected a whole number, got {:?}", raw.chars().take(40).collect::<String>()),
+    })?;
+    if !range.contains(&v) {
+        return Err(ConfigError {
+            variable,
+            reason: format!("must be between {} and {}, got {v}", range.start(), range.end()),
+        });
+    }
+    Ok(v)
+}
+
+fn text(lookup: &impl Fn(&str) -> Option<String>, variable: &str) -> Option<String> {
+    lookup(variable).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// Checks a base URL: `http(s)://host[:port][/path]`, no query, fragment or credentials.
+fn check_base_url(raw: &str) -> Result<String, ConfigError> {
+    let err = |reason: &str| ConfigError { variable: names::PUBLIC_BASE_URL, reason: reason.to_owned() };
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .ok_or_else(|| err("must start with http:// or https://"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() {
+        return Err(err("has no host"));
+    }
+    if host.contains('@') {
+        return Err(err("must not contain credentials"));
+    }
+    if raw.contains(['?', '#']) || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(err("must not contain a query, fragment or spaces"));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+impl Settings {
+    /// Reads every setting through `lookup` (absent or blank = default).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        use names::*;
+        let public_base_url = check_base_url(
+            &text(&lookup, PUBLIC_BASE_URL).unwrap_or_else(|| "http://127.0.0.1:3000".to_owned()),
+        )?;
+        let redis_url = text(&lookup, REDIS_URL);
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(ConfigError { variable: REDIS_URL, reason: "must start with redis:// or rediss://".into() });
+        }
+        let admin_token = text(&lookup, ADMIN_TOKEN);
+        if let Some(t) = &admin_token
+            && t.chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            return Err(ConfigError {
+                variable: ADMIN_TOKEN,
+                reason: format!("must be at least {MIN_ADMIN_TOKEN_CHARS} characters"),
+            });
+        }
+        let max_body = number(&lookup, MAX_BODY_BYTES, 16 * 1024, 256..=1024 * 1024)?;
+        Ok(Settings {
+            public_base_url,
+            redis_url,
+            session_ttl_secs: number(&lookup, SESSION_TTL_SECONDS, DEFAULT_TTL_SECS, 1..=86_400)?,
+            max_wait_secs: number(&lookup, MAX_WAIT_SECONDS, u64::from(DEFAULT_MAX_WAIT_SECS), 0..=3_600)? as u32,
+            stream_max_secs: number(&lookup, STREAM_MAX_SECONDS, 0, 0..=86_400)?,
+            heartbeat_secs: number(&lookup, HEARTBEAT_SECONDS, DEFAULT_HEARTBEAT_SECS, 1..=3_600)?,
+            admin_token,
+            limits: Limits { max_body_bytes: max_body as usize, ..Limits::default() },
+            max_streams_per_key: number(&lookup, MAX_STREAMS_PER_KEY, 100, 1..=100_000)?,
+            poll_interval_ms: number(&lookup, POLL_INTERVAL_MS, 200, 10..=5_000)?,
+            session_retention_secs: number(&lookup, SESSION_RETENTION_SECONDS, 86_400, 60..=2_592_000)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(move |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = with(&[]).unwrap();
+        assert_eq!(s.public_base_url, "http://127.0.0.1:3000");
+        assert_eq!(s.redis_url, None);
+        assert_eq!((s.session_ttl_secs, s.max_wait_secs, s.stream_max_secs, s.heartbeat_secs), (300, 25, 0, 15));
+        assert_eq!(s.admin_token, None);
+        assert_eq!(s.limits.max_body_bytes, 16_384);
+        // Blank means default too (Spin variables default to "").
+        assert_eq!(with(&[("redis_url", ""), ("admin_token", " ")]).unwrap().redis_url, None);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases = [
+            ("session_ttl_seconds", "abc"),
+            ("session_ttl_seconds", "0"),
+            ("max_wait_seconds", "-1"),
+            ("heartbeat_seconds", "0"),
+            ("public_base_url", "ftp://x"),
+            ("public_base_url", "https://user:pw@x"),
+            ("public_base_url", "https://x/?a=1"),
+            ("redis_url", "localhost:6379"),
+            ("admin_token", "short"),
+            ("max_body_bytes", "10"),
+        ];
+        for (var, value) in cases {
+            let e = with(&[(var, value)]).unwrap_err();
+            assert_eq!(e.variable, var, "{var}={value}");
+            assert!(e.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let s = with(&[("admin_token", "0123456789abcdef-secret"), ("redis_url", "redis://:pw@h:1")]).unwrap();
+        let d = format!("{s:?}");
+        assert!(!d.contains("secret") && !d.contains("pw"), "{d}");
+        assert_eq!(with(&[("public_base_url", "https://v.example.com/")]).unwrap().public_base_url, "https://v.example.com");
+    }
+}

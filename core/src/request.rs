@@ -1,0 +1,444 @@
+//! Validation of request bodies, with one stable error per way a body can be wrong.
+//!
+//! Bodies are parsed into a JSON object first and then checked field by field,
+//! so that every problem has a precise code (`missing_field`, `invalid_type`,
+//! `unknown_field`, …) and names its field. (serde attributes such as
+//! `deny_unknown_fields` would give one opaque error, and serde-wasm-bindgen
+//! ignores them.)
+//!
+//! Limits (all in [`Limits`], configurable through Spin variables):
+//!
+//! | what | default |
+//! |---|---|
+//! | body | 16 KiB (`max_body_bytes`) |
+//! | `clientId` | 256 characters |
+//! | `guildId` | 128 characters |
+//! | PID display `name` | 100 characters |
+//! | `discordId`, `robloxId` | 1–20 decimal digits (Discord snowflakes, Roblox user ids) |
+//! | `pid` | see [`Pid::parse`] |
+//!
+//! Text fields may not contain control characters (U+0000–U+001F, U+007F–U+009F).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::id::Pid;
+use crate::quota::Quota;
+
+/// Size and length limits for request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted body, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest `clientId`, in characters.
+    pub max_client_id_chars: usize,
+    /// Longest `guildId`, in characters.
+    pub max_guild_id_chars: usize,
+    /// Longest PID display name, in characters.
+    pub max_name_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 * 1024,
+            max_client_id_chars: 256,
+            max_guild_id_chars: 128,
+            max_name_chars: 100,
+        }
+    }
+}
+
+/// Longest Discord or Roblox id, in digits (u64::MAX has 20).
+pub const MAX_PLATFORM_ID_DIGITS: usize = 20;
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Not valid JSON.
+    #[error("the body is not valid JSON: {detail}")]
+    NotJson {
+        /// The parser's explanation.
+        detail: String,
+    },
+    /// Valid JSON, but not an object.
+    #[error("the body must be a JSON object")]
+    NotAnObject,
+    /// Over the size limit.
+    #[error("the body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// A non-JSON Content-Type.
+    #[error("Content-Type must be application/json, not {content_type:?}")]
+    UnsupportedMediaType {
+        /// What the client sent.
+        content_type: String,
+    },
+    /// A required field is absent or null.
+    #[error("`{field}` is required")]
+    Missing {
+        /// The field.
+        field: String,
+    },
+    /// A string field is empty.
+    #[error("`{field}` must not be empty")]
+    Empty {
+        /// The field.
+        field: String,
+    },
+    /// A field has the wrong JSON type.
+    #[error("`{field}` must be {expected}")]
+    WrongType {
+        /// The field.
+        field: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// A string field is too long.
+    #[error("`{field}` must be at most {max} characters")]
+    TooLong {
+        /// The field.
+        field: String,
+        /// Its limit.
+        max: usize,
+    },
+    /// A field we do not know.
+    #[error("unknown field `{field}`")]
+    Unknown {
+        /// The field.
+        field: String,
+    },
+    /// A text field contains control characters.
+    #[error("`{field}` must not contain control characters")]
+    ControlCharacters {
+        /// The field.
+        field: String,
+    },
+    /// A field's value breaks its format.
+    #[error("`{field}` is invalid: {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// What the format is.
+        reason: String,
+    },
+}
+
+/// Refuses a Content-Type that is present and not JSON (`application/json`,
+/// any `+json` type, parameters allowed). An absent Content-Type is accepted.
+pub fn check_content_type(content_type: Option<&str>) -> Result<(), RequestError> {
+    let Some(ct) = content_type else { return Ok(()) };
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(RequestError::UnsupportedMediaType { content_type: ct.chars().take(100).collect() })
+    }
+}
+
+/// Parses a body into a JSON object within the size limit.
+pub fn parse_object(body: &[u8], limits: &Limits) -> Result<Map<String, Value>, RequestError> {
+    if body.len() > limits.max_body_bytes {
+        return Err(RequestError::TooLarge { limit: limits.max_body_bytes });
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| RequestError::NotJson {
+        detail: e.to_string(),
+    })?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(RequestError::NotAnObject),
+    }
+}
+
+/// Field-by-field reader over a parsed object that tracks which fields were used.
+struct Fields {
+    map: Map<String, Value>,
+}
+
+impl Fields {
+    fn new(map: Map<String, Value>, known: &[&str]) -> Result<Self, RequestError> {
+        if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(RequestError::Unknown { field: truncate(unknown) });
+        }
+        Ok(Fields { map })
+    }
+
+    fn optional_string(&mut self, field: &str, max: usize) -> Result<Option<String>, RequestError> {
+        match self.map.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => {
+                if s.is_empty() {
+                    return Err(RequestError::Empty { field: field.into() });
+                }
+                if s.chars().count() > max {
+                    return Err(RequestError::TooLong { field: field.into(), max });
+                }
+                if s.chars().any(char::is_control) {
+                    return Err(RequestError::ControlCharacters { field: field.into() });
+                }
+                Ok(Some(s))
+            }
+            Some(_) => Err(RequestError::WrongType { field: field.into(), expected: "a string" }),
+        }
+    }
+
+    fn string(&mut self, field: &str, max: usize) -> Result<String, RequestError> {
+        self.optional_string(field, max)?
+            .ok_or_else(|| RequestError::Missing { field: field.into() })
+    }
+
+    fn pid(&mut self, field: &str) -> Result<Pid, RequestError> {
+        let s = self.string(field, Pid::MAX_LEN)?;
+        Pid::parse(&s).map_err(|e| RequestError::Invalid { field: field.into(), reason: e.to_string() })
+    }
+
+    fn platform_id(&mut self, field: &str) -> Result<String, RequestError> {
+        let s = self.string(field, MAX_PLATFORM_ID_DIGITS)?;
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(s)
+        } else {
+            Err(RequestError::Invalid { field: field.into(), reason: "must be decimal digits".into() })
+        }
+    }
+
+    fn optional_u64(&mut self, field: &str) -> Result<Option<u64>, RequestError> {
+        match self.map.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| RequestError::WrongType { field: field.into(), expected: "a whole number" }),
+            Some(_) => Err(RequestError::WrongType { field: field.into(), expected: "a whole number" }),
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+/// `POST /api/v1/verify/session` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSessionRequest {
+    /// The PID the session belongs to.
+    pub pid: Pid,
+    /// The integrator's user id.
+    pub client_id: String,
+    /// Optional guild context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<String>,
+}
+
+impl CreateSessionRequest {
+    /// Validates a create body.
+    pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, RequestError> {
+        let mut f = Fields::new(parse_object(body, limits)?, &["pid", "clientId", "guildId"])?;
+        Ok(CreateSessionRequest {
+            pid: f.pid("pid")?,
+            client_id: f.string("clientId", limits.max_client_id_chars)?,
+            guild_id: f.optional_string("guildId", limits.max_guild_id_chars)?,
+        })
+    }
+}
+
+/// `POST /api/v1/admin/pids` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatePidRequest {
+    /// The new PID.
+    pub pid: Pid,
+    /// Its display name, shown to users on the verify page.
+    pub name: String,
+}
+
+impl CreatePidRequest {
+    /// Validates the body.
+    pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, RequestError> {
+        let mut f = Fields::new(parse_object(body, limits)?, &["pid", "name"])?;
+        Ok(CreatePidRequest { pid: f.pid("pid")?, name: f.string("name", limits.max_name_chars)? })
+    }
+}
+
+/// `POST /api/v1/admin/pids/:pid/keys` body (may be empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateKeyRequest {
+    /// The key's quota; [`Quota::default`] when absent.
+    pub quota: Quota,
+}
+
+impl CreateKeyRequest {
+    /// Validates the body; an empty body means all defaults.
+    pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, RequestError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(CreateKeyRequest { quota: Quota::default() });
+        }
+        let mut f = Fields::new(parse_object(body, limits)?, &["quota"])?;
+        let quota = match f.map.remove("quota") {
+            None | Some(Value::Null) => Quota::default(),
+            Some(Value::Object(q)) => {
+                let mut q = Fields::new(q, &["limit", "windowSeconds"])?;
+                let d = Quota::default();
+                let quota = Quota {
+                    limit: q.optional_u64("limit")?.unwrap_or(d.limit),
+                    window_secs: q.optional_u64("windowSeconds")?.unwrap_or(d.window_secs),
+                };
+                if !(1..=Quota::MAX_LIMIT).contains(&quota.limit) {
+                    return Err(RequestError::Invalid {
+                        field: "quota.limit".into(),
+                        reason: format!("must be 1 to {}", Quota::MAX_LIMIT),
+                    });
+                }
+                if !(1..=Quota::MAX_WINDOW_SECS).contains(&quota.window_secs) {
+                    return Err(RequestError::Invalid {
+                        field: "quota.windowSeconds".into(),
+                        reason: format!("must be 1 to {}", Quota::MAX_WINDOW_SECS),
+                    });
+                }
+                quota
+            }
+            Some(_) => return Err(RequestError::WrongType { field: "quota".into(), expected: "an object" }),
+        };
+        Ok(CreateKeyRequest { quota })
+    }
+}
+
+/// `POST /api/v1/admin/sessions/:sid/complete` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompleteSessionRequest {
+    /// The verified Discord user id.
+    pub discord_id: String,
+    /// The verified Roblox user id.
+    pub roblox_id: String,
+}
+
+impl CompleteSessionRequest {
+    /// Validates the body.
+    pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, RequestError> {
+        let mut f = Fields::new(parse_object(body, limits)?, &["discordId", "robloxId"])?;
+        Ok(CompleteSessionRequest {
+            discord_id: f.platform_id("discordId")?,
+            roblox_id: f.platform_id("robloxId")?,
+        })
+    }
+}
+
+/// Validates a Discord or Roblox id given outside a body (query parameters).
+pub fn parse_platform_id(field: &str, value: &str) -> Result<String, RequestError> {
+    let mut map = Map::new();
+    map.insert(field.to_owned(), Value::String(value.to_owned()));
+    Fields { map }.platform_id(field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ApiError, ErrorCode};
+
+    fn code(body: &str) -> (ErrorCode, Option<String>) {
+        let e: ApiError = CreateSessionRequest::parse(body.as_bytes(), &Limits::default())
+            .expect_err(body)
+            .into();
+        (e.code(), e.field().map(str::to_owned))
+    }
+
+    #[test]
+    fn create_table() {
+        use ErrorCode::*;
+        let long = "x".repeat(257);
+        let cases: Vec<(String, ErrorCode, Option<&str>)> = vec![
+            ("".into(), InvalidJson, None),
+            ("{".into(), InvalidJson, None),
+            ("[]".into(), InvalidJson, None),
+            ("\"pid\"".into(), InvalidJson, None),
+            (r#"{"clientId":"u"}"#.into(), MissingField, Some("pid")),
+            (r#"{"pid":null,"clientId":"u"}"#.into(), MissingField, Some("pid")),
+            (r#"{"pid":"p"}"#.into(), MissingField, Some("clientId")),
+            (r#"{"pid":"","clientId":"u"}"#.into(), EmptyField, Some("pid")),
+            (r#"{"pid":"p","clientId":""}"#.into(), EmptyField, Some("clientId")),
+            (r#"{"pid":"p","clientId":"u","guildId":""}"#.into(), EmptyField, Some("guildId")),
+            (r#"{"pid":1,"clientId":"u"}"#.into(), InvalidType, Some("pid")),
+            (r#"{"pid":"p","clientId":["u"]}"#.into(), InvalidType, Some("clientId")),
+            (r#"{"pid":"p","clientId":"u","guildId":5}"#.into(), InvalidType, Some("guildId")),
+            (format!(r#"{{"pid":"p","clientId":"{long}"}}"#), FieldTooLong, Some("clientId")),
+            (format!(r#"{{"pid":"{long}","clientId":"u"}}"#), FieldTooLong, Some("pid")),
+            (r#"{"pid":"p","clientId":"u","extra":1}"#.into(), UnknownField, Some("extra")),
+            (r#"{"pid":"p","clientId":"a\u0000b"}"#.into(), InvalidField, Some("clientId")),
+            (r#"{"pid":"p","clientId":"a\nb"}"#.into(), InvalidField, Some("clientId")),
+            (r#"{"pid":"p x","clientId":"u"}"#.into(), InvalidField, Some("pid")),
+        ];
+        for (body, want, field) in cases {
+            assert_eq!(code(&body), (want, field.map(str::to_owned)), "{body}");
+        }
+    }
+
+    #[test]
+    fn create_accepts() {
+        let r = CreateSessionRequest::parse(br#"{"pid":"pid-yourapp","clientId":"user_123"}"#, &Limits::default()).unwrap();
+        assert_eq!(r.guild_id, None);
+        let r = CreateSessionRequest::parse(
+            r#"{"pid":"p","clientId":"Zoë 🎮","guildId":null}"#.as_bytes(),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(r.client_id, "Zoë 🎮");
+        // 256 characters, more bytes: counted in characters.
+        let s = "é".repeat(256);
+        assert!(CreateSessionRequest::parse(format!(r#"{{"pid":"p","clientId":"{s}"}}"#).as_bytes(), &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn body_limit() {
+        let limits = Limits { max_body_bytes: 10, ..Limits::default() };
+        let e: ApiError = CreateSessionRequest::parse(br#"{"pid":"p","clientId":"u"}"#, &limits).unwrap_err().into();
+        assert_eq!(e.code(), ErrorCode::BodyTooLarge);
+        assert_eq!(e.status(), 413);
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(check_content_type(None).is_ok());
+        assert!(check_content_type(Some("application/json")).is_ok());
+        assert!(check_content_type(Some("Application/JSON; charset=utf-8")).is_ok());
+        assert!(check_content_type(Some("application/merge-patch+json")).is_ok());
+        let e: ApiError = check_content_type(Some("text/plain")).unwrap_err().into();
+        assert_eq!((e.code(), e.status()), (ErrorCode::UnsupportedMediaType, 415));
+    }
+
+    #[test]
+    fn admin_bodies() {
+        let l = Limits::default();
+        assert_eq!(CreateKeyRequest::parse(b"", &l).unwrap().quota, Quota::default());
+        assert_eq!(CreateKeyRequest::parse(b"{}", &l).unwrap().quota, Quota::default());
+        let q = CreateKeyRequest::parse(br#"{"quota":{"limit":5,"windowSeconds":60}}"#, &l).unwrap().quota;
+        assert_eq!(q, Quota { limit: 5, window_secs: 60 });
+        for bad in [
+            r#"{"quota":{"limit":0}}"#,
+            r#"{"quota":{"limit":-1}}"#,
+            r#"{"quota":{"limit":1.5}}"#,
+            r#"{"quota":{"windowSeconds":0}}"#,
+            r#"{"quota":{"limit":1,"burst":2}}"#,
+            r#"{"quota":5}"#,
+            r#"{"keys":1}"#,
+        ] {
+            assert!(CreateKeyRequest::parse(bad.as_bytes(), &l).is_err(), "{bad}");
+        }
+        let p = CreatePidRequest::parse(br#"{"pid":"pid-a","name":"App A"}"#, &l).unwrap();
+        assert_eq!((p.pid.as_str(), p.name.as_str()), ("pid-a", "App A"));
+        assert!(CreatePidRequest::parse(br#"{"pid":"pid-a"}"#, &l).is_err());
+        let c = CompleteSessionRequest::parse(br#"{"discordId":"80351110224678912","robloxId":"1"}"#, &l).unwrap();
+        assert_eq!(c.discord_id, "80351110224678912");
+        for bad in [
+            r#"{"discordId":"1","robloxId":"x"}"#,
+            r#"{"discordId":"-1","robloxId":"1"}"#,
+            r#"{"discordId":"123456789012345678901","robloxId":"1"}"#,
+            r#"{"discordId":1,"robloxId":"1"}"#,
+        ] {
+            assert!(CompleteSessionRequest::parse(bad.as_bytes(), &l).is_err(), "{bad}");
+        }
+        assert!(parse_platform_id("discordId", "12").is_ok());
+        assert!(parse_platform_id("discordId", "1 2").is_err());
+    }
+}

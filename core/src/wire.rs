@@ -1,0 +1,328 @@
+//! The exact JSON wire format of the API.
+//!
+//! Field names and order follow the spec page (`shared/spec`): the success
+//! envelope `{status, data, timestamp, version, verifyRequestsRemaining?}`,
+//! the create `data`, the session views, and our one error envelope
+//! `{status, error: {code, message, field?}, timestamp, version}`.
+//! Serialization is the only way JSON leaves a host: handlers call
+//! [`envelope_json`] / [`error_json`], never `format!`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{KeyId, Pid, SessionId};
+use crate::quota::Quota;
+use crate::time::Timestamp;
+
+/// The service's own version string, sent as `version` in every envelope.
+pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A session's state as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for the user.
+    Pending,
+    /// Verified; `result` is populated.
+    Completed,
+    /// Reached `expiresAt` without completing.
+    Expired,
+    /// Cancelled by the integrator.
+    Cancelled,
+}
+
+impl Status {
+    /// Whether no further change can happen.
+    pub fn is_terminal(self) -> bool {
+        self != Status::Pending
+    }
+
+    /// The lower-case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Completed => "completed",
+            Status::Expired => "expired",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// `result` of a completed session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationResult {
+    /// Verified Discord user id.
+    pub discord_id: String,
+    /// Verified Roblox user id.
+    pub roblox_id: String,
+    /// Whether this Discord user was linked to a different Roblox account in the PID dataset.
+    pub link_changed: bool,
+    /// That previous Roblox id when `link_changed`, else `null`.
+    pub previous_roblox_id: Option<String>,
+}
+
+/// A session as integrators see it: GET `data`, and the SSE event payload.
+///
+/// The spec requires `sid`, `pid`, `status` and `result` (null until
+/// completion). We also return `clientId`, `guildId` and `expiresAt`, which the
+/// session stores, so an integrator can map a result back to its user without
+/// keeping its own table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    /// Session id.
+    pub sid: SessionId,
+    /// The PID it belongs to.
+    pub pid: Pid,
+    /// The integrator's user id.
+    pub client_id: String,
+    /// Optional guild context (`null` when not given).
+    pub guild_id: Option<String>,
+    /// Current state.
+    pub status: Status,
+    /// When it expires (or expired).
+    pub expires_at: Timestamp,
+    /// The result, `null` unless completed.
+    pub result: Option<VerificationResult>,
+}
+
+/// `data` of `POST /api/v1/verify/session`, in the spec's field order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedSession {
+    /// Session id.
+    pub sid: SessionId,
+    /// The PID it belongs to.
+    pub pid: Pid,
+    /// The integrator's user id.
+    pub client_id: String,
+    /// When it expires.
+    pub expires_at: Timestamp,
+    /// Whether an active session for the same (pid, clientId, guildId) was returned.
+    pub reused_existing: bool,
+    /// Where to send the user.
+    pub verify_url: String,
+}
+
+/// The success envelope every endpoint answers with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope<T> {
+    /// The HTTP status code of the response.
+    pub status: u16,
+    /// The payload.
+    pub data: T,
+    /// When the response was produced.
+    pub timestamp: Timestamp,
+    /// The service's version string.
+    pub version: String,
+    /// Creates left in the key's quota window (create responses only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_requests_remaining: Option<u64>,
+}
+
+/// The `error` object of the error envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code (see [`crate::error::ErrorCode`]).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The request field at fault, for validation errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The error envelope every failure answers with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    /// The HTTP status code of the response.
+    pub status: u16,
+    /// What went wrong.
+    pub error: ErrorBody,
+    /// When the response was produced.
+    pub timestamp: Timestamp,
+    /// The service's version string.
+    pub version: String,
+}
+
+/// `data` of `POST /api/v1/admin/pids`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PidRecord {
+    /// The PID.
+    pub pid: Pid,
+    /// Its display name (shown to users on the verify page).
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// `data` of `POST /api/v1/admin/pids/:pid/keys`: the only time `key` is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedKey {
+    /// The key's public id (for revocation).
+    pub key_id: KeyId,
+    /// The PID the key is scoped to.
+    pub pid: Pid,
+    /// The secret bearer key. Stored only as a hash.
+    pub key: String,
+    /// The key's create quota.
+    pub quota: Quota,
+    /// When it was issued.
+    pub created_at: Timestamp,
+}
+
+/// `data` of `DELETE /api/v1/admin/keys/:keyId`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedKey {
+    /// The revoked key's id.
+    pub key_id: KeyId,
+    /// Always true.
+    pub revoked: bool,
+}
+
+/// Serializes a success envelope for `data`, produced at `now`.
+pub fn envelope_json<T: Serialize>(
+    status: u16,
+    data: T,
+    now: Timestamp,
+    verify_requests_remaining: Option<u64>,
+) -> String {
+    let env = Envelope {
+        status,
+        data,
+        timestamp: now,
+        version: SERVICE_VERSION.to_owned(),
+        verify_requests_remaining,
+    };
+    // Our types serialize infallibly (string keys, no non-finite floats).
+    serde_json::to_string(&env).unwrap_or_else(|e| internal_error_fallback(&e, now))
+}
+
+fn internal_error_fallback(e: &serde_json::Error, now: Timestamp) -> String {
+    error_json(&crate::error::ApiError::internal(format!("serialization failed: {e}")), now)
+}
+
+/// Serializes the error envelope for `err`, produced at `now`.
+pub fn error_json(err: &crate::error::ApiError, now: Timestamp) -> String {
+    let env = ErrorEnvelope {
+        status: err.status(),
+        error: ErrorBody {
+            code: err.code().as_str().to_owned(),
+            message: err.message().to_owned(),
+            field: err.field().map(str::to_owned),
+        },
+        timestamp: now,
+        version: SERVICE_VERSION.to_owned(),
+    };
+    serde_json::to_string(&env).unwrap_or_else(|_| {
+        // Unreachable for these types; keep a valid JSON answer regardless.
+        String::from(r#"{"status":500,"error":{"code":"internal_error","message":"serialization failed"}}"#)
+    })
+}
+
+/// Serializes a bare session view: the `data:` line of an SSE event.
+pub fn view_json(view: &SessionView) -> String {
+    serde_json::to_string(view).unwrap_or_else(|_| String::from("null"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// The create response exactly as the spec page shows it.
+    const SPEC_CREATE_RESPONSE: &str = r#"{
+  "status": 200,
+  "data": {
+    "sid": "vsn_A1b2C3d4E5f6G7h8J9k0L1",
+    "pid": "pid-yourapp",
+    "clientId": "user_123",
+    "expiresAt": "2026-02-28T19:40:12.108Z",
+    "reusedExisting": false,
+    "verifyUrl": "https://api.docksys.xyz/v1/api/verify/discord?pid=pid-yourapp&sid=vsn_A1b2C3d4E5f6G7h8J9k0L1"
+  },
+  "timestamp": "2026-02-28T19:35:12.108Z",
+  "version": "1.3.0",
+  "verifyRequestsRemaining": 1999
+}"#;
+
+    /// The create request body of the spec's curl call.
+    const SPEC_CREATE_REQUEST: &str = r#"{
+    "pid": "pid-yourapp",
+    "clientId": "user_123",
+    "guildId": "optional"
+  }"#;
+
+    fn same_json_same_order<T: Serialize + for<'de> Deserialize<'de>>(text: &str) {
+        let parsed: T = serde_json::from_str(text).expect("parses into core's type");
+        let original: Value = serde_json::from_str(text).unwrap();
+        // serde_json's preserve_order keeps the spec's field order in `original`;
+        // comparing the compact strings checks values *and* order.
+        assert_eq!(
+            serde_json::to_string(&parsed).unwrap(),
+            serde_json::to_string(&original).unwrap()
+        );
+    }
+
+    #[test]
+    fn golden_spec_create_response() {
+        same_json_same_order::<Envelope<CreatedSession>>(SPEC_CREATE_RESPONSE);
+    }
+
+    #[test]
+    fn golden_spec_create_request() {
+        let req = crate::request::CreateSessionRequest::parse(
+            SPEC_CREATE_REQUEST.as_bytes(),
+            &crate::request::Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(req.pid.as_str(), "pid-yourapp");
+        assert_eq!(req.client_id, "user_123");
+        assert_eq!(req.guild_id.as_deref(), Some("optional"));
+        same_json_same_order::<crate::request::CreateSessionRequest>(SPEC_CREATE_REQUEST);
+    }
+
+    #[test]
+    fn golden_views() {
+        same_json_same_order::<SessionView>(
+            r#"{"sid":"vsn_A1b2C3d4E5f6G7h8J9k0L1","pid":"pid-yourapp","clientId":"user_123","guildId":null,"status":"pending","expiresAt":"2026-02-28T19:40:12.108Z","result":null}"#,
+        );
+        same_json_same_order::<SessionView>(
+            r#"{"sid":"vsn_A1b2C3d4E5f6G7h8J9k0L1","pid":"pid-yourapp","clientId":"user_123","guildId":"g1","status":"completed","expiresAt":"2026-02-28T19:40:12.108Z","result":{"discordId":"80351110224678912","robloxId":"1","linkChanged":true,"previousRobloxId":"2"}}"#,
+        );
+        same_json_same_order::<SessionView>(
+            r#"{"sid":"vsn_A1b2C3d4E5f6G7h8J9k0L1","pid":"pid-yourapp","clientId":"user_123","guildId":null,"status":"expired","expiresAt":"2026-02-28T19:40:12.108Z","result":null}"#,
+        );
+    }
+
+    #[test]
+    fn envelope_builds_the_spec_shape() {
+        let now = Timestamp::parse_iso8601("2026-02-28T19:35:12.108Z").unwrap();
+        let data = CreatedSession {
+            sid: SessionId::parse("vsn_A1b2C3d4E5f6G7h8J9k0L1").unwrap(),
+            pid: Pid::parse("pid-yourapp").unwrap(),
+            client_id: "user_123".into(),
+            expires_at: now.plus_secs(300),
+            reused_existing: false,
+            verify_url: crate::verify_url::verify_url(
+                "https://api.docksys.xyz",
+                &Pid::parse("pid-yourapp").unwrap(),
+                &SessionId::parse("vsn_A1b2C3d4E5f6G7h8J9k0L1").unwrap(),
+            ),
+        };
+        let json: Value = serde_json::from_str(&envelope_json(200, data, now, Some(1999))).unwrap();
+        let mut spec: Value = serde_json::from_str(SPEC_CREATE_RESPONSE).unwrap();
+        spec["version"] = Value::String(SERVICE_VERSION.into());
+        assert_eq!(serde_json::to_string(&json).unwrap(), serde_json::to_string(&spec).unwrap());
+    }
+
+    #[test]
+    fn reads_omit_verify_requests_remaining() {
+        let s = envelope_json(200, Value::Null, Timestamp::from_millis(0), None);
+        assert!(!s.contains("verifyRequestsRemaining"), "{s}");
+    }
+}
