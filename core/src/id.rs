@@ -243,6 +243,14 @@ pub fn hash_api_key(presented: &str) -> KeyHash {
     KeyHash(hex)
 }
 
+/// The key under which a PID's live session for (clientId, guildId) is
+/// remembered for reuse: hex SHA-256 of the JSON array `[clientId, guildId]`,
+/// so any characters in the ids are safe in store keys and cannot collide.
+pub fn reuse_digest(client_id: &str, guild_id: Option<&str>) -> String {
+    let json = serde_json::to_string(&(client_id, guild_id)).unwrap_or_default();
+    hash_api_key(&json).0
+}
+
 /// Compares two secrets in time that depends only on their lengths.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
@@ -309,6 +317,14 @@ mod tests {
             hash_api_key("abc").as_str(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn reuse_digest_separates_fields() {
+        assert_ne!(reuse_digest("a", Some("b")), reuse_digest("a\",\"b", None));
+        assert_ne!(reuse_digest("a", None), reuse_digest("a", Some("")));
+        assert_eq!(reuse_digest("a", Some("b")), reuse_digest("a", Some("b")));
+        assert_eq!(reuse_digest("a", None).len(), 64);
     }
 
     #[test]

@@ -174,6 +174,51 @@ pub struct IssuedKey {
     pub created_at: Timestamp,
 }
 
+/// An API key as stores keep it (indexed by the hash of its secret; the
+/// secret itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRecord {
+    /// The key's public id.
+    pub key_id: KeyId,
+    /// The PID it is scoped to.
+    pub pid: Pid,
+    /// Its create quota.
+    pub quota: Quota,
+    /// When it was issued.
+    pub created_at: Timestamp,
+}
+
+/// `data` of `GET /api/v1/public/discord-to-roblox`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscordLink {
+    /// The Discord user id asked about.
+    pub discord_id: String,
+    /// The Roblox account it is linked to in this PID.
+    pub roblox_id: String,
+}
+
+/// `data` of `GET /api/v1/public/roblox-to-discord`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RobloxLinks {
+    /// The Roblox user id asked about.
+    pub roblox_id: String,
+    /// Every Discord account linked to it in this PID.
+    pub discord_ids: Vec<String>,
+}
+
+/// `data` of `GET /healthz` and `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` (liveness) or `ready`.
+    pub status: String,
+    /// The store kind (`redis` or `sqlite`), on `/readyz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+}
+
 /// `data` of `DELETE /api/v1/admin/keys/:keyId`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,0 +1,103 @@
+//! The operator's admin API (enabled by the secret variable `admin_token`).
+
+use dock_core::request::{CompleteSessionRequest, CreateKeyRequest, CreatePidRequest};
+use dock_core::wire::{IssuedKey, KeyRecord, PidRecord, RevokedKey};
+use dock_core::{ApiError, ApiKeySecret, Completion, ErrorCode, KeyId, Pid, SessionId, Settings};
+use spin_sdk::http::Request;
+
+use crate::auth;
+use crate::env::{entropy, now};
+use crate::http::{Response, ok, read_json_body};
+use crate::sessions::MAX_CAS_ATTEMPTS;
+use crate::store::{LinkWrite, Store};
+
+/// `POST /api/v1/admin/pids` `{pid, name}`.
+pub async fn create_pid(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
+    let body = CreatePidRequest::parse(&body, &settings.limits)?;
+    let store = Store::open(settings).await?;
+    let now = now();
+    let rec = PidRecord { pid: body.pid, name: body.name, created_at: now };
+    if !store.create_pid(&rec).await? {
+        return Err(ApiError::new(ErrorCode::PidExists, "this PID already exists").with_field("pid"));
+    }
+    Ok(ok(rec, now, None))
+}
+
+/// `POST /api/v1/admin/pids/:pid/keys` `{quota?}`.
+pub async fn issue_key(req: Request, pid: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let pid = Pid::parse(pid)?;
+    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
+    let body = CreateKeyRequest::parse(&body, &settings.limits)?;
+    let store = Store::open(settings).await?;
+    if store.load_pid(&pid).await?.is_none() {
+        return Err(ApiError::new(ErrorCode::PidNotFound, "no such PID"));
+    }
+    let now = now();
+    let secret = ApiKeySecret::from_entropy(entropy());
+    let rec = KeyRecord { key_id: KeyId::from_entropy(entropy()), pid, quota: body.quota, created_at: now };
+    store.issue_key(secret.hash().as_str(), &rec).await?;
+    let data = IssuedKey {
+        key_id: rec.key_id,
+        pid: rec.pid,
+        key: secret.expose().to_owned(),
+        quota: rec.quota,
+        created_at: now,
+    };
+    Ok(ok(data, now, None))
+}
+
+/// `DELETE /api/v1/admin/keys/:keyId`.
+pub async fn revoke_key(req: Request, key_id: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let key_id = KeyId::parse(key_id)?;
+    let store = Store::open(settings).await?;
+    if !store.revoke_key(&key_id).await? {
+        return Err(ApiError::new(ErrorCode::KeyNotFound, "no such key"));
+    }
+    Ok(ok(RevokedKey { key_id, revoked: true }, now(), None))
+}
+
+/// `POST /api/v1/admin/sessions/:sid/complete` `{discordId, robloxId}`: the
+/// "bring your own flow" completion, through the same core transition and
+/// link-dataset update as the built-in OAuth flow.
+pub async fn complete(req: Request, sid: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let sid = SessionId::parse(sid)?;
+    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
+    let body = CompleteSessionRequest::parse(&body, &settings.limits)?;
+    let store = Store::open(settings).await?;
+    complete_session(&store, None, &sid, &body.discord_id, &body.roblox_id, settings).await
+}
+
+/// Completes a session (scoped to `pid` when given) and answers with its view.
+pub async fn complete_session(
+    store: &Store,
+    pid: Option<&Pid>,
+    sid: &SessionId,
+    discord_id: &str,
+    roblox_id: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let loaded = store.load_session(pid, sid).await?.ok_or_else(ApiError::session_not_found)?;
+        let previous = store.link_of(&loaded.session.pid, discord_id).await?;
+        let now = now();
+        match loaded.session.complete(now, discord_id, roblox_id, previous.as_deref())? {
+            Completion::AlreadyCompleted => return Ok(ok(loaded.session.view_at(now), now, None)),
+            Completion::Applied(next) => {
+                let link = LinkWrite {
+                    discord_id: discord_id.to_owned(),
+                    roblox_id: roblox_id.to_owned(),
+                    expected_previous: previous,
+                };
+                if store.commit(&loaded, &next, Some(&link), settings, now).await? {
+                    return Ok(ok(next.view_at(now), now, None));
+                }
+            }
+        }
+    }
+    Err(ApiError::store_unavailable(1))
+}

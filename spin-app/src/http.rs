@@ -1,0 +1,100 @@
+//! HTTP plumbing: responses built from dock-core's JSON, and request helpers.
+
+use bytes::Bytes;
+use dock_core::{ApiError, ErrorCode, Timestamp, wire};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use spin_sdk::http::Request;
+
+use crate::env::now;
+
+/// Every response body: a complete buffer, or a stream (SSE).
+pub type Body = UnsyncBoxBody<Bytes, anyhow::Error>;
+/// A response.
+pub type Response = http::Response<Body>;
+
+/// A body sent in one piece.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+fn base(status: u16, content_type: &str) -> http::response::Builder {
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .header("x-content-type-options", "nosniff")
+}
+
+/// A JSON response from a body core produced.
+pub fn json(status: u16, body: String) -> Response {
+    base(status, "application/json")
+        .body(full(body))
+        .unwrap_or_else(|_| http::Response::new(full(Bytes::new())))
+}
+
+/// The success envelope around `data`.
+pub fn ok<T: serde::Serialize>(data: T, now: Timestamp, remaining: Option<u64>) -> Response {
+    json(200, wire::envelope_json(200, data, now, remaining))
+}
+
+/// The error envelope for `err`, with `Retry-After`/`WWW-Authenticate`/`Allow` as it needs.
+pub fn error(err: &ApiError) -> Response {
+    let mut b = base(err.status(), "application/json");
+    if let Some(secs) = err.retry_after_secs() {
+        b = b.header(http::header::RETRY_AFTER, secs.to_string());
+    }
+    if err.code() == ErrorCode::Unauthorized {
+        b = b.header(http::header::WWW_AUTHENTICATE, "Bearer");
+    }
+    b.body(full(wire::error_json(err, now())))
+        .unwrap_or_else(|_| http::Response::new(full(Bytes::new())))
+}
+
+/// 405 with the allowed methods.
+pub fn method_not_allowed(allow: &str) -> Response {
+    let err = ApiError::new(ErrorCode::MethodNotAllowed, format!("method not allowed; use {allow}"));
+    let mut r = error(&err);
+    if let Ok(v) = http::HeaderValue::from_str(allow) {
+        r.headers_mut().insert(http::header::ALLOW, v);
+    }
+    r
+}
+
+/// A streaming `text/event-stream` response.
+pub fn event_stream(body: Body) -> Response {
+    base(200, "text/event-stream")
+        .header("x-accel-buffering", "no")
+        .body(body)
+        .unwrap_or_else(|_| http::Response::new(full(Bytes::new())))
+}
+
+/// The bearer token of `Authorization`, if well-formed.
+pub fn bearer(req: &Request) -> Option<&str> {
+    let v = req.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// A header as text.
+pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with 413 and a
+/// non-JSON Content-Type with 415.
+pub async fn read_json_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    dock_core::request::check_content_type(header(&req, "content-type"))?;
+    if let Some(len) = header(&req, "content-length").and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(dock_core::request::RequestError::TooLarge { limit }.into());
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(dock_core::request::RequestError::TooLarge { limit }.into())
+        }
+        Err(e) => Err(ApiError::new(ErrorCode::InvalidJson, format!("could not read the body: {e}"))),
+    }
+}

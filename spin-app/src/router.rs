@@ -1,0 +1,86 @@
+//! Method and path → handler. Unknown paths are 404 JSON, known paths with
+//! another method are 405 with `Allow`.
+
+use dock_core::{ApiError, ErrorCode};
+use http::Method;
+use spin_sdk::http::Request;
+
+use crate::config::settings;
+use crate::http::{Response, error, method_not_allowed};
+use crate::{admin, sessions};
+
+/// The OpenAPI 3.1 document of this API.
+const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Routes one request.
+pub async fn route(req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
+    let method = req.method().clone();
+    let result = dispatch(req, &method, &segments).await;
+    match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            if e.status() >= 500 {
+                crate::log::log!("{} {} -> {} {}", method, route_name(&segments), e.status(), e.code().as_str());
+            }
+            error(&e)
+        }
+    }
+}
+
+/// A path with ids replaced, for logs (never log ids or tokens).
+fn route_name(segments: &[&str]) -> String {
+    let parts: Vec<&str> = segments
+        .iter()
+        .map(|s| if s.starts_with("vsn_") || s.starts_with("key_") { ":id" } else { s })
+        .collect();
+    format!("/{}", parts.join("/"))
+}
+
+async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Response, ApiError> {
+    macro_rules! only {
+        ($m:expr, $allow:literal, $call:expr) => {
+            if method == $m { $call } else { Ok(method_not_allowed($allow)) }
+        };
+    }
+    // The admin API does not exist without `admin_token`: not even a 405 reveals it.
+    if let ["api", "v1", "admin", ..] = segments
+        && settings().await?.admin_token.is_none()
+    {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
+    }
+    match segments {
+        ["healthz"] => only!(Method::GET, "GET", Ok(sessions::healthz())),
+        ["readyz"] => only!(Method::GET, "GET", sessions::readyz(settings().await?).await),
+        ["api", "v1", "openapi.json"] => only!(Method::GET, "GET", Ok(crate::http::json(200, OPENAPI.to_owned()))),
+        ["api", "v1", "verify", "session"] => {
+            only!(Method::POST, "POST", sessions::create(req, settings().await?).await)
+        }
+        ["api", "v1", "verify", "session", sid] => match *method {
+            Method::GET => sessions::get(req, sid, settings().await?).await,
+            Method::DELETE => sessions::cancel(req, sid, settings().await?).await,
+            _ => Ok(method_not_allowed("GET, DELETE")),
+        },
+        ["api", "v1", "verify", "session", sid, "stream"] => {
+            only!(Method::GET, "GET", sessions::stream(req, sid, settings().await?).await)
+        }
+        ["api", "v1", "public", "discord-to-roblox"] => {
+            only!(Method::GET, "GET", sessions::discord_to_roblox(req, settings().await?).await)
+        }
+        ["api", "v1", "public", "roblox-to-discord"] => {
+            only!(Method::GET, "GET", sessions::roblox_to_discord(req, settings().await?).await)
+        }
+        ["api", "v1", "admin", "pids"] => only!(Method::POST, "POST", admin::create_pid(req, settings().await?).await),
+        ["api", "v1", "admin", "pids", pid, "keys"] => {
+            only!(Method::POST, "POST", admin::issue_key(req, pid, settings().await?).await)
+        }
+        ["api", "v1", "admin", "keys", key_id] => {
+            only!(Method::DELETE, "DELETE", admin::revoke_key(req, key_id, settings().await?).await)
+        }
+        ["api", "v1", "admin", "sessions", sid, "complete"] => {
+            only!(Method::POST, "POST", admin::complete(req, sid, settings().await?).await)
+        }
+        _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
+    }
+}

@@ -1,0 +1,243 @@
+//! The integrator endpoints: create, read / long-poll, cancel, stream, and
+//! the link lookups; plus health.
+
+use bytes::Bytes;
+use dock_core::id::reuse_digest;
+use dock_core::longpoll::{self, WaitDecision};
+use dock_core::quota::QuotaDecision;
+use dock_core::request::{CreateSessionRequest, parse_platform_id};
+use dock_core::stream::{DEFAULT_RETRY_MS, StreamCursor, StreamTimer, TimerAction, heartbeat_frame, reconnect_hint};
+use dock_core::verify_url::verify_url;
+use dock_core::wire::{CreatedSession, DiscordLink, Health, RobloxLinks};
+use dock_core::{ApiError, CreateDecision, ErrorCode, Pid, Session, SessionId, Settings, Timestamp};
+use futures::SinkExt;
+use http_body_util::BodyExt;
+use spin_sdk::http::Request;
+
+use crate::auth;
+use crate::env::{entropy, now};
+use crate::http::{Response, event_stream, header, ok, read_json_body};
+use crate::store::{Claim, Cursor, Store};
+
+/// Compare-and-set attempts before giving up under contention.
+pub const MAX_CAS_ATTEMPTS: usize = 16;
+
+fn contention() -> ApiError {
+    ApiError::store_unavailable(1).with_field("contention")
+}
+
+/// `POST /api/v1/verify/session`.
+pub async fn create(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
+    let store = Store::open(settings).await?;
+    let key = auth::api_key(&req, &store).await?;
+    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
+    let body = CreateSessionRequest::parse(&body, &settings.limits)?;
+    if body.pid != key.pid {
+        // A key only ever sees its own PID; others do not exist for it.
+        return Err(ApiError::new(ErrorCode::PidNotFound, "no such PID for this API key").with_field("pid"));
+    }
+    let now = now();
+    let remaining = match key.quota.decide(store.quota_hit(&key, now).await?, now) {
+        QuotaDecision::Allowed { remaining } => remaining,
+        QuotaDecision::Exhausted { retry_after_secs } => return Err(ApiError::quota_exceeded(retry_after_secs)),
+    };
+    let digest = reuse_digest(&body.client_id, body.guild_id.as_deref());
+    let candidate = Session::new(
+        SessionId::from_entropy(entropy()),
+        body.pid,
+        body.client_id,
+        body.guild_id,
+        now,
+        settings.session_ttl_secs,
+    );
+    let mut expected: Option<SessionId> = None;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (session, reused) = match store.claim_reuse(&digest, expected.as_ref(), &candidate, settings, now).await? {
+            Claim::Created => (candidate, false),
+            Claim::Taken { sid, session } => match dock_core::session::decide_create(session.as_ref(), now) {
+                CreateDecision::Reuse(existing) => (existing, true),
+                CreateDecision::CreateNew => {
+                    expected = sid;
+                    continue;
+                }
+            },
+        };
+        let data = CreatedSession {
+            verify_url: verify_url(&settings.public_base_url, &session.pid, &session.sid),
+            sid: session.sid,
+            pid: session.pid,
+            client_id: session.client_id,
+            expires_at: session.expires_at,
+            reused_existing: reused,
+        };
+        return Ok(ok(data, now, Some(remaining)));
+    }
+    Err(contention())
+}
+
+/// `GET /api/v1/verify/session/:sid[?wait=N]`.
+pub async fn get(req: Request, sid: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+    let store = Store::open(settings).await?;
+    let key = auth::api_key(&req, &store).await?;
+    let sid = SessionId::parse(sid)?;
+    let query = longpoll::parse_session_query(req.uri().query().unwrap_or(""), settings.max_wait_secs)?;
+    let deadline = longpoll::deadline(now(), query.wait_secs.unwrap_or(0));
+    loop {
+        let (session, cursor) = store
+            .read_with_cursor(&key.pid, &sid)
+            .await?
+            .ok_or_else(ApiError::session_not_found)?;
+        let now = now();
+        match longpoll::decide(now, &session, deadline) {
+            WaitDecision::AnswerNow => return Ok(ok(session.view_at(now), now, None)),
+            WaitDecision::WaitUntil(until) => store.wait_change(&key.pid, &sid, &cursor, until, settings).await?,
+        }
+    }
+}
+
+/// `DELETE /api/v1/verify/session/:sid`.
+pub async fn cancel(req: Request, sid: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+    let store = Store::open(settings).await?;
+    let key = auth::api_key(&req, &store).await?;
+    let sid = SessionId::parse(sid)?;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let loaded = store.load_session(Some(&key.pid), &sid).await?.ok_or_else(ApiError::session_not_found)?;
+        let now = now();
+        let next = loaded.session.cancel(now)?;
+        if store.commit(&loaded, &next, None, settings, now).await? {
+            return Ok(ok(next.view_at(now), now, None));
+        }
+    }
+    Err(contention())
+}
+
+/// `GET /api/v1/verify/session/:sid/stream`.
+pub async fn stream(req: Request, sid: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+    let store = Store::open(settings).await?;
+    let key = auth::api_key(&req, &store).await?;
+    let sid = SessionId::parse(sid)?;
+    let query = longpoll::parse_session_query(req.uri().query().unwrap_or(""), settings.max_wait_secs)?;
+    let last_event_id = header(&req, "last-event-id").map(str::to_owned).or(query.last_event_id);
+    // Look the session up before answering, so an unknown sid is a real 404.
+    let (session, cursor) = store
+        .read_with_cursor(&key.pid, &sid)
+        .await?
+        .ok_or_else(ApiError::session_not_found)?;
+    let (tx, body) = spin_sdk::http::body::stream::<Bytes>();
+    let cursor_state = StreamCursor::resume(last_event_id.as_deref());
+    spin_sdk::wasip3::spawn(async move {
+        run_stream(StreamTask { store, pid: key.pid, sid, settings, tx }, session, cursor, cursor_state).await;
+    });
+    Ok(event_stream(body.boxed_unsync()))
+}
+
+struct StreamTask {
+    store: Store,
+    pid: Pid,
+    sid: SessionId,
+    settings: &'static Settings,
+    tx: futures::channel::mpsc::Sender<Bytes>,
+}
+
+impl StreamTask {
+    /// Sends a frame; false once the client is gone.
+    async fn send(&mut self, frame: impl Into<Bytes>) -> bool {
+        self.tx.send(frame.into()).await.is_ok()
+    }
+}
+
+/// Writes events until the session is terminal, the client leaves, the
+/// stream's maximum duration passes (then a `retry:` hint), or the store fails
+/// (then the stream ends and the client resumes with `Last-Event-ID`).
+async fn run_stream(mut task: StreamTask, mut session: Session, mut cursor: Cursor, mut seen: StreamCursor) {
+    let mut timer = StreamTimer::new(now(), task.settings.heartbeat_secs, task.settings.stream_max_secs);
+    loop {
+        let t = now();
+        let step = seen.step(&session.view_at(t));
+        if !step.frames.is_empty() {
+            if !task.send(step.frames).await {
+                return;
+            }
+            timer.wrote(t);
+        }
+        if step.done {
+            return;
+        }
+        let until: Timestamp = match timer.poll(t) {
+            TimerAction::End => {
+                let _ = task.send(reconnect_hint(DEFAULT_RETRY_MS)).await;
+                return;
+            }
+            TimerAction::Heartbeat => {
+                if !task.send(heartbeat_frame()).await {
+                    return;
+                }
+                timer.wrote(t);
+                continue;
+            }
+            TimerAction::SleepUntil(at) => session.next_deadline(t).map_or(at, |exp| exp.min(at)),
+        };
+        if let Err(e) = task.store.wait_change(&task.pid, &task.sid, &cursor, until, task.settings).await {
+            crate::log::log!("stream ended by the store: {e}");
+            return;
+        }
+        match task.store.read_with_cursor(&task.pid, &task.sid).await {
+            Ok(Some((s, c))) => {
+                session = s;
+                cursor = c;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                crate::log::log!("stream ended by the store: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn query_param(req: &Request, name: &str) -> Result<String, ApiError> {
+    let q = req.uri().query().unwrap_or("");
+    form_value(q, name).ok_or_else(|| {
+        ApiError::new(ErrorCode::MissingField, format!("query parameter `{name}` is required")).with_field(name)
+    })
+}
+
+fn form_value(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find_map(|(k, v)| (k == name).then(|| v.into_owned()))
+}
+
+/// `GET /api/v1/public/discord-to-roblox?discordId=…`.
+pub async fn discord_to_roblox(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
+    let store = Store::open(settings).await?;
+    let key = auth::api_key(&req, &store).await?;
+    let discord_id = parse_platform_id("discordId", &query_param(&req, "discordId")?)?;
+    let roblox_id = store
+        .link_of(&key.pid, &discord_id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::LinkNotFound, "this Discord user is not linked in this PID"))?;
+    Ok(ok(DiscordLink { discord_id, roblox_id }, now(), None))
+}
+
+/// `GET /api/v1/public/roblox-to-discord?robloxId=…`.
+pub async fn roblox_to_discord(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
+    let store = Store::open(settings).await?;
+    let key = auth::api_key(&req, &store).await?;
+    let roblox_id = parse_platform_id("robloxId", &query_param(&req, "robloxId")?)?;
+    let discord_ids = store.discord_ids_of(&key.pid, &roblox_id).await?;
+    if discord_ids.is_empty() {
+        return Err(ApiError::new(ErrorCode::LinkNotFound, "no Discord user is linked to this Roblox account in this PID"));
+    }
+    Ok(ok(RobloxLinks { roblox_id, discord_ids }, now(), None))
+}
+
+/// `GET /healthz`: liveness, no store access.
+pub fn healthz() -> Response {
+    ok(Health { status: "ok".into(), store: None }, now(), None)
+}
+
+/// `GET /readyz`: the store answers.
+pub async fn readyz(settings: &'static Settings) -> Result<Response, ApiError> {
+    let store = Store::open(settings).await?;
+    store.ping().await?;
+    Ok(ok(Health { status: "ready".into(), store: Some(store.kind().into()) }, now(), None))
+}

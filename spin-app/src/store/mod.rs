@@ -1,0 +1,240 @@
+//! Persistence and wake-ups, behind one interface with two backends:
+//!
+//! - [`redis`]: production, any number of instances sharing one Redis. Each
+//!   state change is one Lua script (atomic), and waiters block on a
+//!   per-session Redis Stream with `XREAD BLOCK` from the position read
+//!   together with the state, so no wake-up is lost between read and wait.
+//! - [`sqlite`]: the zero-setup default (Spin's `default` database). Each
+//!   transition is one conditional SQL statement; waiters re-check at
+//!   `poll_interval_ms`. One instance only.
+//!
+//! The decisions (reuse or create, may this complete, what the link change
+//! is) are dock-core's; stores only compare-and-set what core decided, and
+//! the flows in `sessions`/`admin` retry when a compare fails.
+
+pub mod redis;
+pub mod sqlite;
+
+use dock_core::wire::{KeyRecord, PidRecord};
+use dock_core::{ApiError, ErrorCode, KeyId, Pid, Session, SessionId, Settings, Timestamp};
+
+/// How long a client should wait before retrying when the store is down.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or refused the command: 503.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store holds data we cannot read: 500.
+    #[error("store data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        crate::log::log!("{e}");
+        match e {
+            StoreError::Unavailable(_) => ApiError::store_unavailable(UNAVAILABLE_RETRY_AFTER_SECS),
+            StoreError::Corrupt(m) => ApiError::new(ErrorCode::InternalError, format!("unreadable stored data: {m}")),
+        }
+    }
+}
+
+/// What a compare-and-set compares against: opaque to the flows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    /// Redis: the exact stored JSON.
+    Json(String),
+    /// SQLite: the row's revision.
+    Revision(i64),
+}
+
+/// A session with the version it was read at.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The stored record (expiry not applied).
+    pub session: Session,
+    /// For compare-and-set.
+    pub version: Version,
+}
+
+/// A position in a session's change feed, read together with its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cursor {
+    /// Redis: the last stream entry id.
+    Stream(String),
+    /// SQLite: the revision.
+    Revision(i64),
+}
+
+/// The outcome of claiming the reuse slot of (pid, clientId, guildId).
+#[derive(Debug)]
+pub enum Claim {
+    /// Our candidate is now the live session.
+    Created,
+    /// The slot holds something else: this sid and (if it still exists) its session.
+    Taken {
+        /// The sid in the slot.
+        sid: Option<SessionId>,
+        /// Its session, if still stored.
+        session: Option<Session>,
+    },
+}
+
+/// A link-dataset write that must commit atomically with a completion.
+#[derive(Debug, Clone)]
+pub struct LinkWrite {
+    /// The verified Discord id.
+    pub discord_id: String,
+    /// The verified Roblox id.
+    pub roblox_id: String,
+    /// What the dataset held for `discord_id` when core computed the outcome.
+    pub expected_previous: Option<String>,
+}
+
+/// The configured store.
+pub enum Store {
+    /// Redis (`redis_url` set).
+    Redis(redis::RedisStore),
+    /// Spin's SQLite `default` database.
+    Sqlite(sqlite::SqliteStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Redis($s) => $e,
+            Store::Sqlite($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store the settings select.
+    pub async fn open(settings: &Settings) -> Result<Store, StoreError> {
+        match &settings.redis_url {
+            Some(url) => Ok(Store::Redis(redis::RedisStore::open(url).await?)),
+            None => Ok(Store::Sqlite(sqlite::SqliteStore::open().await?)),
+        }
+    }
+
+    /// `redis` or `sqlite`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Redis(_) => "redis",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// A cheap round trip.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    /// The key whose secret hashes to `hash`.
+    pub async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        dispatch!(self, s => s.lookup_key(hash).await)
+    }
+
+    /// Counts one create against `key`'s current window; returns the count after it.
+    pub async fn quota_hit(&self, key: &KeyRecord, now: Timestamp) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.quota_hit(key, now).await)
+    }
+
+    /// A PID's record.
+    pub async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError> {
+        dispatch!(self, s => s.load_pid(pid).await)
+    }
+
+    /// Creates a PID; false if it exists.
+    pub async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.create_pid(rec).await)
+    }
+
+    /// Stores a key record under the hash of its secret.
+    pub async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
+        dispatch!(self, s => s.issue_key(hash, rec).await)
+    }
+
+    /// Deletes a key; false if unknown.
+    pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.revoke_key(key_id).await)
+    }
+
+    /// Makes `candidate` the live session for its reuse slot if the slot holds
+    /// `expected` (None = empty).
+    pub async fn claim_reuse(
+        &self,
+        digest: &str,
+        expected: Option<&SessionId>,
+        candidate: &Session,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        dispatch!(self, s => s.claim_reuse(digest, expected, candidate, settings, now).await)
+    }
+
+    /// A session by id, scoped to `pid` (None: any PID; the admin API).
+    pub async fn load_session(&self, pid: Option<&Pid>, sid: &SessionId) -> Result<Option<Loaded>, StoreError> {
+        dispatch!(self, s => s.load_session(pid, sid).await)
+    }
+
+    /// The Roblox id the PID's dataset links to `discord_id`.
+    pub async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.link_of(pid, discord_id).await)
+    }
+
+    /// Every Discord id the PID's dataset links to `roblox_id`.
+    pub async fn discord_ids_of(&self, pid: &Pid, roblox_id: &str) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.discord_ids_of(pid, roblox_id).await)
+    }
+
+    /// Replaces `prev` by `next` (and writes `link`) if nothing changed since
+    /// `prev` was read; false on conflict. Wakes every waiter.
+    pub async fn commit(
+        &self,
+        prev: &Loaded,
+        next: &Session,
+        link: Option<&LinkWrite>,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.commit(prev, next, link, settings, now).await)
+    }
+
+    /// A session with the change-feed position read in the same step.
+    pub async fn read_with_cursor(&self, pid: &Pid, sid: &SessionId) -> Result<Option<(Session, Cursor)>, StoreError> {
+        dispatch!(self, s => s.read_with_cursor(pid, sid).await)
+    }
+
+    /// Returns when the session changes after `cursor`, or at `until`, whichever first.
+    pub async fn wait_change(
+        &self,
+        pid: &Pid,
+        sid: &SessionId,
+        cursor: &Cursor,
+        until: Timestamp,
+        settings: &Settings,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.wait_change(pid, sid, cursor, until, settings).await)
+    }
+}
+
+/// Parses a stored session.
+pub(crate) fn parse_session(json: &str) -> Result<Session, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("session record: {e}")))
+}
+
+/// Serializes a session for storage.
+pub(crate) fn session_json(s: &Session) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// How long a record must live: until expiry plus retention while pending,
+/// retention after it is terminal.
+pub(crate) fn retention_ms(s: &Session, settings: &Settings, now: Timestamp) -> u64 {
+    let retention = settings.session_retention_secs * 1000;
+    if s.is_pending_at(now) { now.millis_until(s.expires_at) + retention } else { retention }
+}

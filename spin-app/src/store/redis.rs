@@ -1,0 +1,409 @@
+//! The Redis store, through Spin's outbound Redis (`spin:redis@3.0.0`).
+//!
+//! ## Key layout
+//!
+//! Every key of a PID carries the hash tag `{pid}`, so all keys a script
+//! touches share one Redis Cluster slot.
+//!
+//! | key | type | holds | lifetime |
+//! |---|---|---|---|
+//! | `dock:{P}:s:<sid>` | string | the session record (core's JSON) | expiry + retention, then retention once terminal |
+//! | `dock:{P}:e:<sid>` | stream | one entry (`status`) per change; waiters `XREAD BLOCK` on it | as the session |
+//! | `dock:{P}:r:<digest>` | string | sid of the live session for (clientId, guildId) | until the session's expiry |
+//! | `dock:{P}:l` | hash | link dataset: discordId → robloxId | forever |
+//! | `dock:{P}:lr:<robloxId>` | set | reverse index: Discord ids linked to a Roblox id | forever |
+//! | `dock:{P}:meta` | string | the PID record | forever |
+//! | `dock:{P}:q:<keyId>:<window>` | string | create counter of a quota window | until the window ends |
+//! | `dock:sid:<sid>` | string | the PID of a session (admin completion by sid) | as the session |
+//! | `dock:key:<sha256>` | string | API key record, by the hash of its secret | until revoked |
+//! | `dock:keyid:<keyId>` | string | the hash, for revocation | until revoked |
+//!
+//! Channel `dock:{P}:events` receives every session change (the bare view
+//! JSON), for subscribers outside Spin (components cannot SUBSCRIBE).
+
+use std::cell::RefCell;
+
+use dock_core::wire::{KeyRecord, PidRecord};
+use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
+use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
+
+use super::{Claim, Cursor, Loaded, LinkWrite, StoreError, Version, parse_session, retention_ms, session_json};
+
+/// Creates the live session for a reuse slot if the slot holds what the
+/// caller expects; else returns what it holds.
+const CREATE: &str = r"
+-- KEYS: 1 reuse slot, 2 session, 3 events, 4 sid index
+-- ARGV: 1 expected sid ('' = empty), 2 sid, 3 session json, 4 px, 5 reuse px,
+--       6 channel, 7 view json, 8 session key prefix, 9 pid
+local cur = redis.call('GET', KEYS[1])
+if (cur or '') ~= ARGV[1] then
+  local s = ''
+  if cur then s = redis.call('GET', ARGV[8] .. cur) or '' end
+  return {'taken', cur or '', s}
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[5])
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', '8', '*', 'status', 'pending')
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return {'ok'}
+";
+
+/// Replaces a session record if unchanged (and the link, if given, too).
+const COMMIT: &str = r"
+-- KEYS: 1 session, 2 events, 3 link hash, 4 new roblox set, 5 old roblox set
+-- ARGV: 1 expected json, 2 new json, 3 px, 4 status, 5 channel, 6 view json,
+--       7 discordId ('' = no link write), 8 robloxId, 9 expected previous ('' = none)
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then return {'conflict'} end
+if ARGV[7] ~= '' then
+  local prev = redis.call('HGET', KEYS[3], ARGV[7]) or ''
+  if prev ~= ARGV[9] then return {'conflict'} end
+  redis.call('HSET', KEYS[3], ARGV[7], ARGV[8])
+  if prev ~= '' and prev ~= ARGV[8] then redis.call('SREM', KEYS[5], ARGV[7]) end
+  redis.call('SADD', KEYS[4], ARGV[7])
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', '8', '*', 'status', ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return {'ok'}
+";
+
+/// Reads a session and its change-feed position in one step.
+const READ: &str = r"
+local s = redis.call('GET', KEYS[1])
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local id = '0-0'
+if last[1] then id = last[1][1] end
+return {s or '', id}
+";
+
+/// Counts a create in a quota window; the counter expires with the window.
+const QUOTA: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
+return n
+";
+
+fn tag(pid: &Pid) -> String {
+    format!("dock:{{{pid}}}")
+}
+
+fn k_session(pid: &Pid, sid: &SessionId) -> String {
+    format!("{}:s:{sid}", tag(pid))
+}
+
+fn k_events(pid: &Pid, sid: &SessionId) -> String {
+    format!("{}:e:{sid}", tag(pid))
+}
+
+fn k_links(pid: &Pid) -> String {
+    format!("{}:l", tag(pid))
+}
+
+fn k_roblox(pid: &Pid, roblox_id: &str) -> String {
+    format!("{}:lr:{roblox_id}", tag(pid))
+}
+
+fn channel(pid: &Pid) -> String {
+    format!("{}:events", tag(pid))
+}
+
+fn p(v: impl AsRef<[u8]>) -> RedisParameter {
+    RedisParameter::Binary(v.as_ref().to_vec())
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+fn text(r: &RedisResult) -> Option<String> {
+    match r {
+        RedisResult::Binary(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        RedisResult::Status(s) => Some(s.clone()),
+        RedisResult::Int64(n) => Some(n.to_string()),
+        RedisResult::Nil => None,
+    }
+}
+
+/// A Redis-backed store for one request.
+pub struct RedisStore {
+    url: String,
+    conn: Connection,
+    /// A second connection for blocking `XREAD`s, opened on first wait, so a
+    /// blocked read never delays this request's other commands.
+    blocking: RefCell<Option<Connection>>,
+}
+
+impl RedisStore {
+    /// Opens a connection (Spin opens a new one per `open`).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let conn = Connection::open(url).await.map_err(unavailable)?;
+        Ok(RedisStore { url: url.to_owned(), conn, blocking: RefCell::new(None) })
+    }
+
+    async fn exec(&self, cmd: &str, args: Vec<RedisParameter>) -> Result<Vec<RedisResult>, StoreError> {
+        self.conn.execute(cmd, args).await.map_err(unavailable)
+    }
+
+    async fn eval(&self, script: &str, keys: &[String], args: Vec<RedisParameter>) -> Result<Vec<RedisResult>, StoreError> {
+        let mut all = Vec::with_capacity(2 + keys.len() + args.len());
+        all.push(p(script));
+        all.push(RedisParameter::Int64(keys.len() as i64));
+        all.extend(keys.iter().map(p));
+        all.extend(args);
+        self.exec("EVAL", all).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let r = self.exec("GET", vec![p(key)]).await?;
+        Ok(r.first().and_then(text))
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.exec("PING", vec![]).await.map(drop)
+    }
+
+    pub async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        match self.get(&format!("dock:key:{hash}")).await? {
+            None => Ok(None),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("key record: {e}"))),
+        }
+    }
+
+    pub async fn quota_hit(&self, key: &KeyRecord, now: Timestamp) -> Result<u64, StoreError> {
+        let window = key.quota.window_index(now);
+        let k = format!("{}:q:{}:{window}", tag(&key.pid), key.key_id);
+        let end = key.quota.window_end(now).as_millis() as i64;
+        let r = self.eval(QUOTA, &[k], vec![RedisParameter::Int64(end)]).await?;
+        match r.first() {
+            Some(RedisResult::Int64(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+            other => Err(StoreError::Corrupt(format!("quota counter reply {other:?}"))),
+        }
+    }
+
+    pub async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError> {
+        match self.get(&format!("{}:meta", tag(pid))).await? {
+            None => Ok(None),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("pid record: {e}"))),
+        }
+    }
+
+    pub async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(rec).unwrap_or_default();
+        let r = self.exec("SET", vec![p(format!("{}:meta", tag(&rec.pid))), p(json), p("NX")]).await?;
+        Ok(!matches!(r.first(), None | Some(RedisResult::Nil)))
+    }
+
+    pub async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(rec).unwrap_or_default();
+        // The key id index first: a half-issued key is revocable and never usable.
+        self.exec("SET", vec![p(format!("dock:keyid:{}", rec.key_id)), p(hash)]).await?;
+        self.exec("SET", vec![p(format!("dock:key:{hash}")), p(json)]).await?;
+        Ok(())
+    }
+
+    pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
+        let idx = format!("dock:keyid:{key_id}");
+        let Some(hash) = self.get(&idx).await? else { return Ok(false) };
+        // The usable record first, so a failure in between leaves the key revoked.
+        self.exec("DEL", vec![p(format!("dock:key:{hash}"))]).await?;
+        self.exec("DEL", vec![p(idx)]).await?;
+        Ok(true)
+    }
+
+    pub async fn claim_reuse(
+        &self,
+        digest: &str,
+        expected: Option<&SessionId>,
+        candidate: &Session,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        let pid = &candidate.pid;
+        let px = retention_ms(candidate, settings, now) as i64;
+        // The sid → pid index lets the admin API find a session by sid alone.
+        // Written first (it names no state); a lost race leaves an index that expires.
+        self.exec(
+            "SET",
+            vec![p(format!("dock:sid:{}", candidate.sid)), p(pid.as_str()), p("PX"), RedisParameter::Int64(px)],
+        )
+        .await?;
+        let reuse_px = now.millis_until(candidate.expires_at).max(1) as i64;
+        let view = dock_core::wire::view_json(&candidate.view_at(now));
+        let keys = [
+            format!("{}:r:{digest}", tag(pid)),
+            k_session(pid, &candidate.sid),
+            k_events(pid, &candidate.sid),
+        ];
+        let r = self
+            .eval(
+                CREATE,
+                &keys,
+                vec![
+                    p(expected.map(SessionId::as_str).unwrap_or("")),
+                    p(candidate.sid.as_str()),
+                    p(session_json(candidate)),
+                    RedisParameter::Int64(px),
+                    RedisParameter::Int64(reuse_px),
+                    p(channel(pid)),
+                    p(view),
+                    p(format!("{}:s:", tag(pid))),
+                    p(pid.as_str()),
+                ],
+            )
+            .await?;
+        let parts: Vec<Option<String>> = r.iter().map(text).collect();
+        match parts.as_slice() {
+            [Some(ok)] if ok == "ok" => Ok(Claim::Created),
+            [Some(t), cur, sess] if t == "taken" => {
+                let sid = cur.as_deref().filter(|s| !s.is_empty()).and_then(|s| SessionId::parse(s).ok());
+                let session = match sess.as_deref().filter(|s| !s.is_empty()) {
+                    Some(json) => Some(parse_session(json)?),
+                    None => None,
+                };
+                Ok(Claim::Taken { sid, session })
+            }
+            other => Err(StoreError::Corrupt(format!("create script reply {other:?}"))),
+        }
+    }
+
+    pub async fn load_session(&self, pid: Option<&Pid>, sid: &SessionId) -> Result<Option<Loaded>, StoreError> {
+        let pid = match pid {
+            Some(p) => p.clone(),
+            None => match self.get(&format!("dock:sid:{sid}")).await?.and_then(|s| Pid::parse(&s).ok()) {
+                Some(p) => p,
+                None => return Ok(None),
+            },
+        };
+        let Some(json) = self.get(&k_session(&pid, sid)).await? else { return Ok(None) };
+        let session = parse_session(&json)?;
+        // Defence in depth: the key is PID-scoped, and so must the record be.
+        if session.pid != pid || &session.sid != sid {
+            return Ok(None);
+        }
+        Ok(Some(Loaded { session, version: Version::Json(json) }))
+    }
+
+    pub async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
+        let r = self.exec("HGET", vec![p(k_links(pid)), p(discord_id)]).await?;
+        Ok(r.first().and_then(text))
+    }
+
+    pub async fn discord_ids_of(&self, pid: &Pid, roblox_id: &str) -> Result<Vec<String>, StoreError> {
+        let r = self.exec("SMEMBERS", vec![p(k_roblox(pid, roblox_id))]).await?;
+        let mut ids: Vec<String> = r.iter().filter_map(text).collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub async fn commit(
+        &self,
+        prev: &Loaded,
+        next: &Session,
+        link: Option<&LinkWrite>,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let Version::Json(expected) = &prev.version else {
+            return Err(StoreError::Corrupt("a SQLite version reached the Redis store".into()));
+        };
+        let pid = &next.pid;
+        let (discord, roblox, previous) = match link {
+            Some(l) => (l.discord_id.as_str(), l.roblox_id.as_str(), l.expected_previous.as_deref().unwrap_or("")),
+            None => ("", "", ""),
+        };
+        let keys = [
+            k_session(pid, &next.sid),
+            k_events(pid, &next.sid),
+            k_links(pid),
+            k_roblox(pid, if roblox.is_empty() { "-" } else { roblox }),
+            k_roblox(pid, if previous.is_empty() { "-" } else { previous }),
+        ];
+        let view = next.view_at(now);
+        let r = self
+            .eval(
+                COMMIT,
+                &keys,
+                vec![
+                    p(expected),
+                    p(session_json(next)),
+                    RedisParameter::Int64(retention_ms(next, settings, now) as i64),
+                    p(view.status.as_str()),
+                    p(channel(pid)),
+                    p(dock_core::wire::view_json(&view)),
+                    p(discord),
+                    p(roblox),
+                    p(previous),
+                ],
+            )
+            .await?;
+        match r.first().and_then(text).as_deref() {
+            Some("ok") => Ok(true),
+            Some("conflict") => Ok(false),
+            other => Err(StoreError::Corrupt(format!("commit script reply {other:?}"))),
+        }
+    }
+
+    pub async fn read_with_cursor(&self, pid: &Pid, sid: &SessionId) -> Result<Option<(Session, Cursor)>, StoreError> {
+        let r = self.eval(READ, &[k_session(pid, sid), k_events(pid, sid)], vec![]).await?;
+        let parts: Vec<Option<String>> = r.iter().map(text).collect();
+        match parts.as_slice() {
+            [Some(json), Some(id)] => {
+                if json.is_empty() {
+                    return Ok(None);
+                }
+                let session = parse_session(json)?;
+                if &session.pid != pid {
+                    return Ok(None);
+                }
+                Ok(Some((session, Cursor::Stream(id.clone()))))
+            }
+            other => Err(StoreError::Corrupt(format!("read script reply {other:?}"))),
+        }
+    }
+
+    pub async fn wait_change(
+        &self,
+        pid: &Pid,
+        sid: &SessionId,
+        cursor: &Cursor,
+        until: Timestamp,
+        _settings: &Settings,
+    ) -> Result<(), StoreError> {
+        let Cursor::Stream(id) = cursor else {
+            return Err(StoreError::Corrupt("a SQLite cursor reached the Redis store".into()));
+        };
+        let ms = crate::env::now().millis_until(until);
+        if ms == 0 {
+            return Ok(());
+        }
+        let existing = self.blocking.borrow_mut().take();
+        let conn = match existing {
+            Some(c) => c,
+            None => Connection::open(&self.url).await.map_err(unavailable)?,
+        };
+        let r = conn
+            .execute(
+                "XREAD",
+                vec![
+                    p("COUNT"),
+                    RedisParameter::Int64(1),
+                    p("BLOCK"),
+                    RedisParameter::Int64(ms.max(1) as i64),
+                    p("STREAMS"),
+                    p(k_events(pid, sid)),
+                    p(id),
+                ],
+            )
+            .await
+            .map_err(unavailable);
+        *self.blocking.borrow_mut() = Some(conn);
+        r.map(drop)
+    }
+}

@@ -1,0 +1,338 @@
+//! The embedded store: Spin's SQLite database `default` (`spin:sqlite`).
+//!
+//! Each transition is a single SQL statement, atomic by SQLite's rules:
+//! the reuse claim is an upsert whose update is conditional on the slot's
+//! expected sid; a completion is an `UPDATE … WHERE revision = ? AND <link
+//! unchanged> RETURNING`, and a trigger writes the link dataset inside that
+//! same statement. Waiters re-read the row's revision every
+//! `poll_interval_ms`. One instance only: nothing wakes other processes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use dock_core::wire::{KeyRecord, PidRecord};
+use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
+use spin_sdk::sqlite::{Connection, Value};
+
+use super::{Claim, Cursor, Loaded, LinkWrite, StoreError, Version, parse_session, retention_ms, session_json};
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS dock_sessions (
+        sid TEXT PRIMARY KEY, pid TEXT NOT NULL, record TEXT NOT NULL,
+        revision INTEGER NOT NULL, purge_at INTEGER NOT NULL,
+        discord_id TEXT, roblox_id TEXT)",
+    "CREATE INDEX IF NOT EXISTS dock_sessions_purge ON dock_sessions (purge_at)",
+    "CREATE TABLE IF NOT EXISTS dock_reuse (
+        pid TEXT NOT NULL, digest TEXT NOT NULL, sid TEXT NOT NULL,
+        PRIMARY KEY (pid, digest))",
+    "CREATE TABLE IF NOT EXISTS dock_links (
+        pid TEXT NOT NULL, discord_id TEXT NOT NULL, roblox_id TEXT NOT NULL,
+        PRIMARY KEY (pid, discord_id))",
+    "CREATE INDEX IF NOT EXISTS dock_links_roblox ON dock_links (pid, roblox_id)",
+    "CREATE TABLE IF NOT EXISTS dock_pids (pid TEXT PRIMARY KEY, record TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dock_keys (
+        key_hash TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, record TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dock_quota (
+        key_id TEXT NOT NULL, window INTEGER NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (key_id, window))",
+    // The link dataset changes inside the statement that completes a session.
+    "CREATE TRIGGER IF NOT EXISTS dock_link_on_complete
+        AFTER UPDATE OF roblox_id ON dock_sessions
+        WHEN NEW.roblox_id IS NOT NULL AND OLD.roblox_id IS NULL
+        BEGIN
+            INSERT OR REPLACE INTO dock_links (pid, discord_id, roblox_id)
+            VALUES (NEW.pid, NEW.discord_id, NEW.roblox_id);
+        END",
+];
+
+/// Set once this instance has created the schema (instance-wide, not request data).
+static SCHEMA_READY: AtomicBool = AtomicBool::new(false);
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+fn t(s: impl Into<String>) -> Value {
+    Value::Text(s.into())
+}
+
+fn i(n: i64) -> Value {
+    Value::Integer(n)
+}
+
+fn ms(ts: Timestamp) -> i64 {
+    i64::try_from(ts.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A row as owned values.
+type Row = Vec<Value>;
+
+fn text_at(row: &Row, idx: usize) -> Option<String> {
+    match row.get(idx) {
+        Some(Value::Text(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn int_at(row: &Row, idx: usize) -> Option<i64> {
+    match row.get(idx) {
+        Some(Value::Integer(n)) => Some(*n),
+        _ => None,
+    }
+}
+
+/// A SQLite-backed store for one request.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens the `default` database and creates the schema on first use.
+    pub async fn open() -> Result<Self, StoreError> {
+        let conn = Connection::open_default().await.map_err(unavailable)?;
+        let store = SqliteStore { conn };
+        if !SCHEMA_READY.load(Ordering::Acquire) {
+            for stmt in SCHEMA {
+                store.rows(stmt, vec![]).await?;
+            }
+            SCHEMA_READY.store(true, Ordering::Release);
+        }
+        Ok(store)
+    }
+
+    async fn rows(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+        let result = self.conn.execute(sql, params).await.map_err(unavailable)?;
+        let rows = result.collect().await.map_err(unavailable)?;
+        Ok(rows.into_iter().map(|r| r.values).collect())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.rows("SELECT 1", vec![]).await.map(drop)
+    }
+
+    pub async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let rows = self.rows("SELECT record FROM dock_keys WHERE key_hash = ?", vec![t(hash)]).await?;
+        match rows.first().and_then(|r| text_at(r, 0)) {
+            None => Ok(None),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("key record: {e}"))),
+        }
+    }
+
+    pub async fn quota_hit(&self, key: &KeyRecord, now: Timestamp) -> Result<u64, StoreError> {
+        let window = key.quota.window_index(now) as i64;
+        let rows = self
+            .rows(
+                "INSERT INTO dock_quota (key_id, window, count) VALUES (?, ?, 1)
+                 ON CONFLICT (key_id, window) DO UPDATE SET count = count + 1
+                 RETURNING count",
+                vec![t(key.key_id.as_str()), i(window)],
+            )
+            .await?;
+        let count = rows.first().and_then(|r| int_at(r, 0)).unwrap_or(0);
+        if count == 1 {
+            // First hit of a window: drop the key's older windows.
+            self.rows("DELETE FROM dock_quota WHERE key_id = ? AND window < ?", vec![t(key.key_id.as_str()), i(window)])
+                .await?;
+        }
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    pub async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError> {
+        let rows = self.rows("SELECT record FROM dock_pids WHERE pid = ?", vec![t(pid.as_str())]).await?;
+        match rows.first().and_then(|r| text_at(r, 0)) {
+            None => Ok(None),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("pid record: {e}"))),
+        }
+    }
+
+    pub async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(rec).unwrap_or_default();
+        let rows = self
+            .rows(
+                "INSERT INTO dock_pids (pid, record) VALUES (?, ?) ON CONFLICT (pid) DO NOTHING RETURNING pid",
+                vec![t(rec.pid.as_str()), t(json)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    pub async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(rec).unwrap_or_default();
+        self.rows(
+            "INSERT INTO dock_keys (key_hash, key_id, record) VALUES (?, ?, ?)",
+            vec![t(hash), t(rec.key_id.as_str()), t(json)],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
+        let rows = self
+            .rows("DELETE FROM dock_keys WHERE key_id = ? RETURNING key_id", vec![t(key_id.as_str())])
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    pub async fn claim_reuse(
+        &self,
+        digest: &str,
+        expected: Option<&SessionId>,
+        candidate: &Session,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        let pid = candidate.pid.as_str();
+        // Finished sessions past their retention go first (indexed range delete).
+        self.rows("DELETE FROM dock_sessions WHERE purge_at <= ?", vec![i(ms(now))]).await?;
+        // The session row exists before the slot can point at it, so a reader
+        // that finds the slot always finds the session.
+        let purge_at = ms(now.plus_millis(retention_ms(candidate, settings, now)));
+        self.rows(
+            "INSERT INTO dock_sessions (sid, pid, record, revision, purge_at) VALUES (?, ?, ?, 1, ?)",
+            vec![t(candidate.sid.as_str()), t(pid), t(session_json(candidate)), i(purge_at)],
+        )
+        .await?;
+        let won = self
+            .rows(
+                "INSERT INTO dock_reuse (pid, digest, sid) VALUES (?, ?, ?)
+                 ON CONFLICT (pid, digest) DO UPDATE SET sid = excluded.sid WHERE dock_reuse.sid = ?
+                 RETURNING sid",
+                vec![t(pid), t(digest), t(candidate.sid.as_str()), t(expected.map(SessionId::as_str).unwrap_or(""))],
+            )
+            .await?;
+        if !won.is_empty() {
+            return Ok(Claim::Created);
+        }
+        self.rows("DELETE FROM dock_sessions WHERE sid = ?", vec![t(candidate.sid.as_str())]).await?;
+        let rows = self
+            .rows(
+                "SELECT r.sid, s.record FROM dock_reuse r LEFT JOIN dock_sessions s ON s.sid = r.sid
+                 WHERE r.pid = ? AND r.digest = ?",
+                vec![t(pid), t(digest)],
+            )
+            .await?;
+        let row = rows.first();
+        let sid = row.and_then(|r| text_at(r, 0)).and_then(|s| SessionId::parse(&s).ok());
+        let session = match row.and_then(|r| text_at(r, 1)) {
+            Some(json) => Some(parse_session(&json)?),
+            None => None,
+        };
+        Ok(Claim::Taken { sid, session })
+    }
+
+    pub async fn load_session(&self, pid: Option<&Pid>, sid: &SessionId) -> Result<Option<Loaded>, StoreError> {
+        let rows = self
+            .rows("SELECT record, revision, pid FROM dock_sessions WHERE sid = ?", vec![t(sid.as_str())])
+            .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        if let Some(pid) = pid
+            && text_at(row, 2).as_deref() != Some(pid.as_str())
+        {
+            return Ok(None);
+        }
+        let json = text_at(row, 0).ok_or_else(|| StoreError::Corrupt("session without record".into()))?;
+        let revision = int_at(row, 1).ok_or_else(|| StoreError::Corrupt("session without revision".into()))?;
+        Ok(Some(Loaded { session: parse_session(&json)?, version: Version::Revision(revision) }))
+    }
+
+    pub async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .rows("SELECT roblox_id FROM dock_links WHERE pid = ? AND discord_id = ?", vec![t(pid.as_str()), t(discord_id)])
+            .await?;
+        Ok(rows.first().and_then(|r| text_at(r, 0)))
+    }
+
+    pub async fn discord_ids_of(&self, pid: &Pid, roblox_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT discord_id FROM dock_links WHERE pid = ? AND roblox_id = ? ORDER BY discord_id",
+                vec![t(pid.as_str()), t(roblox_id)],
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|r| text_at(r, 0)).collect())
+    }
+
+    pub async fn commit(
+        &self,
+        prev: &Loaded,
+        next: &Session,
+        link: Option<&LinkWrite>,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let Version::Revision(rev) = prev.version else {
+            return Err(StoreError::Corrupt("a Redis version reached the SQLite store".into()));
+        };
+        let purge_at = ms(now.plus_millis(retention_ms(next, settings, now)));
+        let rows = match link {
+            None => {
+                self.rows(
+                    "UPDATE dock_sessions SET record = ?, revision = revision + 1, purge_at = ?
+                     WHERE sid = ? AND revision = ? RETURNING revision",
+                    vec![t(session_json(next)), i(purge_at), t(next.sid.as_str()), i(rev)],
+                )
+                .await?
+            }
+            Some(l) => {
+                self.rows(
+                    "UPDATE dock_sessions SET record = ?, revision = revision + 1, purge_at = ?,
+                            discord_id = ?, roblox_id = ?
+                     WHERE sid = ? AND revision = ?
+                       AND coalesce((SELECT roblox_id FROM dock_links WHERE pid = ? AND discord_id = ?), '') = ?
+                     RETURNING revision",
+                    vec![
+                        t(session_json(next)),
+                        i(purge_at),
+                        t(l.discord_id.as_str()),
+                        t(l.roblox_id.as_str()),
+                        t(next.sid.as_str()),
+                        i(rev),
+                        t(next.pid.as_str()),
+                        t(l.discord_id.as_str()),
+                        t(l.expected_previous.as_deref().unwrap_or("")),
+                    ],
+                )
+                .await?
+            }
+        };
+        Ok(!rows.is_empty())
+    }
+
+    pub async fn read_with_cursor(&self, pid: &Pid, sid: &SessionId) -> Result<Option<(Session, Cursor)>, StoreError> {
+        Ok(self.load_session(Some(pid), sid).await?.map(|l| {
+            let rev = match l.version {
+                Version::Revision(r) => r,
+                Version::Json(_) => 0,
+            };
+            (l.session, Cursor::Revision(rev))
+        }))
+    }
+
+    pub async fn wait_change(
+        &self,
+        _pid: &Pid,
+        sid: &SessionId,
+        cursor: &Cursor,
+        until: Timestamp,
+        settings: &Settings,
+    ) -> Result<(), StoreError> {
+        let Cursor::Revision(seen) = *cursor else {
+            return Err(StoreError::Corrupt("a Redis cursor reached the SQLite store".into()));
+        };
+        loop {
+            let left = crate::env::now().millis_until(until);
+            if left == 0 {
+                return Ok(());
+            }
+            spin_sdk::time::sleep(Duration::from_millis(left.min(settings.poll_interval_ms))).await;
+            let rows = self.rows("SELECT revision FROM dock_sessions WHERE sid = ?", vec![t(sid.as_str())]).await?;
+            if rows.first().and_then(|r| int_at(r, 0)) != Some(seen) {
+                return Ok(());
+            }
+        }
+    }
+}
