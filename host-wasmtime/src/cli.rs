@@ -1,0 +1,185 @@
+//! The `dock-host` command line (clap derive). Flag names follow `spin up`
+//! where they overlap.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::limits::{Limits, parse_duration, parse_size};
+use crate::variables::parse_cli_variable;
+
+/// A Spin-compatible wasmtime host for spin-sdk 7 (WASIp3) HTTP components.
+#[derive(Debug, Parser)]
+#[command(name = "dock-host", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the application described by a spin.toml.
+    Up(UpArgs),
+}
+
+/// `dock-host up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// The application manifest, or a directory containing spin.toml.
+    #[arg(short = 'f', long = "from", value_name = "FILE", default_value = "spin.toml")]
+    pub from: PathBuf,
+
+    /// Set an application variable (overrides SPIN_VARIABLE_<NAME> and the default).
+    #[arg(long = "variable", visible_alias = "var", value_name = "NAME=VALUE", value_parser = parse_cli_variable)]
+    pub variables: Vec<(String, String)>,
+
+    /// Spin runtime config file (only `[sqlite_database.default]` is supported).
+    #[arg(long, value_name = "FILE")]
+    pub runtime_config_file: Option<PathBuf>,
+
+    /// Where the `default` SQLite database lives: `memory` or a file path
+    /// [default: .spin/sqlite_db.db next to the manifest].
+    #[arg(long, value_name = "memory|PATH")]
+    pub sqlite: Option<String>,
+
+    /// Run each component's build command before serving.
+    #[arg(long)]
+    pub build: bool,
+
+    /// Log filter (tracing env-filter syntax, e.g. `info` or `dock_host=debug`).
+    #[arg(long, value_name = "LEVEL", default_value = "info", env = "DOCK_HOST_LOG")]
+    pub log_level: String,
+
+    /// Directory for compiled-component cache [default: <user cache dir>/dock-host].
+    #[arg(long, value_name = "DIR", env = "DOCK_HOST_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Do not cache compiled components.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limits (see `limits::Limits` for what each one bounds).
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Longest continuous guest execution without waiting for I/O; the instance is stopped beyond it.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub max_guest_slice: Duration,
+
+    /// Linear memory limit per component instance.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub max_instance_memory: u64,
+
+    /// Live component instances (pooling allocator size).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_instances: u32,
+
+    /// Requests handled at the same time; more wait.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_concurrent_requests: usize,
+
+    /// Open client connections; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_connections: usize,
+
+    /// Requests one instance serves before it is retired.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub max_instance_reuse_count: usize,
+
+    /// Requests one instance handles concurrently (1 = no concurrent reuse).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_instance_concurrent_reuse_count: usize,
+
+    /// How long an idle instance is kept for reuse.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub idle_instance_timeout: Duration,
+
+    /// Handles (connections, streams, ...) one instance may hold.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_guest_resources: usize,
+
+    /// On SIGINT/SIGTERM, how long open responses may take to finish.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl From<&LimitArgs> for Limits {
+    fn from(a: &LimitArgs) -> Self {
+        Limits {
+            max_guest_slice: a.max_guest_slice,
+            max_instance_memory: a.max_instance_memory,
+            max_instances: a.max_instances,
+            max_concurrent_requests: a.max_concurrent_requests,
+            max_connections: a.max_connections,
+            max_instance_reuse_count: a.max_instance_reuse_count,
+            max_instance_concurrent_reuse_count: a.max_instance_concurrent_reuse_count,
+            idle_instance_timeout: a.idle_instance_timeout,
+            max_guest_resources: a.max_guest_resources,
+            shutdown_timeout: a.shutdown_timeout,
+        }
+    }
+}
+
+impl UpArgs {
+    /// The manifest path (`--from` may name a directory).
+    pub fn manifest(&self) -> PathBuf {
+        if self.from.is_dir() {
+            self.from.join("spin.toml")
+        } else {
+            self.from.clone()
+        }
+    }
+
+    /// The compilation cache directory, unless disabled.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|d| d.join("dock-host"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_aliases() {
+        let cli = Cli::try_parse_from(["dock-host", "up"]).unwrap();
+        let Command::Up(up) = cli.command;
+        assert_eq!(up.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(up.from, PathBuf::from("spin.toml"));
+        let limits = Limits::from(&up.limits);
+        let d = Limits::default();
+        assert_eq!(limits.max_guest_slice, d.max_guest_slice);
+        assert_eq!(limits.max_instance_memory, d.max_instance_memory);
+        assert_eq!(limits.max_instance_concurrent_reuse_count, d.max_instance_concurrent_reuse_count);
+
+        let cli = Cli::try_parse_from([
+            "dock-host", "up", "-f", "x.toml", "--var", "a=1", "--variable", "b=2",
+            "--sqlite", "memory", "--max-guest-slice", "500ms", "--listen", "127.0.0.1:0",
+        ])
+        .unwrap();
+        let Command::Up(up) = cli.command;
+        assert_eq!(up.variables, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert_eq!(up.sqlite.as_deref(), Some("memory"));
+        assert_eq!(up.limits.max_guest_slice, Duration::from_millis(500));
+        assert!(Cli::try_parse_from(["dock-host", "up", "--variable", "novalue"]).is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! `dock-host`: a Spin-compatible wasmtime host.
+//!
+//! It reads a Spin manifest (`spin.toml`, version 2) and serves its HTTP
+//! components — spin-sdk 7 components exporting `wasi:http/handler@0.3.0`
+//! (WASIp3) — the way Spin 4.1's `spin up` does: Spin's routing and request
+//! headers, instance reuse with concurrent requests per instance, and the Spin
+//! host interfaces `spin:redis@3.0.0`, `spin:variables@3.0.0` and
+//! `spin:sqlite@3.1.0`, with outbound networking limited to each component's
+//! `allowed_outbound_hosts`.
+//!
+//! Layout: one module per concern. [`manifest`], [`template`],
+//! [`allowed_hosts`], [`routes`], [`variables`] and [`runtime_config`] are pure
+//! and unit-tested without wasm; [`redis`], [`sqlite`], [`variables`] and
+//! [`outbound_http`] implement the host side of one interface each;
+//! [`instance`] builds stores and drives instance reuse; [`limits`] holds every
+//! limit and the engine; [`server`] is the hyper front end; [`app`] ties the
+//! manifest to compiled components.
+
+pub mod allowed_hosts;
+pub mod app;
+pub mod bindings;
+pub mod build;
+pub mod cli;
+pub mod instance;
+pub mod limits;
+pub mod manifest;
+pub mod outbound_http;
+pub mod redis;
+pub mod routes;
+pub mod runtime_config;
+pub mod server;
+pub mod sqlite;
+pub mod template;
+pub mod variables;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+
+/// Runs `dock-host up`: loads the app, listens, serves until SIGINT/SIGTERM.
+pub async fn up(args: cli::UpArgs) -> Result<()> {
+    let opts = app::AppOptions {
+        manifest: args.manifest(),
+        variables: args.variables.clone(),
+        runtime_config_file: args.runtime_config_file.clone(),
+        sqlite: args.sqlite.clone(),
+        build: args.build,
+        limits: (&args.limits).into(),
+        cache_dir: args.cache_dir(),
+    };
+    let app = tokio::task::block_in_place(|| app::App::load(&opts))?;
+    let listener = server::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    print!("{}", app.banner(addr));
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    server::serve(Arc::new(app), listener, server::shutdown_signal()).await
+}

@@ -1,0 +1,214 @@
+//! The HTTP/1.1 server: hyper 1, keep-alive, `TCP_NODELAY` on every accepted
+//! socket, streaming bodies both ways, Spin's routing and request headers, and
+//! graceful shutdown on SIGINT/SIGTERM.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Empty, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::io::TokioIo;
+
+use crate::app::App;
+
+const WELL_KNOWN_PREFIX: &str = "/.well-known/spin/";
+
+/// Binds `addr` (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(socket.listen(1024)?)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting,
+/// lets open responses finish for up to `--shutdown-timeout`, and returns.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let local = listener.local_addr()?;
+    let connections = Arc::new(Semaphore::new(app.limits.max_connections));
+    let requests = Arc::new(Semaphore::new(app.limits.max_concurrent_requests));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = connections.clone().acquire_owned() => p?,
+        };
+        let (stream, client) = tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    continue;
+                }
+            },
+        };
+        // Without this, a response written in pieces on a kept-alive
+        // connection waits ~40 ms for the client's delayed ACK (Nagle).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!("cannot set TCP_NODELAY: {e}");
+        }
+        let app = app.clone();
+        let requests = requests.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let app = app.clone();
+                let requests = requests.clone();
+                async move { Ok::<_, Infallible>(handle(&app, &requests, req, client, local).await) }
+            });
+            let conn = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%client, "connection ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    eprintln!("Shutting down: waiting for open responses to finish...");
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(app.limits.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(app.limits.shutdown_timeout, connections.acquire_many(all)).await {
+        Ok(_) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!(
+            "responses still open after --shutdown-timeout {:?}; exiting",
+            app.limits.shutdown_timeout
+        ),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn empty(status: StatusCode) -> Response<WasiBody> {
+    let mut r = Response::new(Empty::new().map_err(|e| match e {}).boxed_unsync());
+    *r.status_mut() = status;
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<WasiBody> {
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r
+}
+
+async fn handle(
+    app: &App,
+    requests: &Semaphore,
+    mut req: Request<Incoming>,
+    client: SocketAddr,
+    local: SocketAddr,
+) -> Response<WasiBody> {
+    let path = req.uri().path().to_owned();
+    tracing::info!(method = %req.method(), %path, "request");
+
+    if let Some(well_known) = path.strip_prefix(WELL_KNOWN_PREFIX) {
+        return match well_known {
+            "health" => text(StatusCode::OK, "OK"),
+            _ => empty(StatusCode::NOT_FOUND),
+        };
+    }
+    let Some(route) = app.router.route(&path) else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    let Some(handler) = app.components.get(&route.component) else {
+        tracing::error!(component = route.component, "route names an unknown component");
+        return empty(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+
+    // Spin: the request URI seen by the guest is absolute, its authority taken
+    // from the Host header.
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| local.to_string());
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    match format!("http://{host}{path_and_query}").parse() {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(_) => return text(StatusCode::BAD_REQUEST, "invalid Host header\n"),
+    }
+    let headers = req.headers_mut();
+    headers.remove(http::header::CONNECTION);
+    for (name, value) in route.spin_headers("http", &host, &path_and_query, client) {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) else {
+            continue;
+        };
+        // Replace, so a client cannot pose as the host by sending spin-* headers.
+        headers.insert(name, value);
+    }
+
+    let Ok(_permit) = requests.acquire().await else {
+        return empty(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    let req = req.map(|body| body.map_err(Into::into).boxed_unsync());
+    match handler.handle((), req).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(component = route.component, "request failed: {e:#}");
+            empty(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
