@@ -25,6 +25,7 @@ pub mod link;
 pub mod longpoll;
 pub mod quota;
 pub mod request;
+pub mod retry;
 pub mod session;
 pub mod sse;
 pub mod stream;
