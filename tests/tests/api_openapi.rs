@@ -1,0 +1,112 @@
+//! Real responses validate against `spin-app/openapi.json` (the document the
+//! service itself serves at `/api/v1/openapi.json`).
+
+mod api_support;
+
+use anyhow::{Context as _, Result, bail};
+use api_support::{ADMIN_TOKEN, Service, StoreKind};
+use serde_json::{Value, json};
+
+/// JSON-pointer escaping of one path segment.
+fn esc(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1").replace('{', "%7B").replace('}', "%7D")
+}
+
+/// Validates `body` against the response schema of (template, method, status).
+fn check(doc: &Value, template: &str, method: &str, status: u16, body: &Value) -> Result<()> {
+    let op = &doc["paths"][template][method];
+    let mut resp = op["responses"][status.to_string()].clone();
+    if resp.is_null() {
+        bail!("{method} {template} documents no {status} response (got {body})");
+    }
+    let mut pointer = format!("#/paths/{}/{method}/responses/{status}", esc(template));
+    if let Some(r) = resp.get("$ref").and_then(Value::as_str) {
+        pointer = r.to_owned();
+        let name = r.rsplit('/').next().unwrap_or_default();
+        resp = doc["components"]["responses"][name].clone();
+    }
+    if resp["content"]["application/json"]["schema"].is_null() {
+        bail!("{pointer} has no JSON schema");
+    }
+    let mut root = doc.clone();
+    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    root["$ref"] = json!(format!("{pointer}/content/{}/schema", esc("application/json")));
+    let validator = jsonschema::draft202012::new(&root).context("compile schema")?;
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    if !errors.is_empty() {
+        bail!("{method} {template} {status}: {body}\n{}", errors.join("\n"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_match_the_openapi_document() -> Result<()> {
+    let svc = Service::start(StoreKind::Sqlite, &[]).await?;
+    let (s, doc) = api_support::send(svc.http.get(svc.url("/api/v1/openapi.json"))).await?;
+    assert_eq!(s, 200);
+    let repo: Value = serde_json::from_str(&std::fs::read_to_string(
+        dock_tests::artifacts::workspace_root().join("spin-app/openapi.json"),
+    )?)?;
+    assert_eq!(doc, repo, "the service serves the document in the repo");
+    assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with("3.1")), Some(true));
+
+    let mut checked = 0;
+    let mut ok = |t: &str, m: &str, (s, b): (u16, Value)| -> Result<()> {
+        checked += 1;
+        check(&doc, t, m, s, &b)
+    };
+    const S: &str = "/api/v1/verify/session";
+    const ONE: &str = "/api/v1/verify/session/{sid}";
+
+    // Admin.
+    ok("/api/v1/admin/pids", "post", svc.admin_post("/api/v1/admin/pids", json!({"pid": "pid-a", "name": "A"})).await?)?;
+    ok("/api/v1/admin/pids", "post", svc.admin_post("/api/v1/admin/pids", json!({"pid": "pid-a", "name": "A"})).await?)?; // 409
+    ok("/api/v1/admin/pids", "post", svc.admin_post("/api/v1/admin/pids", json!({"pid": "pid a"})).await?)?; // 400
+    ok("/api/v1/admin/pids/{pid}/keys", "post", svc.admin_post("/api/v1/admin/pids/pid-a/keys", json!({})).await?)?;
+    ok("/api/v1/admin/pids/{pid}/keys", "post", svc.admin_post("/api/v1/admin/pids/pid-zzz/keys", json!({})).await?)?; // 404
+    let key = svc.issue_key("pid-a", json!({"quota": {"limit": 3, "windowSeconds": 60}})).await?;
+    let (_, issued) = svc.admin_post("/api/v1/admin/pids/pid-a/keys", json!({})).await?;
+    let key_id = issued["data"]["keyId"].as_str().context("keyId")?;
+    let revoke = |id: String| api_support::send(svc.http.delete(svc.url(&format!("/api/v1/admin/keys/{id}"))).bearer_auth(ADMIN_TOKEN));
+    ok("/api/v1/admin/keys/{keyId}", "delete", revoke(key_id.to_owned()).await?)?;
+    ok("/api/v1/admin/keys/{keyId}", "delete", revoke(key_id.to_owned()).await?)?; // 404
+
+    // Sessions.
+    let created = svc.create(&key, json!({"pid": "pid-a", "clientId": "u1", "guildId": "g"})).await?;
+    let sid = created.1["data"]["sid"].as_str().context("sid")?.to_owned();
+    ok(S, "post", created)?;
+    ok(S, "post", svc.create(&key, json!({"pid": "pid-a", "clientId": "u1", "guildId": "g"})).await?)?; // reused
+    ok(S, "post", svc.create(&key, json!({"pid": "pid-a"})).await?)?; // 400
+    ok(S, "post", svc.create("dock_wrong", json!({"pid": "pid-a", "clientId": "u"})).await?)?; // 401
+    ok(S, "post", svc.create(&key, json!({"pid": "pid-b", "clientId": "u"})).await?)?; // 404
+    ok(S, "post", svc.create(&key, json!({"pid": "pid-a", "clientId": "u9"})).await?)?;
+    ok(S, "post", svc.create(&key, json!({"pid": "pid-a", "clientId": "u10"})).await?)?; // 429
+    ok(ONE, "get", svc.get(&key, &sid, "").await?)?;
+    ok(ONE, "get", svc.get(&key, &sid, "?wait=x").await?)?; // 400
+    ok(ONE, "get", svc.get(&key, "vsn_A1b2C3d4E5f6G7h8J9k0L1", "").await?)?; // 404
+    ok("/api/v1/admin/sessions/{sid}/complete", "post", svc.complete(&sid, "1", "2").await?)?;
+    ok("/api/v1/admin/sessions/{sid}/complete", "post", svc.complete(&sid, "1", "3").await?)?; // 409
+    ok(ONE, "get", svc.get(&key, &sid, "").await?)?; // completed view
+    ok(ONE, "delete", api_support::send(svc.http.delete(svc.url(&format!("/api/v1/verify/session/{sid}"))).bearer_auth(&key)).await?)?; // 409
+
+    // Lookups and health.
+    let get = |p: &str, k: Option<&str>| {
+        let mut r = svc.http.get(svc.url(p));
+        if let Some(k) = k {
+            r = r.bearer_auth(k.to_owned());
+        }
+        api_support::send(r)
+    };
+    ok("/api/v1/public/discord-to-roblox", "get", get("/api/v1/public/discord-to-roblox?discordId=1", Some(&key)).await?)?;
+    ok("/api/v1/public/discord-to-roblox", "get", get("/api/v1/public/discord-to-roblox?discordId=9", Some(&key)).await?)?;
+    ok("/api/v1/public/roblox-to-discord", "get", get("/api/v1/public/roblox-to-discord?robloxId=2", Some(&key)).await?)?;
+    ok("/healthz", "get", get("/healthz", None).await?)?;
+    ok("/readyz", "get", get("/readyz", None).await?)?;
+    assert!(checked >= 25, "{checked}");
+    // The validator is not vacuous: wrong shapes fail.
+    assert!(check(&doc, S, "post", 200, &json!({"status": 200, "data": {}})).is_err());
+    let (_, mut view) = svc.get(&key, &sid, "").await?;
+    view["data"]["status"] = json!("done");
+    assert!(check(&doc, ONE, "get", 200, &view).is_err());
+    Ok(())
+}

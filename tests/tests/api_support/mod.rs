@@ -1,0 +1,256 @@
+//! Shared by the `api_*` tests: a running service (dock-host serving the real
+//! component from the root spin.toml, on Redis or the embedded SQLite), an
+//! operator with an admin token, and small typed HTTP helpers.
+#![allow(dead_code, reason = "each api_* test binary uses a different subset")]
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use dock_core::sse::{DecodedEvent, Decoder};
+use dock_tests::{Host, RedisServer, artifacts};
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+
+/// The admin token every test service runs with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// Which store the service uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded default (`spin:sqlite`, in memory).
+    Sqlite,
+    /// A `redis-server` the test owns.
+    Redis,
+}
+
+/// A running service and what it needs.
+pub struct Service {
+    pub hosts: Vec<Host>,
+    pub redis: Option<RedisServer>,
+    pub http: reqwest::Client,
+    dir: tempfile::TempDir,
+    vars: Vec<String>,
+}
+
+impl Service {
+    /// One instance with the given extra `--variable NAME=VALUE`s.
+    pub async fn start(store: StoreKind, vars: &[(&str, &str)]) -> Result<Service> {
+        Self::start_n(store, 1, vars).await
+    }
+
+    /// `n` instances sharing one store (Redis for n > 1).
+    pub async fn start_n(store: StoreKind, n: usize, vars: &[(&str, &str)]) -> Result<Service> {
+        let redis = match store {
+            StoreKind::Redis => Some(RedisServer::start()?),
+            StoreKind::Sqlite => None,
+        };
+        let mut all: Vec<String> = vec![format!("admin_token={ADMIN_TOKEN}")];
+        if let Some(r) = &redis {
+            all.push(format!("redis_url={}", r.url()));
+            all.push(format!("redis_origin={}", r.url()));
+        }
+        all.extend(vars.iter().map(|(k, v)| format!("{k}={v}")));
+        let dir = tempfile::tempdir()?;
+        let mut svc = Service { hosts: Vec::new(), redis, http: client(), dir, vars: all };
+        for _ in 0..n {
+            svc.add_host()?;
+        }
+        Ok(svc)
+    }
+
+    /// Starts one more instance with the same configuration.
+    pub fn add_host(&mut self) -> Result<()> {
+        let manifest = artifacts::root_manifest(self.dir.path())?;
+        let mut args: Vec<&str> = vec!["--sqlite", "memory"];
+        for v in &self.vars {
+            args.push("--variable");
+            args.push(v);
+        }
+        let host = tokio::task::block_in_place(|| Host::start(&manifest, &args))?;
+        self.hosts.push(host);
+        Ok(())
+    }
+
+    /// `path` on instance 0.
+    pub fn url(&self, path: &str) -> String {
+        self.hosts[0].url(path)
+    }
+
+    /// `path` on instance `i`.
+    pub fn url_on(&self, i: usize, path: &str) -> String {
+        self.hosts[i].url(path)
+    }
+
+    /// Creates a PID and returns a fresh API key for it.
+    pub async fn tenant(&self, pid: &str) -> Result<String> {
+        let (s, body) = self.admin_post(&format!("/api/v1/admin/pids"), json!({"pid": pid, "name": format!("App {pid}")})).await?;
+        if s != 200 && !(s == 409 && body["error"]["code"] == "pid_exists") {
+            bail!("create pid {pid}: {s} {body}");
+        }
+        self.issue_key(pid, json!({})).await
+    }
+
+    /// Issues a key for `pid` with the given body.
+    pub async fn issue_key(&self, pid: &str, body: Value) -> Result<String> {
+        let (s, body) = self.admin_post(&format!("/api/v1/admin/pids/{pid}/keys"), body).await?;
+        if s != 200 {
+            bail!("issue key: {s} {body}");
+        }
+        Ok(body["data"]["key"].as_str().context("no key")?.to_owned())
+    }
+
+    /// POST with the admin token, JSON in and out.
+    pub async fn admin_post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
+        send(self.http.post(self.url(path)).bearer_auth(ADMIN_TOKEN).json(&body)).await
+    }
+
+    /// Completes a session through the admin API (on instance `i`).
+    pub async fn complete_on(&self, i: usize, sid: &str, discord: &str, roblox: &str) -> Result<(u16, Value)> {
+        send(
+            self.http
+                .post(self.url_on(i, &format!("/api/v1/admin/sessions/{sid}/complete")))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"discordId": discord, "robloxId": roblox})),
+        )
+        .await
+    }
+
+    /// Completes a session through the admin API.
+    pub async fn complete(&self, sid: &str, discord: &str, roblox: &str) -> Result<(u16, Value)> {
+        self.complete_on(0, sid, discord, roblox).await
+    }
+
+    /// Creates a session with `key`.
+    pub async fn create(&self, key: &str, body: Value) -> Result<(u16, Value)> {
+        send(self.http.post(self.url("/api/v1/verify/session")).bearer_auth(key).json(&body)).await
+    }
+
+    /// Creates a session and returns its sid (asserting success).
+    pub async fn create_sid(&self, key: &str, pid: &str, client_id: &str) -> Result<String> {
+        let (s, body) = self.create(key, json!({"pid": pid, "clientId": client_id})).await?;
+        if s != 200 {
+            bail!("create: {s} {body}");
+        }
+        Ok(body["data"]["sid"].as_str().context("no sid")?.to_owned())
+    }
+
+    /// GET a session (with an optional query) on instance `i`.
+    pub async fn get_on(&self, i: usize, key: &str, sid: &str, query: &str) -> Result<(u16, Value)> {
+        send(self.http.get(self.url_on(i, &format!("/api/v1/verify/session/{sid}{query}"))).bearer_auth(key)).await
+    }
+
+    /// GET a session on instance 0.
+    pub async fn get(&self, key: &str, sid: &str, query: &str) -> Result<(u16, Value)> {
+        self.get_on(0, key, sid, query).await
+    }
+
+    /// Opens the session's event stream on instance `i`.
+    pub async fn stream_on(&self, i: usize, key: &str, sid: &str, last_event_id: Option<&str>) -> Result<EventStream> {
+        let mut req = self.http.get(self.url_on(i, &format!("/api/v1/verify/session/{sid}/stream"))).bearer_auth(key);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await?;
+        EventStream::new(resp).await
+    }
+
+    /// Opens the session's event stream on instance 0.
+    pub async fn stream(&self, key: &str, sid: &str, last_event_id: Option<&str>) -> Result<EventStream> {
+        self.stream_on(0, key, sid, last_event_id).await
+    }
+}
+
+/// An HTTP client for the tests (keep-alive, no proxy).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("reqwest client")
+}
+
+/// Sends and reads a JSON answer.
+pub async fn send(req: reqwest::RequestBuilder) -> Result<(u16, Value)> {
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    let body = serde_json::from_str(&text).with_context(|| format!("{status}: not JSON: {text:?}"))?;
+    Ok((status, body))
+}
+
+/// A `text/event-stream` response read with dock-core's decoder.
+pub struct EventStream {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    decoder: Decoder,
+    queued: std::collections::VecDeque<DecodedEvent>,
+    pub raw: String,
+}
+
+impl EventStream {
+    async fn new(resp: reqwest::Response) -> Result<EventStream> {
+        Ok(EventStream {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: resp.bytes_stream().boxed(),
+            decoder: Decoder::new(),
+            queued: Default::default(),
+            raw: String::new(),
+        })
+    }
+
+    /// The next event, `None` when the stream ends; fails after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Result<Option<DecodedEvent>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.queued.pop_front() {
+                return Ok(Some(e));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .with_context(|| format!("no event within {timeout:?}; got so far: {:?}", self.raw))?;
+            match chunk {
+                None => return Ok(None),
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    self.raw.push_str(&String::from_utf8_lossy(&chunk));
+                    self.queued.extend(self.decoder.feed(&chunk));
+                }
+            }
+        }
+    }
+
+    /// The next event, which must exist.
+    pub async fn expect(&mut self, timeout: Duration) -> Result<DecodedEvent> {
+        self.next(timeout).await?.context("the stream ended early")
+    }
+
+    /// Waits for the end of the stream, failing on any further event.
+    pub async fn expect_end(&mut self, timeout: Duration) -> Result<()> {
+        match self.next(timeout).await? {
+            None => Ok(()),
+            Some(e) => bail!("expected the stream to end, got {e:?}"),
+        }
+    }
+}
+
+/// Runs a scenario against both stores: `both_stores!(name)` expects
+/// `async fn name(store: StoreKind) -> Result<()>`.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name(super::StoreKind::Sqlite).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name(super::StoreKind::Redis).await
+                }
+            )*
+        }
+    };
+}
