@@ -5,6 +5,7 @@
 //! is a [`ConfigError`] that names the variable.
 
 use crate::longpoll::DEFAULT_MAX_WAIT_SECS;
+use crate::oauth::Provider;
 use crate::request::Limits;
 use crate::session::DEFAULT_TTL_SECS;
 use crate::stream::DEFAULT_HEARTBEAT_SECS;
@@ -44,6 +45,15 @@ pub struct Settings {
     pub poll_interval_ms: u64,
     /// `session_retention_seconds`: how long a finished session stays readable (60–2592000, default 86400).
     pub session_retention_secs: u64,
+    /// `discord_oauth_base` + `discord_client_id` + `discord_client_secret`;
+    /// `None` (flow disabled) while the client id is empty.
+    pub discord: Option<Provider>,
+    /// `roblox_oauth_base` + `roblox_client_id` + `roblox_client_secret`.
+    pub roblox: Option<Provider>,
+    /// `discord_oauth_base` (default `https://discord.com`).
+    pub discord_oauth_base: String,
+    /// `roblox_oauth_base` (default `https://apis.roblox.com`).
+    pub roblox_oauth_base: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -60,6 +70,8 @@ impl std::fmt::Debug for Settings {
             .field("max_streams_per_key", &self.max_streams_per_key)
             .field("poll_interval_ms", &self.poll_interval_ms)
             .field("session_retention_secs", &self.session_retention_secs)
+            .field("discord", &self.discord)
+            .field("roblox", &self.roblox)
             .finish()
     }
 }
@@ -78,11 +90,18 @@ pub mod names {
     pub const MAX_STREAMS_PER_KEY: &str = "max_streams_per_key";
     pub const POLL_INTERVAL_MS: &str = "poll_interval_ms";
     pub const SESSION_RETENTION_SECONDS: &str = "session_retention_seconds";
+    pub const DISCORD_OAUTH_BASE: &str = "discord_oauth_base";
+    pub const DISCORD_CLIENT_ID: &str = "discord_client_id";
+    pub const DISCORD_CLIENT_SECRET: &str = "discord_client_secret";
+    pub const ROBLOX_OAUTH_BASE: &str = "roblox_oauth_base";
+    pub const ROBLOX_CLIENT_ID: &str = "roblox_client_id";
+    pub const ROBLOX_CLIENT_SECRET: &str = "roblox_client_secret";
     /// Every variable `Settings` reads.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 17] = [
         PUBLIC_BASE_URL, REDIS_URL, SESSION_TTL_SECONDS, MAX_WAIT_SECONDS, STREAM_MAX_SECONDS,
         HEARTBEAT_SECONDS, ADMIN_TOKEN, MAX_BODY_BYTES, MAX_STREAMS_PER_KEY, POLL_INTERVAL_MS,
-        SESSION_RETENTION_SECONDS,
+        SESSION_RETENTION_SECONDS, DISCORD_OAUTH_BASE, DISCORD_CLIENT_ID, DISCORD_CLIENT_SECRET,
+        ROBLOX_OAUTH_BASE, ROBLOX_CLIENT_ID, ROBLOX_CLIENT_SECRET,
     ];
 }
 
@@ -115,9 +134,36 @@ fn text(lookup: &impl Fn(&str) -> Option<String>, variable: &str) -> Option<Stri
     lookup(variable).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
+/// Checks an origin: `http(s)://host[:port]`, nothing after it.
+fn check_origin(variable: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let base = check_url(variable, raw)?;
+    let after_scheme = base.split_once("://").map_or("", |(_, r)| r);
+    if after_scheme.contains('/') {
+        return Err(ConfigError { variable, reason: "must be an origin (scheme://host[:port]) without a path".into() });
+    }
+    Ok(base)
+}
+
+/// Reads one OAuth provider; `None` while its client id is empty.
+fn provider(
+    lookup: &impl Fn(&str) -> Option<String>,
+    base: &str,
+    id_var: &'static str,
+    secret_var: &'static str,
+) -> Result<Option<Provider>, ConfigError> {
+    let Some(client_id) = text(lookup, id_var) else { return Ok(None) };
+    let client_secret = text(lookup, secret_var)
+        .ok_or_else(|| ConfigError { variable: secret_var, reason: format!("is required when `{id_var}` is set") })?;
+    Ok(Some(Provider { base: base.to_owned(), client_id, client_secret }))
+}
+
 /// Checks a base URL: `http(s)://host[:port][/path]`, no query, fragment or credentials.
 fn check_base_url(raw: &str) -> Result<String, ConfigError> {
-    let err = |reason: &str| ConfigError { variable: names::PUBLIC_BASE_URL, reason: reason.to_owned() };
+    check_url(names::PUBLIC_BASE_URL, raw)
+}
+
+fn check_url(variable: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let err = |reason: &str| ConfigError { variable, reason: reason.to_owned() };
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))
@@ -158,7 +204,19 @@ impl Settings {
             });
         }
         let max_body = number(&lookup, MAX_BODY_BYTES, 16 * 1024, 256..=1024 * 1024)?;
+        let discord_oauth_base = check_origin(
+            DISCORD_OAUTH_BASE,
+            &text(&lookup, DISCORD_OAUTH_BASE).unwrap_or_else(|| "https://discord.com".into()),
+        )?;
+        let roblox_oauth_base = check_origin(
+            ROBLOX_OAUTH_BASE,
+            &text(&lookup, ROBLOX_OAUTH_BASE).unwrap_or_else(|| "https://apis.roblox.com".into()),
+        )?;
         Ok(Settings {
+            discord: provider(&lookup, &discord_oauth_base, DISCORD_CLIENT_ID, DISCORD_CLIENT_SECRET)?,
+            roblox: provider(&lookup, &roblox_oauth_base, ROBLOX_CLIENT_ID, ROBLOX_CLIENT_SECRET)?,
+            discord_oauth_base,
+            roblox_oauth_base,
             public_base_url,
             redis_url,
             session_ttl_secs: number(&lookup, SESSION_TTL_SECONDS, DEFAULT_TTL_SECS, 1..=86_400)?,
@@ -209,12 +267,26 @@ mod tests {
             ("redis_url", "localhost:6379"),
             ("admin_token", "short"),
             ("max_body_bytes", "10"),
+            ("discord_oauth_base", "https://discord.com/api"),
+            ("roblox_oauth_base", "apis.roblox.com"),
         ];
         for (var, value) in cases {
             let e = with(&[(var, value)]).unwrap_err();
             assert_eq!(e.variable, var, "{var}={value}");
             assert!(e.to_string().contains(var));
         }
+    }
+
+    #[test]
+    fn oauth_providers() {
+        let s = with(&[]).unwrap();
+        assert_eq!((s.discord.clone(), s.discord_oauth_base.as_str()), (None, "https://discord.com"));
+        assert_eq!(s.roblox_oauth_base, "https://apis.roblox.com");
+        let e = with(&[("discord_client_id", "1")]).unwrap_err();
+        assert_eq!(e.variable, "discord_client_secret");
+        let s = with(&[("roblox_client_id", "r"), ("roblox_client_secret", "s"), ("roblox_oauth_base", "http://127.0.0.1:9/")]).unwrap();
+        let r = s.roblox.unwrap();
+        assert_eq!((r.base.as_str(), r.client_id.as_str(), r.client_secret.as_str()), ("http://127.0.0.1:9", "r", "s"));
     }
 
     #[test]

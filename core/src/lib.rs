@@ -23,6 +23,8 @@ pub mod error;
 pub mod id;
 pub mod link;
 pub mod longpoll;
+pub mod oauth;
+pub mod pages;
 pub mod quota;
 pub mod request;
 pub mod retry;
