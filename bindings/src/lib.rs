@@ -1,1 +1,31 @@
-//! placeholder
+//! # dock-bindings
+//!
+//! `dock-core` compiled to `wasm32-unknown-unknown` for the npm package
+//! `@dock-verify/client`, so the Node client validates, parses and decides
+//! with the very code the server runs.
+//!
+//! What JavaScript gets, by role (names as JS sees them):
+//! - **input**: `validateCreateSession`, `validateSessionId`, `validatePlatformId`
+//!   (core's request/id validation; failures throw `DockValidationError`);
+//! - **output parsing**: `parseCreatedResponse`, `parseSessionResponse`,
+//!   `parseDiscordToRobloxResponse`, `parseRobloxToDiscordResponse`,
+//!   `parseSessionView`, `parseErrorResponse` (core's wire types; an unexpected
+//!   shape throws `DockProtocolError`);
+//! - **SSE**: the incremental `SseDecoder` and `parseStreamEvent`;
+//! - **state**: `isTerminal`, `statusOfEvent`, `eventNameOf`;
+//! - **waiting**: `Reconnector` (core's [`dock_core::retry::Reconnect`]),
+//!   `backoffDelay`, `parseRetryAfter`, `isRetryableStatus`, `longPollWaitSecs`.
+//!
+//! Objects cross the boundary through serde-wasm-bindgen's
+//! `Serializer::json_compatible()`, so they are exactly the HTTP JSON. Errors
+//! are real JS `Error` subclasses, built by the package's own `errors.js`
+//! (imported with `raw_module`, so `instanceof` works across the package).
+//! The TypeScript shapes live in `ts.rs` next to the code that produces them.
+
+mod error;
+mod parse;
+mod retry;
+mod sse;
+mod ts;
+
+pub use error::{ErrorKind, JsErrorSpec};

@@ -1,0 +1,35 @@
+// ESM entry: re-exports the CommonJS build, so both entry points share one
+// instance of the wasm and of every class (no dual-package hazard).
+import cjs from "../dist/index.js";
+
+export const {
+  DockClient,
+  VERSION,
+  DockApiError,
+  DockError,
+  DockNetworkError,
+  DockProtocolError,
+  DockTimeoutError,
+  DockValidationError,
+  SessionCancelledError,
+  SessionExpiredError,
+  Reconnector,
+  SseDecoder,
+  backoffDelay,
+  eventNameOf,
+  isRetryableStatus,
+  isTerminal,
+  longPollWaitSecs,
+  parseCreatedResponse,
+  parseDiscordToRobloxResponse,
+  parseErrorResponse,
+  parseRetryAfter,
+  parseRobloxToDiscordResponse,
+  parseSessionResponse,
+  parseSessionView,
+  parseStreamEvent,
+  statusOfEvent,
+  validateCreateSession,
+  validatePlatformId,
+  validateSessionId,
+} = cjs;
