@@ -1,0 +1,194 @@
+// End to end against a live Dock server (run by bindings/test.sh only when
+// DOCK_TEST_BASE_URL and DOCK_TEST_ADMIN_TOKEN are set). Uses the installed
+// tarball. Optional: DOCK_TEST_SESSION_TTL, the server's session_ttl_seconds
+// (checked against what the server says; the expiry test needs it short).
+
+import { test, before } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import {
+  DockApiError,
+  DockClient,
+  SessionCancelledError,
+  SessionExpiredError,
+  DockValidationError,
+} from "@dock-verify/client";
+
+const BASE_URL = process.env.DOCK_TEST_BASE_URL;
+const ADMIN_TOKEN = process.env.DOCK_TEST_ADMIN_TOKEN;
+const TTL_ENV = process.env.DOCK_TEST_SESSION_TTL;
+/** Longest TTL the expiry test will wait out. */
+const MAX_EXPIRY_WAIT_SECS = 60;
+
+if (!BASE_URL || !ADMIN_TOKEN) {
+  throw new Error("e2e tests need DOCK_TEST_BASE_URL and DOCK_TEST_ADMIN_TOKEN (bindings/test.sh runs this file only when both are set)");
+}
+
+const suffix = randomBytes(6).toString("hex");
+const PID = `npm-e2e-${suffix}`;
+let client;
+let apiKey;
+let n = 0;
+const nextClientId = (what) => `npm-${what}-${suffix}-${++n}`;
+/** Distinct 18-digit ids per run, so link assertions are about this run. */
+const snowflake = () => BigInt(`0x${randomBytes(7).toString("hex")}`).toString().padStart(17, "1").slice(0, 18);
+
+async function admin(method, path, body) {
+  const res = await fetch(BASE_URL.replace(/\/+$/, "") + path, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`admin ${method} ${path} → ${res.status}: ${text}`);
+  return JSON.parse(text).data;
+}
+
+const complete = (sid, discordId, robloxId) => admin("POST", `/api/v1/admin/sessions/${sid}/complete`, { discordId, robloxId });
+
+/**
+ * A client whose fetch reports when a wait on `sid` is in place: for SSE when
+ * the stream's headers arrived (the server holds it), for long-poll when the
+ * request went out (its answer only comes at the end).
+ */
+function connectedClient(sid, transport) {
+  let resolve;
+  const connected = new Promise((r) => (resolve = r));
+  const c = new DockClient({
+    apiKey,
+    baseUrl: BASE_URL,
+    fetch: async (url, init) => {
+      const mine = url.includes(sid);
+      if (mine && transport === "long-poll") resolve();
+      const res = await fetch(url, init);
+      if (mine) resolve();
+      return res;
+    },
+  });
+  return { client: c, connected };
+}
+
+before(async () => {
+  await admin("POST", "/api/v1/admin/pids", { pid: PID, name: `npm e2e ${suffix}` });
+  apiKey = (await admin("POST", `/api/v1/admin/pids/${PID}/keys`)).key;
+  assert.match(apiKey, /^dock_/);
+  client = new DockClient({ apiKey, baseUrl: BASE_URL });
+});
+
+for (const transport of ["sse", "long-poll", "auto"]) {
+  test(`create → wait over ${transport} → complete through the admin API → result`, async () => {
+    const clientId = nextClientId(transport);
+    const created = await client.createSession({ pid: PID, clientId, guildId: "g1" });
+    assert.equal(created.pid, PID);
+    assert.equal(created.clientId, clientId);
+    assert.equal(created.reusedExisting, false);
+    assert.match(created.sid, /^vsn_[0-9A-Za-z]{22}$/);
+    assert.ok(created.verifyUrl.includes(created.sid));
+    assert.equal(typeof created.verifyRequestsRemaining, "number");
+
+    const { client: waiter, connected } = connectedClient(created.sid, transport);
+    const waiting = waiter.waitForCompletion(created.sid, { transport, timeoutMs: 30_000 });
+    await connected; // complete now, while it waits
+    const [discordId, robloxId] = [snowflake(), snowflake()];
+    await complete(created.sid, discordId, robloxId);
+    const done = await waiting;
+    assert.equal(done.status, "completed");
+    assert.equal(done.sid, created.sid);
+    assert.equal(done.clientId, clientId);
+    assert.equal(done.guildId, "g1");
+    assert.deepEqual(done.result, { discordId, robloxId, linkChanged: false, previousRobloxId: null });
+    assert.deepEqual(await client.getSession(created.sid), done);
+
+    assert.deepEqual(await client.discordToRoblox(discordId), { discordId, robloxId });
+    assert.deepEqual(await client.robloxToDiscord(robloxId), { robloxId, discordIds: [discordId] });
+  });
+}
+
+test("watch yields pending, then complete, each once", async () => {
+  const created = await client.createSession({ pid: PID, clientId: nextClientId("watch") });
+  const events = [];
+  for await (const ev of client.watch(created.sid, { timeoutMs: 30_000 })) {
+    events.push([ev.event, ev.id, ev.session.status]);
+    if (ev.event === "pending") await complete(created.sid, snowflake(), snowflake());
+  }
+  assert.deepEqual(events, [["pending", "1", "pending"], ["complete", "2", "completed"]]);
+});
+
+test("a second create for the same user reuses the active session and counts against the quota", async () => {
+  const clientId = nextClientId("reuse");
+  const a = await client.createSession({ pid: PID, clientId });
+  const b = await client.createSession({ pid: PID, clientId });
+  assert.equal(b.sid, a.sid);
+  assert.equal(b.reusedExisting, true);
+  assert.ok(b.verifyRequestsRemaining < a.verifyRequestsRemaining);
+});
+
+test("cancel: a waiting client gets SessionCancelledError; cancelling again is a 409", async () => {
+  for (const transport of ["sse", "long-poll"]) {
+    const created = await client.createSession({ pid: PID, clientId: nextClientId(`cancel-${transport}`) });
+    const { client: waiter, connected } = connectedClient(created.sid, transport);
+    const waiting = waiter.waitForCompletion(created.sid, { transport, timeoutMs: 30_000 });
+    await connected;
+    const cancelled = await client.cancelSession(created.sid);
+    assert.equal(cancelled.status, "cancelled");
+    await assert.rejects(waiting, (e) => {
+      assert.ok(e instanceof SessionCancelledError, `${transport}: ${e?.name}: ${e?.message}`);
+      assert.equal(e.sid, created.sid);
+      assert.equal(e.session.status, "cancelled");
+      return true;
+    });
+    await assert.rejects(client.cancelSession(created.sid), (e) => e instanceof DockApiError && e.status === 409 && e.code === "session_cancelled");
+  }
+});
+
+test("expiry: a waiting client gets SessionExpiredError at expiresAt", async () => {
+  const created = await client.createSession({ pid: PID, clientId: nextClientId("expiry") });
+  const now = Date.now();
+  const ttlSecs = Math.round((Date.parse(created.expiresAt) - now) / 1000);
+  if (TTL_ENV !== undefined) {
+    assert.ok(Math.abs(ttlSecs - Number(TTL_ENV)) <= 2, `DOCK_TEST_SESSION_TTL=${TTL_ENV} but the server's session expires in ${ttlSecs}s`);
+  }
+  assert.ok(
+    ttlSecs <= MAX_EXPIRY_WAIT_SECS,
+    `the expiry test needs a short session TTL: this server's sessions live ${ttlSecs}s (> ${MAX_EXPIRY_WAIT_SECS}s). ` +
+      "Start it with a small session_ttl_seconds and pass it as DOCK_TEST_SESSION_TTL.",
+  );
+  const limit = (ttlSecs + 15) * 1000;
+  const sse = client.waitForCompletion(created.sid, { transport: "sse", timeoutMs: limit });
+  const longPoll = client.waitForCompletion(created.sid, { transport: "long-poll", timeoutMs: limit });
+  for (const [name, p] of [["sse", sse], ["long-poll", longPoll]]) {
+    await assert.rejects(p, (e) => {
+      assert.ok(e instanceof SessionExpiredError, `${name}: ${e?.name}: ${e?.message}`);
+      assert.equal(e.session.status, "expired");
+      assert.equal(e.session.result, null);
+      return true;
+    });
+  }
+  assert.ok(Date.now() >= Date.parse(created.expiresAt) - 1000, "expired no earlier than expiresAt");
+  // A completion after expiry is refused by the server.
+  await assert.rejects(complete(created.sid, snowflake(), snowflake()), /409/);
+});
+
+test("abort: a waiting client stops at once with the signal's reason", async () => {
+  for (const transport of ["sse", "long-poll"]) {
+    const created = await client.createSession({ pid: PID, clientId: nextClientId(`abort-${transport}`) });
+    const ac = new AbortController();
+    const { client: waiter, connected } = connectedClient(created.sid, transport);
+    const waiting = waiter.waitForCompletion(created.sid, { transport, signal: ac.signal });
+    await connected;
+    const t0 = Date.now();
+    ac.abort();
+    await assert.rejects(waiting, (e) => e.name === "AbortError");
+    assert.ok(Date.now() - t0 < 1000, `${transport}: abort took ${Date.now() - t0} ms`);
+    // The session is untouched and still pending.
+    assert.equal((await client.getSession(created.sid)).status, "pending");
+    await client.cancelSession(created.sid);
+  }
+});
+
+test("errors from the live server map to typed errors", async () => {
+  await assert.rejects(client.getSession("vsn_0000000000000000000000"), (e) => e instanceof DockApiError && e.status === 404 && e.code === "session_not_found");
+  const stranger = new DockClient({ apiKey: "dock_" + "x".repeat(44), baseUrl: BASE_URL });
+  await assert.rejects(stranger.getSession("vsn_0000000000000000000000"), (e) => e instanceof DockApiError && e.status === 401 && e.code === "unauthorized");
+  await assert.rejects(client.createSession({ pid: PID, clientId: "" }), DockValidationError);
+});
