@@ -94,7 +94,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    eprintln!("Shutting down: waiting for open responses to finish...");
+    tracing::info!("Shutting down: waiting for open responses to finish");
     let _ = stop_tx.send(true);
     let all = u32::try_from(app.limits.max_connections).unwrap_or(u32::MAX);
     match tokio::time::timeout(app.limits.shutdown_timeout, connections.acquire_many(all)).await {
@@ -155,7 +155,7 @@ async fn handle(
     local: SocketAddr,
 ) -> Response<WasiBody> {
     let path = req.uri().path().to_owned();
-    tracing::info!(method = %req.method(), %path, "request");
+    tracing::debug!(method = %req.method(), %path, "request");
 
     if let Some(well_known) = path.strip_prefix(WELL_KNOWN_PREFIX) {
         return match well_known {

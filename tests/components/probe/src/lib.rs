@@ -15,6 +15,8 @@
 //! - `/outbound?<url>` — `GET <url>`, `status:<code> <body>` or `ERR <error>`;
 //! - `/sqlite` (POST, body = one SQL statement) — rows as tab-separated lines;
 //! - `/echo` (POST) — streams the request body back;
+//! - `/pieces` — a body written in three pieces, 1 ms apart;
+//! - `/alloc?<mib>` — allocates and fills `<mib>` MiB, answers `<mib>`;
 //! - `/spin?<ms>` — busy-loops `<ms>` milliseconds, `/cpu?<slices>,<ms>` does so
 //!   `<slices>` times with a 1 ms sleep in between, `/loop` never returns.
 
@@ -167,6 +169,23 @@ async fn handle(req: Request) -> impl IntoResponse {
             sqlite(&sql).await.into_response()
         }
         "/echo" => Response::new(req.into_body()).into_response(),
+        "/pieces" => {
+            let (mut tx, body) = spin_sdk::http::body::stream::<String>();
+            spin_sdk::wasip3::spawn(async move {
+                for piece in ["first piece\n", "second piece\n", "third piece\n"] {
+                    if tx.send(piece.to_owned()).await.is_err() {
+                        return;
+                    }
+                    spin_sdk::time::sleep(Duration::from_millis(1)).await;
+                }
+            });
+            Response::new(body).into_response()
+        }
+        "/alloc" => {
+            let mib: usize = query.parse().unwrap_or(0);
+            let block = std::hint::black_box(vec![1u8; mib << 20]);
+            ok(format!("{}", block.iter().map(|b| usize::from(*b)).sum::<usize>() >> 20)).into_response()
+        }
         "/spin" => {
             busy(query.parse().unwrap_or(0));
             ok("spun").into_response()
