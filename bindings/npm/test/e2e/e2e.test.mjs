@@ -1,11 +1,16 @@
 // End to end against a live Dock server (run by bindings/test.sh only when
 // DOCK_TEST_BASE_URL and DOCK_TEST_ADMIN_TOKEN are set). Uses the installed
 // tarball. Optional: DOCK_TEST_SESSION_TTL, the server's session_ttl_seconds
-// (checked against what the server says; the expiry test needs it short).
+// (checked against what the server says; the expiry test needs it short);
+// DOCK_TEST_RESTART_CMD, a shell command that restarts the server at the same
+// URL keeping its store (Redis) — without it the restart test is reported as
+// skipped, with the reason.
 
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import {
   DockApiError,
   DockClient,
@@ -17,6 +22,7 @@ import {
 const BASE_URL = process.env.DOCK_TEST_BASE_URL;
 const ADMIN_TOKEN = process.env.DOCK_TEST_ADMIN_TOKEN;
 const TTL_ENV = process.env.DOCK_TEST_SESSION_TTL;
+const RESTART_CMD = process.env.DOCK_TEST_RESTART_CMD;
 /** Longest TTL the expiry test will wait out. */
 const MAX_EXPIRY_WAIT_SECS = 60;
 
@@ -88,6 +94,7 @@ for (const transport of ["sse", "long-poll", "auto"]) {
 
     const { client: waiter, connected } = connectedClient(created.sid, transport);
     const waiting = waiter.waitForCompletion(created.sid, { transport, timeoutMs: 30_000 });
+    waiting.catch(() => {}); // an early rejection is reported by the `await` below
     await connected; // complete now, while it waits
     const [discordId, robloxId] = [snowflake(), snowflake()];
     await complete(created.sid, discordId, robloxId);
@@ -129,14 +136,16 @@ test("cancel: a waiting client gets SessionCancelledError; cancelling again is a
     const { client: waiter, connected } = connectedClient(created.sid, transport);
     const waiting = waiter.waitForCompletion(created.sid, { transport, timeoutMs: 30_000 });
     await connected;
-    const cancelled = await client.cancelSession(created.sid);
-    assert.equal(cancelled.status, "cancelled");
-    await assert.rejects(waiting, (e) => {
+    // Attach the expectation now: the wait may reject before cancelSession resolves.
+    const rejected = assert.rejects(waiting, (e) => {
       assert.ok(e instanceof SessionCancelledError, `${transport}: ${e?.name}: ${e?.message}`);
       assert.equal(e.sid, created.sid);
       assert.equal(e.session.status, "cancelled");
       return true;
     });
+    const cancelled = await client.cancelSession(created.sid);
+    assert.equal(cancelled.status, "cancelled");
+    await rejected;
     await assert.rejects(client.cancelSession(created.sid), (e) => e instanceof DockApiError && e.status === 409 && e.code === "session_cancelled");
   }
 });
@@ -154,16 +163,17 @@ test("expiry: a waiting client gets SessionExpiredError at expiresAt", async () 
       "Start it with a small session_ttl_seconds and pass it as DOCK_TEST_SESSION_TTL.",
   );
   const limit = (ttlSecs + 15) * 1000;
-  const sse = client.waitForCompletion(created.sid, { transport: "sse", timeoutMs: limit });
-  const longPoll = client.waitForCompletion(created.sid, { transport: "long-poll", timeoutMs: limit });
-  for (const [name, p] of [["sse", sse], ["long-poll", longPoll]]) {
-    await assert.rejects(p, (e) => {
+  const expectExpired = (name, p) =>
+    assert.rejects(p, (e) => {
       assert.ok(e instanceof SessionExpiredError, `${name}: ${e?.name}: ${e?.message}`);
       assert.equal(e.session.status, "expired");
       assert.equal(e.session.result, null);
       return true;
     });
-  }
+  await Promise.all([
+    expectExpired("sse", client.waitForCompletion(created.sid, { transport: "sse", timeoutMs: limit })),
+    expectExpired("long-poll", client.waitForCompletion(created.sid, { transport: "long-poll", timeoutMs: limit })),
+  ]);
   assert.ok(Date.now() >= Date.parse(created.expiresAt) - 1000, "expired no earlier than expiresAt");
   // A completion after expiry is refused by the server.
   await assert.rejects(complete(created.sid, snowflake(), snowflake()), /409/);
@@ -192,3 +202,43 @@ test("errors from the live server map to typed errors", async () => {
   await assert.rejects(stranger.getSession("vsn_0000000000000000000000"), (e) => e instanceof DockApiError && e.status === 401 && e.code === "unauthorized");
   await assert.rejects(client.createSession({ pid: PID, clientId: "" }), DockValidationError);
 });
+
+/** Polls `fn` until it resolves truthy, up to `ms`. */
+async function eventually(ms, what, fn) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      if (await fn()) return;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ""}`);
+}
+
+test(
+  "the server restarts while a client waits: the client resumes and still gets the result",
+  { skip: RESTART_CMD ? false : "DOCK_TEST_RESTART_CMD is not set (a command restarting the server at the same URL, keeping its Redis store)" },
+  async () => {
+    const created = await client.createSession({ pid: PID, clientId: nextClientId("restart") });
+    const { client: waiter, connected } = connectedClient(created.sid, "sse");
+    const waiting = waiter.waitForCompletion(created.sid, {
+      transport: "auto",
+      timeoutMs: 180_000,
+      retry: { maxDelayMs: 1000, maxAttempts: 0 },
+    });
+    waiting.catch(() => {}); // an early rejection is reported by the `await` below
+    await connected;
+    const child = spawn(RESTART_CMD, { shell: true, stdio: "inherit" });
+    const [code] = await once(child, "exit");
+    assert.equal(code, 0, `DOCK_TEST_RESTART_CMD exited with ${code}`);
+    await eventually(120_000, "the restarted server's /healthz", async () => (await fetch(BASE_URL.replace(/\/+$/, "") + "/healthz")).ok);
+    const [discordId, robloxId] = [snowflake(), snowflake()];
+    await complete(created.sid, discordId, robloxId);
+    const done = await waiting;
+    assert.equal(done.sid, created.sid);
+    assert.equal(done.result.robloxId, robloxId);
+  },
+);
