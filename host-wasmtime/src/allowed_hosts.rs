@@ -358,6 +358,8 @@ pub struct OutboundUrl {
 impl OutboundUrl {
     /// Parses `url`; when it has no scheme (`host:port`), `default_scheme` is used.
     pub fn parse(url: &str, default_scheme: &str) -> Result<Self> {
+        let encoded = encode_userinfo(url);
+        let url = encoded.as_str();
         let parsed = match url::Url::parse(url) {
             Ok(u) if u.has_host() => u,
             first => match url::Url::parse(&format!("{default_scheme}://{url}")) {
@@ -383,6 +385,31 @@ impl OutboundUrl {
             port,
         }
     }
+}
+
+/// Percent-encodes credentials before the first `@` (if it comes before the
+/// path), as Spin does, so a password with URL-special characters does not
+/// change what the host part parses as. Only the host and port are used.
+fn encode_userinfo(url: &str) -> String {
+    let Some(at) = url.find('@') else {
+        return url.to_owned();
+    };
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let path = url[start..].find('/').map_or(usize::MAX, |i| i + start);
+    if at < start || at >= path {
+        return url.to_owned();
+    }
+    let mut out = String::with_capacity(url.len() + 16);
+    out.push_str(&url[..start]);
+    for b in url[start..at].bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str(&url[at..]);
+    out
 }
 
 impl fmt::Display for OutboundUrl {
@@ -487,6 +514,14 @@ mod tests {
         for (u, s) in no {
             assert!(!h.allows_url(u, s), "{u} should be denied");
         }
+    }
+
+    #[test]
+    fn credentials_in_the_url_do_not_change_the_host() {
+        let h = hosts(&["redis://127.0.0.1:6380"]);
+        assert!(h.allows_url("redis://:s3cr#t?x@127.0.0.1:6380", "redis"));
+        assert!(h.allows_url("redis://user:pw@127.0.0.1:6380/0", "redis"));
+        assert!(!h.allows_url("redis://user:pw@127.0.0.2:6380", "redis"));
     }
 
     #[test]

@@ -97,12 +97,15 @@ pub async fn serve(
     tracing::info!("Shutting down: waiting for open responses to finish");
     let _ = stop_tx.send(true);
     let all = u32::try_from(app.limits.max_connections).unwrap_or(u32::MAX);
-    match tokio::time::timeout(app.limits.shutdown_timeout, connections.acquire_many(all)).await {
-        Ok(_) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!(
-            "responses still open after --shutdown-timeout {:?}; exiting",
-            app.limits.shutdown_timeout
-        ),
+    tokio::select! {
+        r = tokio::time::timeout(app.limits.shutdown_timeout, connections.acquire_many(all)) => match r {
+            Ok(_) => tracing::info!("all connections closed"),
+            Err(_) => tracing::warn!(
+                "responses still open after --shutdown-timeout {:?}; exiting",
+                app.limits.shutdown_timeout
+            ),
+        },
+        () = shutdown_signal() => tracing::warn!("second signal: exiting without waiting"),
     }
     Ok(())
 }

@@ -118,17 +118,22 @@ impl Host {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Sends SIGTERM and waits (up to `timeout`) for the process to exit.
-    pub fn terminate(mut self, timeout: Duration) -> Result<HostExit> {
+    /// Sends a signal (`"TERM"`, `"INT"`, ...) to the process without waiting.
+    pub fn signal(&self, name: &str) -> Result<()> {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([format!("-{name}"), self.child.id().to_string()])
             .status()
             .context("cannot run kill")?;
         if !status.success() {
-            bail!("kill -TERM {} failed", self.child.id());
+            bail!("kill -{name} {} failed", self.child.id());
         }
+        Ok(())
+    }
+
+    /// Waits (up to `timeout`) for the process to exit by itself.
+    pub fn wait_exit(mut self, timeout: Duration) -> Result<HostExit> {
         let mut exit = None;
-        wait_until(timeout, "dock-host to exit after SIGTERM", || {
+        wait_until(timeout, "dock-host to exit", || {
             exit = self.child.try_wait().ok().flatten();
             exit.is_some()
         })?;
@@ -137,6 +142,12 @@ impl Host {
             status,
             output: self.output(),
         })
+    }
+
+    /// Sends SIGTERM and waits (up to `timeout`) for the process to exit.
+    pub fn terminate(self, timeout: Duration) -> Result<HostExit> {
+        self.signal("TERM")?;
+        self.wait_exit(timeout)
     }
 }
 

@@ -555,3 +555,36 @@ fn kept_alive_requests_do_not_wait_for_delayed_acks() {
     let median = times[times.len() / 2];
     assert!(median < Duration::from_millis(25), "median {median:?} of {times:?}");
 }
+
+/// SIGTERM: no new connections, but an open stream keeps flowing until it
+/// ends or `--shutdown-timeout` passes; then the host exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_open_streams_run_until_the_shutdown_timeout() {
+    let redis = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        &probe_manifest(dir.path()),
+        &["--variable", &redis_var(&redis), "--shutdown-timeout", "3s"],
+    )
+    .unwrap();
+    let addr = host.addr();
+    let mut resp = reqwest::get(host.url("/probe/stream?late")).await.unwrap();
+    let first = tokio::time::timeout(T, resp.chunk()).await.unwrap().unwrap().unwrap();
+    assert_eq!(&first[..], b"event: first\ndata: hello\n\n");
+
+    host.signal("TERM").unwrap();
+    wait_until_async(T, "the listener to close", || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await
+    .unwrap();
+    let id = redis.cli(&["XADD", "late", "*", "data", "after-sigterm"]).unwrap();
+    let next = tokio::time::timeout(T, resp.chunk()).await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&next),
+        format!("event: entry\nid: {id}\ndata: after-sigterm\n\n")
+    );
+    let exit = tokio::task::spawn_blocking(move || host.wait_exit(T)).await.unwrap().unwrap();
+    assert!(exit.status.success(), "{exit:?}");
+    assert!(exit.output.contains("--shutdown-timeout"), "{}", exit.output);
+}
