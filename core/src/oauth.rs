@@ -137,6 +137,21 @@ pub enum StateError {
     WrongStage,
 }
 
+impl StateError {
+    /// What the page tells the user.
+    pub fn user_message(self) -> &'static str {
+        match self {
+            StateError::UnknownOrUsed => {
+                "This sign-in link was already used or has expired. Please start again from your app."
+            }
+            StateError::OtherBrowser => {
+                "This sign-in was started in another browser. Please finish it in the browser where you started, or start again from your app."
+            }
+            StateError::WrongStage => "This sign-in step is out of order. Please start again from your app.",
+        }
+    }
+}
+
 impl FlowRecord {
     /// Checks a record taken for a callback: not expired at `now`, same
     /// browser (the cookie hashes to the stored binding), right stage.

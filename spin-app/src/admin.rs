@@ -2,7 +2,7 @@
 
 use dock_core::request::{CompleteSessionRequest, CreateKeyRequest, CreatePidRequest};
 use dock_core::wire::{IssuedKey, KeyRecord, PidRecord, RevokedKey};
-use dock_core::{ApiError, ApiKeySecret, Completion, ErrorCode, KeyId, Pid, SessionId, Settings};
+use dock_core::{ApiError, ApiKeySecret, Completion, ErrorCode, KeyId, Pid, SessionId, SessionView, Settings};
 use spin_sdk::http::Request;
 
 use crate::auth;
@@ -69,10 +69,13 @@ pub async fn complete(req: Request, sid: &str, settings: &'static Settings) -> R
     let body = read_json_body(req, settings.limits.max_body_bytes).await?;
     let body = CompleteSessionRequest::parse(&body, &settings.limits)?;
     let store = Store::open(settings).await?;
-    complete_session(&store, None, &sid, &body.discord_id, &body.roblox_id, settings).await
+    let view = complete_session(&store, None, &sid, &body.discord_id, &body.roblox_id, settings).await?;
+    Ok(ok(view, now(), None))
 }
 
-/// Completes a session (scoped to `pid` when given) and answers with its view.
+/// Completes a session (scoped to `pid` when given): core's transition and
+/// the link-dataset update, committed together, retried on conflict. Used by
+/// the admin API and by the OAuth flow alike.
 pub async fn complete_session(
     store: &Store,
     pid: Option<&Pid>,
@@ -80,13 +83,13 @@ pub async fn complete_session(
     discord_id: &str,
     roblox_id: &str,
     settings: &'static Settings,
-) -> Result<Response, ApiError> {
+) -> Result<SessionView, ApiError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let loaded = store.load_session(pid, sid).await?.ok_or_else(ApiError::session_not_found)?;
         let previous = store.link_of(&loaded.session.pid, discord_id).await?;
         let now = now();
         match loaded.session.complete(now, discord_id, roblox_id, previous.as_deref())? {
-            Completion::AlreadyCompleted => return Ok(ok(loaded.session.view_at(now), now, None)),
+            Completion::AlreadyCompleted => return Ok(loaded.session.view_at(now)),
             Completion::Applied(next) => {
                 let link = LinkWrite {
                     discord_id: discord_id.to_owned(),
@@ -94,7 +97,7 @@ pub async fn complete_session(
                     expected_previous: previous,
                 };
                 if store.commit(&loaded, &next, Some(&link), settings, now).await? {
-                    return Ok(ok(next.view_at(now), now, None));
+                    return Ok(next.view_at(now));
                 }
             }
         }

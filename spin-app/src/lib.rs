@@ -10,6 +10,7 @@ mod admin;
 mod auth;
 mod config;
 mod env;
+mod flow;
 mod http;
 mod log;
 mod router;

@@ -51,6 +51,18 @@ async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Re
         return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
     }
     match segments {
+        ["v1", "api", "verify", "discord"] => {
+            only!(Method::GET, "GET", Ok(crate::flow::verify_page(req, settings().await?).await))
+        }
+        ["v1", "api", "verify", "discord", "start"] => {
+            only!(Method::POST, "POST", Ok(crate::flow::start(req, settings().await?).await))
+        }
+        ["v1", "api", "verify", "discord", "callback"] => {
+            only!(Method::GET, "GET", Ok(crate::flow::discord_callback(req, settings().await?).await))
+        }
+        ["v1", "api", "verify", "roblox", "callback"] => {
+            only!(Method::GET, "GET", Ok(crate::flow::roblox_callback(req, settings().await?).await))
+        }
         ["healthz"] => only!(Method::GET, "GET", Ok(sessions::healthz())),
         ["readyz"] => only!(Method::GET, "GET", sessions::readyz(settings().await?).await),
         ["api", "v1", "openapi.json"] => only!(Method::GET, "GET", Ok(crate::http::json(200, OPENAPI.to_owned()))),

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod artifacts;
+pub mod fake_oauth;
 mod host;
 mod redis_server;
 

@@ -24,11 +24,7 @@ async fn waiters_wake_across_instances() -> Result<()> {
         let (http, url, key) = (svc.http.clone(), svc.url_on(1, &format!("/api/v1/verify/session/{sid}?wait=25")), key.clone());
         tokio::spawn(async move { api_support::send(http.get(url).bearer_auth(key)).await })
     };
-    let path = format!("/api/v1/verify/session/{sid}");
-    dock_tests::wait_until_async(T, "the long-poll to reach instance 1", || async {
-        svc.hosts[1].output().lines().any(|l| l.contains(&path) && !l.contains("/stream") && l.contains("GET"))
-    })
-    .await?;
+    svc.wait_for_waiters(1, &sid, 2).await?;
     // Complete through instance 0.
     let (s, done) = svc.complete_on(0, &sid, "42", "43").await?;
     assert_eq!(s, 200, "{done}");
@@ -58,11 +54,7 @@ async fn redis_down_then_back() -> Result<()> {
             (api_support::send(http.get(url).bearer_auth(key)).await, t.elapsed())
         })
     };
-    let path = format!("/api/v1/verify/session/{sid}");
-    dock_tests::wait_until_async(T, "the long-poll to reach the host", || async {
-        svc.hosts[0].output().lines().any(|l| l.contains(&path) && !l.contains("/stream") && l.contains("GET"))
-    })
-    .await?;
+    svc.wait_for_waiters(0, &sid, 2).await?;
 
     svc.redis.as_mut().unwrap().stop();
 

@@ -169,11 +169,7 @@ async fn long_poll_wakes_times_out_and_clamps(store: StoreKind) -> Result<()> {
         })
     };
     // Complete once the host has received the long-poll (it logs each request as it starts).
-    let path = format!("/api/v1/verify/session/{sid}");
-    dock_tests::wait_until_async(T, "the long-poll to reach the host", || async {
-        svc.hosts[0].output().lines().any(|l| l.contains(&path) && l.contains("GET"))
-    })
-    .await?;
+    svc.wait_for_waiters(0, &sid, 1).await?;
     let (s, _) = svc.complete(&sid, "1", "2").await?;
     assert_eq!(s, 200);
     let (r, elapsed) = waiter.await?;

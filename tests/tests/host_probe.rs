@@ -553,7 +553,8 @@ fn kept_alive_requests_do_not_wait_for_delayed_acks() {
     }
     times.sort();
     let median = times[times.len() / 2];
-    assert!(median < Duration::from_millis(25), "median {median:?} of {times:?}");
+    // Nagle + delayed ACK costs at least 40 ms per request; a few ms without.
+    assert!(median < Duration::from_millis(35), "median {median:?} of {times:?}");
 }
 
 /// SIGTERM: no new connections, but an open stream keeps flowing until it
@@ -587,4 +588,47 @@ async fn sigterm_lets_open_streams_run_until_the_shutdown_timeout() {
     let exit = tokio::task::spawn_blocking(move || host.wait_exit(T)).await.unwrap().unwrap();
     assert!(exit.status.success(), "{exit:?}");
     assert!(exit.output.contains("--shutdown-timeout"), "{}", exit.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_runs_the_component_build_command_before_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(probe_manifest(dir.path()))
+        .unwrap()
+        .replacen(
+            &format!("source = \"{}\"", artifacts::PROBE_WASM),
+            "source = \"out/built.wasm\"",
+            1,
+        )
+        .replace(
+            "[component.probe.variables]",
+            &format!(
+                "[component.probe.build]\ncommand = [\"mkdir -p out\", \"cp '{}' out/built.wasm\"]\n\n[component.probe.variables]",
+                artifacts::PROBE_WASM
+            ),
+        );
+    let manifest = artifacts::write_manifest(dir.path(), &text).unwrap();
+    let host = Host::start(&manifest, &["--build", "--variable", "redis_url=redis://127.0.0.1:1"]).unwrap();
+    assert!(dir.path().join("out/built.wasm").exists());
+    assert_eq!(get(&host.url("/probe/hello")).await, (200, "hello".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_config_places_the_default_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(&config, "[sqlite_database.default]\ntype = \"spin\"\npath = \"data/app.db\"\n").unwrap();
+    let host = Host::start(
+        &probe_manifest(dir.path()),
+        &[
+            "--variable",
+            "redis_url=redis://127.0.0.1:1",
+            "--runtime-config-file",
+            config.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(post(host.url("/probe/sqlite"), "CREATE TABLE t (x)").await.0, 200);
+    assert!(dir.path().join("data/app.db").exists());
+    assert!(!dir.path().join(".spin").exists());
 }

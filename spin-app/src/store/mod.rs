@@ -204,6 +204,21 @@ impl Store {
         dispatch!(self, s => s.commit(prev, next, link, settings, now).await)
     }
 
+    /// Stores a flow record under its `state` for `ttl_ms`.
+    pub async fn put_flow(&self, state: &str, rec: &dock_core::oauth::FlowRecord, ttl_ms: u64) -> Result<(), StoreError> {
+        let json = serde_json::to_string(rec).unwrap_or_default();
+        dispatch!(self, s => s.put_flow(state, &json, ttl_ms.max(1)).await)
+    }
+
+    /// Takes the flow record under `state`, atomically: a state is usable once.
+    pub async fn take_flow(&self, state: &str) -> Result<Option<dock_core::oauth::FlowRecord>, StoreError> {
+        let json = dispatch!(self, s => s.take_flow(state).await)?;
+        match json {
+            None => Ok(None),
+            Some(j) => serde_json::from_str(&j).map(Some).map_err(|e| StoreError::Corrupt(format!("flow record: {e}"))),
+        }
+    }
+
     /// A session with the change-feed position read in the same step.
     pub async fn read_with_cursor(&self, pid: &Pid, sid: &SessionId) -> Result<Option<(Session, Cursor)>, StoreError> {
         dispatch!(self, s => s.read_with_cursor(pid, sid).await)

@@ -17,6 +17,7 @@
 //! | `dock:sid:<sid>` | string | the PID of a session (admin completion by sid) | as the session |
 //! | `dock:key:<sha256>` | string | API key record, by the hash of its secret | until revoked |
 //! | `dock:keyid:<keyId>` | string | the hash, for revocation | until revoked |
+//! | `dock:flow:<state>` | string | an OAuth flow record, taken once with `GETDEL` | until the session expires |
 //!
 //! Channel `dock:{P}:events` receives every session change (the bare view
 //! JSON), for subscribers outside Spin (components cannot SUBSCRIBE).
@@ -348,6 +349,17 @@ impl RedisStore {
             Some("conflict") => Ok(false),
             other => Err(StoreError::Corrupt(format!("commit script reply {other:?}"))),
         }
+    }
+
+    pub async fn put_flow(&self, state: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        self.exec("SET", vec![p(format!("dock:flow:{state}")), p(json), p("PX"), RedisParameter::Int64(ttl_ms as i64)])
+            .await
+            .map(drop)
+    }
+
+    pub async fn take_flow(&self, state: &str) -> Result<Option<String>, StoreError> {
+        let r = self.exec("GETDEL", vec![p(format!("dock:flow:{state}"))]).await?;
+        Ok(r.first().and_then(text))
     }
 
     pub async fn read_with_cursor(&self, pid: &Pid, sid: &SessionId) -> Result<Option<(Session, Cursor)>, StoreError> {

@@ -35,6 +35,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS dock_quota (
         key_id TEXT NOT NULL, window INTEGER NOT NULL, count INTEGER NOT NULL,
         PRIMARY KEY (key_id, window))",
+    "CREATE TABLE IF NOT EXISTS dock_flows (state TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL)",
     // The link dataset changes inside the statement that completes a session.
     "CREATE TRIGGER IF NOT EXISTS dock_link_on_complete
         AFTER UPDATE OF roblox_id ON dock_sessions
@@ -300,6 +301,27 @@ impl SqliteStore {
             }
         };
         Ok(!rows.is_empty())
+    }
+
+    pub async fn put_flow(&self, state: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        let now = crate::env::now();
+        self.rows("DELETE FROM dock_flows WHERE expires_at <= ?", vec![i(ms(now))]).await?;
+        self.rows(
+            "INSERT INTO dock_flows (state, record, expires_at) VALUES (?, ?, ?)",
+            vec![t(state), t(json), i(ms(now.plus_millis(ttl_ms)))],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn take_flow(&self, state: &str) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .rows(
+                "DELETE FROM dock_flows WHERE state = ? AND expires_at > ? RETURNING record",
+                vec![t(state), i(ms(crate::env::now()))],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| text_at(r, 0)))
     }
 
     pub async fn read_with_cursor(&self, pid: &Pid, sid: &SessionId) -> Result<Option<(Session, Cursor)>, StoreError> {

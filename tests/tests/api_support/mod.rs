@@ -30,6 +30,7 @@ pub struct Service {
     pub http: reqwest::Client,
     dir: tempfile::TempDir,
     vars: Vec<String>,
+    listen: Option<String>,
 }
 
 impl Service {
@@ -51,17 +52,35 @@ impl Service {
         }
         all.extend(vars.iter().map(|(k, v)| format!("{k}={v}")));
         let dir = tempfile::tempdir()?;
-        let mut svc = Service { hosts: Vec::new(), redis, http: client(), dir, vars: all };
+        let mut svc = Service { hosts: Vec::new(), redis, http: client(), dir, vars: all, listen: None };
         for _ in 0..n {
             svc.add_host()?;
         }
         Ok(svc)
     }
 
+    /// One instance on a port chosen up front, with `public_base_url` set to
+    /// it, so that redirects built from the base URL come back to it.
+    pub async fn start_public(store: StoreKind, vars: &[(&str, &str)]) -> Result<Service> {
+        let port = dock_tests::free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut all = vec![("public_base_url", base.as_str())];
+        all.extend_from_slice(vars);
+        let mut svc = Self::start_n(store, 0, &all).await?;
+        svc.listen = Some(format!("127.0.0.1:{port}"));
+        svc.add_host()?;
+        Ok(svc)
+    }
+
     /// Starts one more instance with the same configuration.
     pub fn add_host(&mut self) -> Result<()> {
         let manifest = artifacts::root_manifest(self.dir.path())?;
-        let mut args: Vec<&str> = vec!["--sqlite", "memory"];
+        // Debug logs name each request as it arrives: `wait_for_request` reads them.
+        let mut args: Vec<&str> = vec!["--sqlite", "memory", "--log-level", "info,dock_host=debug"];
+        if let Some(l) = &self.listen {
+            args.push("--listen");
+            args.push(l);
+        }
         for v in &self.vars {
             args.push("--variable");
             args.push(v);
@@ -157,6 +176,26 @@ impl Service {
     /// Opens the session's event stream on instance 0.
     pub async fn stream(&self, key: &str, sid: &str, last_event_id: Option<&str>) -> Result<EventStream> {
         self.stream_on(0, key, sid, last_event_id).await
+    }
+}
+
+impl Service {
+    /// Waits until `waiters` long-polls or streams on `sid` are in flight on
+    /// instance `i`: with Redis, until that many clients are blocked in
+    /// `XREAD` (parked on the session's stream); else until the host has
+    /// logged the request's arrival.
+    pub async fn wait_for_waiters(&self, i: usize, sid: &str, waiters: usize) -> Result<()> {
+        if let Some(redis) = &self.redis {
+            return dock_tests::wait_until_async(Duration::from_secs(20), "waiters blocked in XREAD", || async {
+                redis.cli(&["CLIENT", "LIST"]).is_ok_and(|l| l.matches("cmd=xread").count() >= waiters)
+            })
+            .await;
+        }
+        let path = format!("/api/v1/verify/session/{sid}");
+        dock_tests::wait_until_async(Duration::from_secs(20), "the request to reach the host", || async {
+            self.hosts[i].output().lines().any(|l| l.contains(&path) && l.contains("GET"))
+        })
+        .await
     }
 }
 
