@@ -8,8 +8,12 @@
 #      mapping, retry policy, client against a scripted server, import and
 #      require) there, against the installed package;
 #   5. with DOCK_TEST_BASE_URL and DOCK_TEST_ADMIN_TOKEN set, also the
-#      end-to-end tests against that live server (DOCK_TEST_SESSION_TTL: the
-#      server's session_ttl_seconds, which must be short for the expiry test).
+#      end-to-end tests against that live server. Optional:
+#      DOCK_TEST_SESSION_TTL  the server's session_ttl_seconds (checked; the
+#                             expiry test fails if sessions live over 60 s);
+#      DOCK_TEST_RESTART_CMD  a shell command that restarts the server at the
+#                             same URL keeping its store (Redis); without it
+#                             the restart test is reported as skipped.
 # Respects CARGO_TARGET_DIR. Keeps the scratch dir when DOCK_KEEP_SCRATCH=1.
 set -euo pipefail
 
@@ -68,6 +72,8 @@ tests=(test/*.test.mjs)
 if [[ "$run_e2e" == "1" ]]; then
   log "end-to-end against $DOCK_TEST_BASE_URL (session TTL: ${DOCK_TEST_SESSION_TTL:-not given})"
   tests+=(test/e2e/*.test.mjs)
+  [[ -n "${DOCK_TEST_RESTART_CMD:-}" ]] \
+    || log "DOCK_TEST_RESTART_CMD not set: the server-restart e2e test will be reported as skipped"
 else
   log "end-to-end tests NOT run: set DOCK_TEST_BASE_URL and DOCK_TEST_ADMIN_TOKEN to run them against a live server"
 fi

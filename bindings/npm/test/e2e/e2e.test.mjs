@@ -242,3 +242,49 @@ test(
     assert.equal(done.result.robloxId, robloxId);
   },
 );
+
+test("the README's integration example works as written against this server", async () => {
+  const { createRequire } = await import("node:module");
+  const { readFile } = await import("node:fs/promises");
+  const net = await import("node:net");
+  const require = createRequire(import.meta.url);
+  const readme = await readFile(require.resolve("@dock-verify/client/package.json").replace(/package\.json$/, "README.md"), "utf8");
+  const block = /## Integration example[^\n]*\n+```js\n([\s\S]*?)```/.exec(readme);
+  assert.ok(block, "the README has an Integration example js block");
+  // A free port for the example's server.
+  const probe = net.createServer().listen(0, "127.0.0.1");
+  await once(probe, "listening");
+  const port = probe.address().port;
+  probe.close();
+  await once(probe, "close");
+  const code = block[1]
+    .replace('"https://api.example.com"', JSON.stringify(BASE_URL))
+    .replace('"pid-yourapp"', JSON.stringify(PID))
+    .replace(".listen(3000)", `.listen(${port}, "127.0.0.1")`);
+  assert.notEqual(code, block[1]);
+  const child = spawn(process.execPath, ["--input-type=module", "-e", code], {
+    env: { ...process.env, DOCK_API_KEY: apiKey },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  try {
+    const user = nextClientId("readme");
+    let res;
+    await eventually(10_000, "the example's server", async () => {
+      res = await fetch(`http://127.0.0.1:${port}/?user=${user}`, { redirect: "manual" });
+      return true;
+    });
+    assert.equal(res.status, 302, out);
+    const sid = new URL(res.headers.get("location")).searchParams.get("sid");
+    assert.match(sid, /^vsn_/);
+    const robloxId = snowflake();
+    await complete(sid, snowflake(), robloxId);
+    await eventually(10_000, "the example to log the result", () => out.includes(`${user} is Roblox user ${robloxId}`));
+  } catch (e) {
+    throw new Error(`${e.message}\nthe example's output: ${out}`, { cause: e });
+  } finally {
+    child.kill();
+  }
+});
