@@ -8,8 +8,8 @@ use dock_core::quota::QuotaDecision;
 use dock_core::request::{CreateSessionRequest, parse_platform_id};
 use dock_core::stream::{DEFAULT_RETRY_MS, StreamCursor, StreamTimer, TimerAction, heartbeat_frame, reconnect_hint};
 use dock_core::verify_url::verify_url;
-use dock_core::wire::{CreatedSession, DiscordLink, Health, RobloxLinks};
-use dock_core::{ApiError, CreateDecision, ErrorCode, Pid, Session, SessionId, Settings, Timestamp};
+use dock_core::wire::{CreatedSession, DiscordLink, Health, KeyRecord, RobloxLinks};
+use dock_core::{ApiError, CreateDecision, ErrorCode, Session, SessionId, Settings, Timestamp};
 use futures::SinkExt;
 use http_body_util::BodyExt;
 use spin_sdk::http::Request;
@@ -17,10 +17,36 @@ use spin_sdk::http::Request;
 use crate::auth;
 use crate::env::{entropy, now};
 use crate::http::{Response, event_stream, header, ok, read_json_body};
+use crate::log::log;
 use crate::store::{Claim, Cursor, Store};
 
 /// Compare-and-set attempts before giving up under contention.
 pub const MAX_CAS_ATTEMPTS: usize = 16;
+
+/// How far a waiter's lease reaches past its next planned renewal: an
+/// instance that dies without releasing frees its slots after this.
+const LEASE_GRACE_SECS: u64 = 30;
+
+fn too_many_waiters(settings: &Settings) -> ApiError {
+    ApiError::new(
+        ErrorCode::TooManyStreams,
+        format!(
+            "this API key already has {} open streams and long-polls; close one or retry later",
+            settings.max_streams_per_key
+        ),
+    )
+    .with_retry_after(1)
+}
+
+/// Takes one of the key's `max_streams_per_key` waiter slots until `lease_until`.
+async fn acquire_waiter(store: &Store, key: &KeyRecord, settings: &Settings, lease_until: Timestamp) -> Result<String, ApiError> {
+    let waiter = dock_core::oauth::token(entropy());
+    if store.acquire_waiter(key, &waiter, settings.max_streams_per_key, now(), lease_until).await? {
+        Ok(waiter)
+    } else {
+        Err(too_many_waiters(settings))
+    }
+}
 
 fn contention() -> ApiError {
     ApiError::store_unavailable(1).with_field("contention")
@@ -82,15 +108,37 @@ pub async fn get(req: Request, sid: &str, settings: &'static Settings) -> Result
     let sid = SessionId::parse(sid)?;
     let query = longpoll::parse_session_query(req.uri().query().unwrap_or(""), settings.max_wait_secs)?;
     let deadline = longpoll::deadline(now(), query.wait_secs.unwrap_or(0));
+    let mut waiter: Option<String> = None;
+    let answer = long_poll(&store, &key, &sid, deadline, settings, &mut waiter).await;
+    if let Some(w) = waiter {
+        // Best effort: a failed release lapses with its lease.
+        let _ = store.release_waiter(&key, &w).await;
+    }
+    answer
+}
+
+async fn long_poll(
+    store: &Store,
+    key: &KeyRecord,
+    sid: &SessionId,
+    deadline: Timestamp,
+    settings: &'static Settings,
+    waiter: &mut Option<String>,
+) -> Result<Response, ApiError> {
     loop {
         let (session, cursor) = store
-            .read_with_cursor(&key.pid, &sid)
+            .read_with_cursor(&key.pid, sid)
             .await?
             .ok_or_else(ApiError::session_not_found)?;
         let now = now();
         match longpoll::decide(now, &session, deadline) {
             WaitDecision::AnswerNow => return Ok(ok(session.view_at(now), now, None)),
-            WaitDecision::WaitUntil(until) => store.wait_change(&key.pid, &sid, &cursor, until, settings).await?,
+            WaitDecision::WaitUntil(until) => {
+                if waiter.is_none() {
+                    *waiter = Some(acquire_waiter(store, key, settings, deadline.plus_secs(LEASE_GRACE_SECS)).await?);
+                }
+                store.wait_change(&key.pid, sid, &cursor, until, settings).await?
+            }
         }
     }
 }
@@ -123,20 +171,29 @@ pub async fn stream(req: Request, sid: &str, settings: &'static Settings) -> Res
         .read_with_cursor(&key.pid, &sid)
         .await?
         .ok_or_else(ApiError::session_not_found)?;
-    let (tx, body) = spin_sdk::http::body::stream::<Bytes>();
     let cursor_state = StreamCursor::resume(last_event_id.as_deref());
+    let waiter = acquire_waiter(&store, &key, settings, lease_end(settings)).await?;
+    let (tx, body) = spin_sdk::http::body::stream::<Bytes>();
     spin_sdk::wasip3::spawn(async move {
-        run_stream(StreamTask { store, pid: key.pid, sid, settings, tx }, session, cursor, cursor_state).await;
+        let mut task = StreamTask { store, key, sid, settings, tx, waiter };
+        run_stream(&mut task, session, cursor, cursor_state).await;
+        let _ = task.store.release_waiter(&task.key, &task.waiter).await;
     });
     Ok(event_stream(body.boxed_unsync()))
 }
 
+/// A stream's lease reaches past the next heartbeat, when it is renewed.
+fn lease_end(settings: &Settings) -> Timestamp {
+    now().plus_secs(settings.heartbeat_secs + LEASE_GRACE_SECS)
+}
+
 struct StreamTask {
     store: Store,
-    pid: Pid,
+    key: KeyRecord,
     sid: SessionId,
     settings: &'static Settings,
     tx: futures::channel::mpsc::Sender<Bytes>,
+    waiter: String,
 }
 
 impl StreamTask {
@@ -149,7 +206,7 @@ impl StreamTask {
 /// Writes events until the session is terminal, the client leaves, the
 /// stream's maximum duration passes (then a `retry:` hint), or the store fails
 /// (then the stream ends and the client resumes with `Last-Event-ID`).
-async fn run_stream(mut task: StreamTask, mut session: Session, mut cursor: Cursor, mut seen: StreamCursor) {
+async fn run_stream(task: &mut StreamTask, mut session: Session, mut cursor: Cursor, mut seen: StreamCursor) {
     let mut timer = StreamTimer::new(now(), task.settings.heartbeat_secs, task.settings.stream_max_secs);
     loop {
         let t = now();
@@ -177,18 +234,22 @@ async fn run_stream(mut task: StreamTask, mut session: Session, mut cursor: Curs
             }
             TimerAction::SleepUntil(at) => session.next_deadline(t).map_or(at, |exp| exp.min(at)),
         };
-        if let Err(e) = task.store.wait_change(&task.pid, &task.sid, &cursor, until, task.settings).await {
-            crate::log::log!("stream ended by the store: {e}");
+        if let Err(e) = task.store.wait_change(&task.key.pid, &task.sid, &cursor, until, task.settings).await {
+            log!("stream ended by the store: {e}");
             return;
         }
-        match task.store.read_with_cursor(&task.pid, &task.sid).await {
+        if let Err(e) = task.store.renew_waiter(&task.key, &task.waiter, lease_end(task.settings)).await {
+            log!("stream ended by the store: {e}");
+            return;
+        }
+        match task.store.read_with_cursor(&task.key.pid, &task.sid).await {
             Ok(Some((s, c))) => {
                 session = s;
                 cursor = c;
             }
             Ok(None) => return,
             Err(e) => {
-                crate::log::log!("stream ended by the store: {e}");
+                log!("stream ended by the store: {e}");
                 return;
             }
         }

@@ -7,7 +7,7 @@ mod api_support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
-use api_support::{Service, StoreKind};
+use api_support::{Cfg, Service, StoreKind};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(20);
@@ -25,6 +25,7 @@ both_stores!(
     link_dataset_and_lookups,
     quota_bucket,
     bad_input_gets_json_errors,
+    stream_limits_heartbeats_and_max_duration,
 );
 
 fn is_iso_millis(v: &Value) -> bool {
@@ -33,7 +34,7 @@ fn is_iso_millis(v: &Value) -> bool {
 
 /// The spec's curl call (same headers, same body) answers with every field of
 /// the spec's response, with the right types.
-async fn spec_curl_call_returns_every_field(store: StoreKind) -> Result<()> {
+async fn spec_curl_call_returns_every_field(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[("public_base_url", "https://verify.example.com")]).await?;
     let key = svc.tenant("pid-yourapp").await?;
     let out = tokio::process::Command::new("curl")
@@ -102,7 +103,7 @@ async fn next_line(lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::proc
     Ok(serde_json::from_str(&line)?)
 }
 
-async fn spec_sample_client_gets_completion(store: StoreKind) -> Result<()> {
+async fn spec_sample_client_gets_completion(store: Cfg) -> Result<()> {
     use tokio::io::AsyncBufReadExt as _;
     let svc = Service::start(store, &[]).await?;
     let key = svc.tenant("pid-yourapp").await?;
@@ -123,7 +124,7 @@ async fn spec_sample_client_gets_completion(store: StoreKind) -> Result<()> {
     Ok(())
 }
 
-async fn spec_sample_client_sees_expiry(store: StoreKind) -> Result<()> {
+async fn spec_sample_client_sees_expiry(store: Cfg) -> Result<()> {
     use tokio::io::AsyncBufReadExt as _;
     let svc = Service::start(store, &[("session_ttl_seconds", "2")]).await?;
     let key = svc.tenant("pid-yourapp").await?;
@@ -136,7 +137,7 @@ async fn spec_sample_client_sees_expiry(store: StoreKind) -> Result<()> {
     Ok(())
 }
 
-async fn long_poll_wakes_times_out_and_clamps(store: StoreKind) -> Result<()> {
+async fn long_poll_wakes_times_out_and_clamps(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[("max_wait_seconds", "2")]).await?;
     let key = svc.tenant("pid-a").await?;
     let sid = svc.create_sid(&key, "pid-a", "u1").await?;
@@ -180,7 +181,7 @@ async fn long_poll_wakes_times_out_and_clamps(store: StoreKind) -> Result<()> {
     Ok(())
 }
 
-async fn sse_resume_with_last_event_id(store: StoreKind) -> Result<()> {
+async fn sse_resume_with_last_event_id(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[]).await?;
     let key = svc.tenant("pid-a").await?;
     let sid = svc.create_sid(&key, "pid-a", "u1").await?;
@@ -218,7 +219,7 @@ async fn sse_resume_with_last_event_id(store: StoreKind) -> Result<()> {
     Ok(())
 }
 
-async fn parallel_creates_yield_one_session(store: StoreKind) -> Result<()> {
+async fn parallel_creates_yield_one_session(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[]).await?;
     let key = svc.tenant("pid-a").await?;
     let mut tasks = Vec::new();
@@ -243,7 +244,7 @@ async fn parallel_creates_yield_one_session(store: StoreKind) -> Result<()> {
     Ok(())
 }
 
-async fn parallel_completions_yield_one_winner(store: StoreKind) -> Result<()> {
+async fn parallel_completions_yield_one_winner(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[]).await?;
     let key = svc.tenant("pid-a").await?;
     let sid = svc.create_sid(&key, "pid-a", "u1").await?;
@@ -270,7 +271,7 @@ async fn parallel_completions_yield_one_winner(store: StoreKind) -> Result<()> {
     Ok(())
 }
 
-async fn tenants_are_isolated(store: StoreKind) -> Result<()> {
+async fn tenants_are_isolated(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[]).await?;
     let key_a = svc.tenant("pid-a").await?;
     let key_b = svc.tenant("pid-b").await?;
@@ -308,7 +309,7 @@ async fn tenants_are_isolated(store: StoreKind) -> Result<()> {
     Ok(())
 }
 
-async fn cancel_and_its_event(store: StoreKind) -> Result<()> {
+async fn cancel_and_its_event(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[]).await?;
     let key = svc.tenant("pid-a").await?;
     let sid = svc.create_sid(&key, "pid-a", "u1").await?;
@@ -330,7 +331,7 @@ async fn cancel_and_its_event(store: StoreKind) -> Result<()> {
     Ok(())
 }
 
-async fn link_dataset_and_lookups(store: StoreKind) -> Result<()> {
+async fn link_dataset_and_lookups(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[]).await?;
     let key = svc.tenant("pid-a").await?;
     let other = svc.tenant("pid-b").await?;
@@ -369,7 +370,7 @@ async fn link_dataset_and_lookups(store: StoreKind) -> Result<()> {
     Ok(())
 }
 
-async fn quota_bucket(store: StoreKind) -> Result<()> {
+async fn quota_bucket(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[]).await?;
     svc.tenant("pid-a").await?;
     let key = svc.issue_key("pid-a", json!({"quota": {"limit": 2, "windowSeconds": 3600}})).await?;
@@ -396,7 +397,7 @@ async fn quota_bucket(store: StoreKind) -> Result<()> {
     Ok(())
 }
 
-async fn bad_input_gets_json_errors(store: StoreKind) -> Result<()> {
+async fn bad_input_gets_json_errors(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[]).await?;
     let key = svc.tenant("pid-a").await?;
     let post = |body: &'static str, ct: Option<&'static str>| {
@@ -433,5 +434,50 @@ async fn bad_input_gets_json_errors(store: StoreKind) -> Result<()> {
     assert_eq!((s, b["error"]["code"].as_str()), (405, Some("method_not_allowed")));
     let (s, b) = api_support::send(svc.http.post(svc.url("/api/v1/admin/pids")).bearer_auth("wrong").json(&json!({}))).await?;
     assert_eq!((s, b["error"]["code"].as_str()), (401, Some("unauthorized")));
+    Ok(())
+}
+
+/// `max_streams_per_key` bounds a key's open streams and long-polls (429
+/// `too_many_streams`, freed when one ends); heartbeats are comments; with
+/// `stream_max_seconds` a stream ends early with a `retry:` hint and the client
+/// resumes with `Last-Event-ID`.
+async fn stream_limits_heartbeats_and_max_duration(store: Cfg) -> Result<()> {
+    let svc = Service::start(
+        store,
+        &[("max_streams_per_key", "2"), ("stream_max_seconds", "3"), ("heartbeat_seconds", "1")],
+    )
+    .await?;
+    let key = svc.tenant("pid-a").await?;
+    let other_key = svc.issue_key("pid-a", json!({})).await?;
+    let sid = svc.create_sid(&key, "pid-a", "u1").await?;
+    let mut s1 = svc.stream(&key, &sid, None).await?;
+    assert_eq!(s1.expect(T).await?.id, "1");
+    let mut s2 = svc.stream(&key, &sid, None).await?;
+    assert_eq!(s2.expect(T).await?.id, "1");
+    // The third waiter of this key is refused, as stream or long-poll...
+    let s3 = svc.stream(&key, &sid, None).await?;
+    assert_eq!(s3.status, 429);
+    assert_eq!(s3.headers["retry-after"], "1");
+    let (s, body) = svc.get(&key, &sid, "?wait=5").await?;
+    assert_eq!((s, body["error"]["code"].as_str()), (429, Some("too_many_streams")), "{body}");
+    // ...but a plain read is not a waiter, and another key has its own slots.
+    assert_eq!(svc.get(&key, &sid, "").await?.0, 200);
+    let mut o = svc.stream(&other_key, &sid, Some("1")).await?;
+    assert_eq!(o.status, 200);
+    // Heartbeats arrive as comments (the decoder yields no event for them), and
+    // at stream_max_seconds the stream ends with a retry hint, no terminal event.
+    s1.expect_end(T).await?;
+    assert!(s1.raw.contains(": keep-alive\n\n"), "{:?}", s1.raw);
+    assert!(s1.raw.ends_with("retry: 1000\n\n"), "{:?}", s1.raw);
+    s2.expect_end(T).await?;
+    o.expect_end(T).await?;
+    // Their slots are free again; the client resumes where it was.
+    let mut again = svc.stream(&key, &sid, Some("1")).await?;
+    assert_eq!(again.status, 200);
+    let (st, _) = svc.complete(&sid, "1", "2").await?;
+    assert_eq!(st, 200);
+    let e = again.expect(T).await?;
+    assert_eq!((e.event.as_str(), e.id.as_str()), ("complete", "2"));
+    again.expect_end(T).await?;
     Ok(())
 }

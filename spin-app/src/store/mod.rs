@@ -224,6 +224,30 @@ impl Store {
         dispatch!(self, s => s.read_with_cursor(pid, sid).await)
     }
 
+    /// Registers a waiter (long-poll or stream) of `key` until `lease_until`,
+    /// if fewer than `max` are registered; false when the key is at its limit.
+    /// Leases make a crashed instance's waiters lapse on their own.
+    pub async fn acquire_waiter(
+        &self,
+        key: &KeyRecord,
+        waiter: &str,
+        max: u64,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.acquire_waiter(key, waiter, max, now, lease_until).await)
+    }
+
+    /// Extends a waiter's lease.
+    pub async fn renew_waiter(&self, key: &KeyRecord, waiter: &str, lease_until: Timestamp) -> Result<(), StoreError> {
+        dispatch!(self, s => s.renew_waiter(key, waiter, lease_until).await)
+    }
+
+    /// Unregisters a waiter.
+    pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.release_waiter(key, waiter).await)
+    }
+
     /// Returns when the session changes after `cursor`, or at `until`, whichever first.
     pub async fn wait_change(
         &self,

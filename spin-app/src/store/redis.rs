@@ -14,6 +14,7 @@
 //! | `dock:{P}:lr:<robloxId>` | set | reverse index: Discord ids linked to a Roblox id | forever |
 //! | `dock:{P}:meta` | string | the PID record | forever |
 //! | `dock:{P}:q:<keyId>:<window>` | string | create counter of a quota window | until the window ends |
+//! | `dock:{P}:w:<keyId>` | sorted set | open waiters of a key (member: waiter id, score: lease end) | while any waiter holds a lease |
 //! | `dock:sid:<sid>` | string | the PID of a session (admin completion by sid) | as the session |
 //! | `dock:key:<sha256>` | string | API key record, by the hash of its secret | until revoked |
 //! | `dock:keyid:<keyId>` | string | the hash, for revocation | until revoked |
@@ -86,6 +87,20 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
 return n
 ";
+
+/// Registers a waiter if the key has fewer than the maximum live leases.
+const ACQUIRE: &str = r"
+-- KEYS: 1 waiters zset; ARGV: 1 now ms, 2 max, 3 waiter id, 4 lease end ms
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+return 1
+";
+
+fn k_waiters(key: &KeyRecord) -> String {
+    format!("{}:w:{}", tag(&key.pid), key.key_id)
+}
 
 fn tag(pid: &Pid) -> String {
     format!("dock:{{{pid}}}")
@@ -349,6 +364,41 @@ impl RedisStore {
             Some("conflict") => Ok(false),
             other => Err(StoreError::Corrupt(format!("commit script reply {other:?}"))),
         }
+    }
+
+    pub async fn acquire_waiter(
+        &self,
+        key: &KeyRecord,
+        waiter: &str,
+        max: u64,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .eval(
+                ACQUIRE,
+                &[k_waiters(key)],
+                vec![
+                    RedisParameter::Int64(now.as_millis() as i64),
+                    RedisParameter::Int64(max as i64),
+                    p(waiter),
+                    RedisParameter::Int64(lease_until.as_millis() as i64),
+                ],
+            )
+            .await?;
+        Ok(matches!(r.first(), Some(RedisResult::Int64(1))))
+    }
+
+    pub async fn renew_waiter(&self, key: &KeyRecord, waiter: &str, lease_until: Timestamp) -> Result<(), StoreError> {
+        let k = k_waiters(key);
+        let end = RedisParameter::Int64(lease_until.as_millis() as i64);
+        self.exec("ZADD", vec![p(&k), p("XX"), end.clone(), p(waiter)]).await?;
+        // The set lives as long as its longest lease.
+        self.exec("PEXPIREAT", vec![p(&k), end, p("GT")]).await.map(drop)
+    }
+
+    pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
+        self.exec("ZREM", vec![p(k_waiters(key)), p(waiter)]).await.map(drop)
     }
 
     pub async fn put_flow(&self, state: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {

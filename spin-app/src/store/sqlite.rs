@@ -35,6 +35,9 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS dock_quota (
         key_id TEXT NOT NULL, window INTEGER NOT NULL, count INTEGER NOT NULL,
         PRIMARY KEY (key_id, window))",
+    "CREATE TABLE IF NOT EXISTS dock_waiters (
+        key_id TEXT NOT NULL, waiter TEXT NOT NULL, lease_until INTEGER NOT NULL,
+        PRIMARY KEY (key_id, waiter))",
     "CREATE TABLE IF NOT EXISTS dock_flows (state TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL)",
     // The link dataset changes inside the statement that completes a session.
     "CREATE TRIGGER IF NOT EXISTS dock_link_on_complete
@@ -301,6 +304,43 @@ impl SqliteStore {
             }
         };
         Ok(!rows.is_empty())
+    }
+
+    pub async fn acquire_waiter(
+        &self,
+        key: &KeyRecord,
+        waiter: &str,
+        max: u64,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let id = key.key_id.as_str();
+        self.rows("DELETE FROM dock_waiters WHERE key_id = ? AND lease_until <= ?", vec![t(id), i(ms(now))]).await?;
+        // One statement: insert only while the key is under its limit.
+        let rows = self
+            .rows(
+                "INSERT INTO dock_waiters (key_id, waiter, lease_until)
+                 SELECT ?, ?, ? WHERE (SELECT count(*) FROM dock_waiters WHERE key_id = ?) < ?
+                 RETURNING waiter",
+                vec![t(id), t(waiter), i(ms(lease_until)), t(id), i(i64::try_from(max).unwrap_or(i64::MAX))],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    pub async fn renew_waiter(&self, key: &KeyRecord, waiter: &str, lease_until: Timestamp) -> Result<(), StoreError> {
+        self.rows(
+            "UPDATE dock_waiters SET lease_until = ? WHERE key_id = ? AND waiter = ?",
+            vec![i(ms(lease_until)), t(key.key_id.as_str()), t(waiter)],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
+        self.rows("DELETE FROM dock_waiters WHERE key_id = ? AND waiter = ?", vec![t(key.key_id.as_str()), t(waiter)])
+            .await
+            .map(drop)
     }
 
     pub async fn put_flow(&self, state: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {

@@ -23,6 +23,21 @@ pub enum StoreKind {
     Redis,
 }
 
+/// How to run the service: which store, and whether dock-host may reuse one
+/// component instance for many requests (Spin 4.1 does; `reuse: false` runs
+/// each request in a fresh instance, `--max-instance-reuse-count 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cfg {
+    pub store: StoreKind,
+    pub reuse: bool,
+}
+
+impl From<StoreKind> for Cfg {
+    fn from(store: StoreKind) -> Cfg {
+        Cfg { store, reuse: true }
+    }
+}
+
 /// A running service and what it needs.
 pub struct Service {
     pub hosts: Vec<Host>,
@@ -31,17 +46,19 @@ pub struct Service {
     dir: tempfile::TempDir,
     vars: Vec<String>,
     listen: Option<String>,
+    reuse: bool,
 }
 
 impl Service {
     /// One instance with the given extra `--variable NAME=VALUE`s.
-    pub async fn start(store: StoreKind, vars: &[(&str, &str)]) -> Result<Service> {
-        Self::start_n(store, 1, vars).await
+    pub async fn start(cfg: impl Into<Cfg>, vars: &[(&str, &str)]) -> Result<Service> {
+        Self::start_n(cfg, 1, vars).await
     }
 
     /// `n` instances sharing one store (Redis for n > 1).
-    pub async fn start_n(store: StoreKind, n: usize, vars: &[(&str, &str)]) -> Result<Service> {
-        let redis = match store {
+    pub async fn start_n(cfg: impl Into<Cfg>, n: usize, vars: &[(&str, &str)]) -> Result<Service> {
+        let cfg = cfg.into();
+        let redis = match cfg.store {
             StoreKind::Redis => Some(RedisServer::start()?),
             StoreKind::Sqlite => None,
         };
@@ -52,7 +69,8 @@ impl Service {
         }
         all.extend(vars.iter().map(|(k, v)| format!("{k}={v}")));
         let dir = tempfile::tempdir()?;
-        let mut svc = Service { hosts: Vec::new(), redis, http: client(), dir, vars: all, listen: None };
+        let mut svc =
+            Service { hosts: Vec::new(), redis, http: client(), dir, vars: all, listen: None, reuse: cfg.reuse };
         for _ in 0..n {
             svc.add_host()?;
         }
@@ -61,7 +79,7 @@ impl Service {
 
     /// One instance on a port chosen up front, with `public_base_url` set to
     /// it, so that redirects built from the base URL come back to it.
-    pub async fn start_public(store: StoreKind, vars: &[(&str, &str)]) -> Result<Service> {
+    pub async fn start_public(store: impl Into<Cfg>, vars: &[(&str, &str)]) -> Result<Service> {
         let port = dock_tests::free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut all = vec![("public_base_url", base.as_str())];
@@ -80,6 +98,9 @@ impl Service {
         if let Some(l) = &self.listen {
             args.push("--listen");
             args.push(l);
+        }
+        if !self.reuse {
+            args.extend(["--max-instance-reuse-count", "1", "--max-instance-concurrent-reuse-count", "1"]);
         }
         for v in &self.vars {
             args.push("--variable");
@@ -270,24 +291,23 @@ impl EventStream {
     }
 }
 
-/// Runs a scenario against both stores: `both_stores!(name)` expects
-/// `async fn name(store: StoreKind) -> Result<()>`.
+/// Runs each scenario on both stores, with instance reuse (as Spin 4.1) and
+/// without (a fresh instance per request): `both_stores!(name)` expects
+/// `async fn name(cfg: Cfg) -> Result<()>`.
 #[macro_export]
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
+        $crate::both_stores!(@variant sqlite, Sqlite, true; $($name),*);
+        $crate::both_stores!(@variant redis, Redis, true; $($name),*);
+        $crate::both_stores!(@variant sqlite_no_reuse, Sqlite, false; $($name),*);
+        $crate::both_stores!(@variant redis_no_reuse, Redis, false; $($name),*);
+    };
+    (@variant $module:ident, $store:ident, $reuse:literal; $($name:ident),*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() -> anyhow::Result<()> {
-                    super::$name(super::StoreKind::Sqlite).await
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() -> anyhow::Result<()> {
-                    super::$name(super::StoreKind::Redis).await
+                    super::$name(super::api_support::Cfg { store: super::StoreKind::$store, reuse: $reuse }).await
                 }
             )*
         }
