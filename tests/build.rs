@@ -18,6 +18,7 @@ fn main() {
         "tests/components/probe/Cargo.toml",
         "spin-app/src",
         "spin-app/Cargo.toml",
+        "spin-app/openapi.json",
         "core/src",
         "core/Cargo.toml",
         "Cargo.lock",
