@@ -342,3 +342,30 @@ test("an unreachable server is retried per policy, then rejects with DockNetwork
   );
   server = await new FakeServer().listen();
 });
+
+test("abort cancels a plain request in flight and closes its connection", async () => {
+  server.handler = () => {}; // never answers
+  const ac = new AbortController();
+  const pending = client.getSession(SID, { signal: ac.signal });
+  const req = await server.nthRequest(1);
+  ac.abort(new Error("stop"));
+  await assert.rejects(pending, /stop/);
+  await within(2000, req.closed, "the aborted request's connection to close");
+});
+
+test("a custom fetch and userAgent are used", async () => {
+  const calls = [];
+  const custom = new DockClient({
+    apiKey: "k",
+    baseUrl: server.url,
+    userAgent: "my-backend/2.0",
+    fetch: (url, init) => {
+      calls.push([url, init.method]);
+      return fetch(url, init);
+    },
+  });
+  server.handler = (req, res) => json(res, 200, envelope(view("pending")));
+  await custom.getSession(SID);
+  assert.deepEqual(calls, [[`${server.url}/api/v1/verify/session/${SID}`, "GET"]]);
+  assert.equal(server.requests[0].headers["user-agent"], "my-backend/2.0");
+});
