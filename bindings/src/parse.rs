@@ -157,7 +157,12 @@ fn view_from_json(what: &str, json: &str) -> Result<SessionView, JsErrorSpec> {
 /// A body that is not a Dock error envelope (a proxy's HTML page, say) gives
 /// code `unexpected_response` and quotes the start of the body.
 #[wasm_bindgen(js_name = parseErrorResponse, unchecked_return_type = "Error")]
-pub fn parse_error_response(status: u16, body: &str, retry_after: Option<String>, now_ms: f64) -> JsValue {
+pub fn parse_error_response(
+    status: u16,
+    body: &str,
+    #[wasm_bindgen(js_name = retryAfter)] retry_after: Option<String>,
+    #[wasm_bindgen(js_name = nowMs)] now_ms: f64,
+) -> JsValue {
     error_response_spec(status, body, retry_after.as_deref(), now_ms).into_js()
 }
 

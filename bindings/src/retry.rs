@@ -18,15 +18,14 @@ struct RetryOptions {
     stream_failures_before_fallback: Option<u32>,
 }
 
-fn policy_from_js(options: JsValue) -> Result<RetryPolicy, JsValue> {
-    let o: RetryOptions = if options.is_undefined() || options.is_null() {
-        RetryOptions::default()
-    } else {
-        serde_wasm_bindgen::from_value(options).map_err(|e| {
+fn policy_from_js(options: Option<js_sys::Object>) -> Result<RetryPolicy, JsValue> {
+    let o: RetryOptions = match options {
+        None => RetryOptions::default(),
+        Some(options) => serde_wasm_bindgen::from_value(options.into()).map_err(|e| {
             JsValue::from(js_sys::TypeError::new(&format!(
                 "retry options: {e} (initialDelayMs, maxDelayMs, maxAttempts and streamFailuresBeforeFallback are whole numbers)"
             )))
-        })?
+        })?,
     };
     let d = RetryPolicy::default();
     Ok(RetryPolicy {
@@ -87,7 +86,7 @@ impl Reconnector {
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "Transport")] transport: &str,
-        #[wasm_bindgen(unchecked_param_type = "RetryOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "RetryOptions")] options: Option<js_sys::Object>,
     ) -> Result<Reconnector, JsValue> {
         let choice = TransportChoice::parse(transport).ok_or_else(|| {
             JsValue::from(js_sys::TypeError::new(&format!(
@@ -118,7 +117,7 @@ impl Reconnector {
     /// The server ended a stream cleanly before a terminal event; returns the
     /// delay (ms) before reconnecting: its `retry:` time, else the first step.
     #[wasm_bindgen(js_name = onCleanEnd)]
-    pub fn on_clean_end(&mut self, server_retry_ms: Option<f64>) -> f64 {
+    pub fn on_clean_end(&mut self, #[wasm_bindgen(js_name = serverRetryMs)] server_retry_ms: Option<f64>) -> f64 {
         self.inner.on_clean_end(ms_arg(server_retry_ms)) as f64
     }
 
@@ -129,7 +128,7 @@ impl Reconnector {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "FailureReport")] failure: JsValue,
         random: f64,
-        server_retry_ms: Option<f64>,
+        #[wasm_bindgen(js_name = serverRetryMs)] server_retry_ms: Option<f64>,
     ) -> Result<JsValue, JsValue> {
         let report: FailureReport = serde_wasm_bindgen::from_value(failure).map_err(|e| {
             JsValue::from(js_sys::TypeError::new(&format!("failure report: {e}")))
@@ -151,7 +150,7 @@ impl Reconnector {
 pub fn backoff_delay(
     attempt: u32,
     random: f64,
-    #[wasm_bindgen(unchecked_param_type = "RetryOptions | undefined")] options: JsValue,
+    #[wasm_bindgen(unchecked_optional_param_type = "RetryOptions")] options: Option<js_sys::Object>,
 ) -> Result<f64, JsValue> {
     Ok(policy_from_js(options)?.backoff_ms(attempt, random) as f64)
 }
@@ -159,7 +158,7 @@ pub fn backoff_delay(
 /// A `Retry-After` header value (seconds or HTTP-date) as milliseconds to wait
 /// from `nowMs`, or `undefined` when it is neither.
 #[wasm_bindgen(js_name = parseRetryAfter)]
-pub fn parse_retry_after(value: &str, now_ms: f64) -> Option<f64> {
+pub fn parse_retry_after(value: &str, #[wasm_bindgen(js_name = nowMs)] now_ms: f64) -> Option<f64> {
     let now = Timestamp::from_millis(ms_arg(Some(now_ms)).unwrap_or(0));
     policy::parse_retry_after(value, now).map(|ms| ms.min(MAX_SAFE_INTEGER) as f64)
 }
@@ -173,6 +172,9 @@ pub fn is_retryable_status(status: u16) -> bool {
 /// The `wait` (seconds) for the next long-poll: `maxWaitSecs`, or less when
 /// only `remainingMs` of the caller's deadline is left.
 #[wasm_bindgen(js_name = longPollWaitSecs)]
-pub fn long_poll_wait_secs(max_wait_secs: u32, remaining_ms: Option<f64>) -> u32 {
+pub fn long_poll_wait_secs(
+    #[wasm_bindgen(js_name = maxWaitSecs)] max_wait_secs: u32,
+    #[wasm_bindgen(js_name = remainingMs)] remaining_ms: Option<f64>,
+) -> u32 {
     policy::long_poll_wait_secs(max_wait_secs, ms_arg(remaining_ms))
 }
