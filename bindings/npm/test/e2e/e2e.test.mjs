@@ -231,13 +231,27 @@ test(
     });
     waiting.catch(() => {}); // an early rejection is reported by the `await` below
     await connected;
+    const restartStarted = Date.now();
     const child = spawn(RESTART_CMD, { shell: true, stdio: "inherit" });
     const [code] = await once(child, "exit");
     assert.equal(code, 0, `DOCK_TEST_RESTART_CMD exited with ${code}`);
     await eventually(120_000, "the restarted server's /healthz", async () => (await fetch(BASE_URL.replace(/\/+$/, "") + "/healthz")).ok);
+    const restartSecs = (Date.now() - restartStarted) / 1000;
     const [discordId, robloxId] = [snowflake(), snowflake()];
-    await complete(created.sid, discordId, robloxId);
-    const done = await waiting;
+    let done;
+    try {
+      await complete(created.sid, discordId, robloxId);
+      done = await waiting;
+    } catch (e) {
+      if (Date.now() >= Date.parse(created.expiresAt)) {
+        throw new Error(
+          `the session expired during the restart (restart took ${restartSecs.toFixed(1)}s, session expired at ${created.expiresAt}): ` +
+            "restart faster (e.g. SIGKILL instead of a graceful shutdown that waits for open streams) or use a longer session TTL",
+          { cause: e },
+        );
+      }
+      throw e;
+    }
     assert.equal(done.sid, created.sid);
     assert.equal(done.result.robloxId, robloxId);
   },
