@@ -7,7 +7,7 @@
 #   4. wasm-opt -Os from npm's binaryen (never the system one);
 #   5. tsc into bindings/npm/dist/;
 #   6. npm pack into $DOCK_PACK_DIR (default: a fresh temp dir).
-# Prints the tarball's path as its last line. Respects CARGO_TARGET_DIR.
+# Prints the tarball's path (alone) on stdout. Respects CARGO_TARGET_DIR.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,6 +16,9 @@ npm_dir="$here/npm"
 wb_version="0.2.130" # must equal the `=` pin of wasm-bindgen in the root Cargo.toml
 
 log() { printf '[bindings/build] %s\n' "$*" >&2; }
+
+# Everything but the tarball's path goes to stderr, so callers can capture stdout.
+exec 3>&1 1>&2
 
 grep -q "^wasm-bindgen = \"=$wb_version\"" "$root/Cargo.toml" \
   || { log "root Cargo.toml does not pin wasm-bindgen = \"=$wb_version\"; update build.sh with it"; exit 1; }
@@ -54,4 +57,4 @@ pack_dir="${DOCK_PACK_DIR:-$(mktemp -d -t dock-pack.XXXXXX)}"
 mkdir -p "$pack_dir"
 log "npm pack → $pack_dir"
 tarball="$(cd "$npm_dir" && npm pack --silent --pack-destination "$pack_dir" | tail -n 1)"
-echo "$pack_dir/$tarball"
+echo "$pack_dir/$tarball" >&3

@@ -37,7 +37,7 @@ else
 fi
 
 export DOCK_PACK_DIR="$scratch/pack"
-tarball="$(bash "$here/build.sh" | tail -n 1)"
+tarball="$(bash "$here/build.sh")"
 [[ -f "$tarball" ]] || { log "build.sh did not produce a tarball (got: $tarball)"; exit 1; }
 
 contents="$(tar -tzf "$tarball")"
