@@ -12,3 +12,9 @@ macro_rules! log {
     ($($t:tt)*) => { $crate::log::line(format_args!($($t)*)) };
 }
 pub(crate) use log;
+
+/// Writes one structured record (a JSON object) as a line on stdout.
+#[allow(clippy::print_stdout, reason = "stdout is the component's log under Spin")]
+pub fn record(value: &serde_json::Value) {
+    println!("{value}");
+}

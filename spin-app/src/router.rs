@@ -12,30 +12,48 @@ use crate::{admin, sessions};
 /// The OpenAPI 3.1 document of this API.
 const OPENAPI: &str = include_str!("../openapi.json");
 
-/// Routes one request.
+/// Routes one request, and logs one structured line for it.
 pub async fn route(req: Request) -> Response {
+    let started = crate::env::now();
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
     let method = req.method().clone();
-    let result = dispatch(req, &method, &segments).await;
-    match result {
-        Ok(resp) => resp,
-        Err(e) => {
-            if e.status() >= 500 {
-                crate::log::log!("{} {} -> {} {}", method, route_name(&segments), e.status(), e.code().as_str());
-            }
-            error(&e)
-        }
-    }
+    let (resp, code) = match dispatch(req, &method, &segments).await {
+        Ok(resp) => (resp, None),
+        Err(e) => (error(&e), Some(e.code().as_str())),
+    };
+    crate::log::record(&serde_json::json!({
+        "method": method.as_str(),
+        "route": route_template(&segments),
+        "status": resp.status().as_u16(),
+        "ms": started.millis_until(crate::env::now()),
+        "error": code,
+    }));
+    resp
 }
 
-/// A path with ids replaced, for logs (never log ids or tokens).
-fn route_name(segments: &[&str]) -> String {
-    let parts: Vec<&str> = segments
-        .iter()
-        .map(|s| if s.starts_with("vsn_") || s.starts_with("key_") { ":id" } else { s })
-        .collect();
-    format!("/{}", parts.join("/"))
+/// The route a path matched, with its parameters as names: logs never carry
+/// ids, keys, tokens or OAuth codes.
+fn route_template(segments: &[&str]) -> &'static str {
+    match segments {
+        ["api", "v1", "verify", "session"] => "/api/v1/verify/session",
+        ["api", "v1", "verify", "session", _] => "/api/v1/verify/session/:sid",
+        ["api", "v1", "verify", "session", _, "stream"] => "/api/v1/verify/session/:sid/stream",
+        ["api", "v1", "admin", "pids"] => "/api/v1/admin/pids",
+        ["api", "v1", "admin", "pids", _, "keys"] => "/api/v1/admin/pids/:pid/keys",
+        ["api", "v1", "admin", "keys", _] => "/api/v1/admin/keys/:keyId",
+        ["api", "v1", "admin", "sessions", _, "complete"] => "/api/v1/admin/sessions/:sid/complete",
+        ["api", "v1", "public", "discord-to-roblox"] => "/api/v1/public/discord-to-roblox",
+        ["api", "v1", "public", "roblox-to-discord"] => "/api/v1/public/roblox-to-discord",
+        ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
+        ["v1", "api", "verify", "discord"] => "/v1/api/verify/discord",
+        ["v1", "api", "verify", "discord", "start"] => "/v1/api/verify/discord/start",
+        ["v1", "api", "verify", "discord", "callback"] => "/v1/api/verify/discord/callback",
+        ["v1", "api", "verify", "roblox", "callback"] => "/v1/api/verify/roblox/callback",
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        _ => "(unmatched)",
+    }
 }
 
 async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Response, ApiError> {

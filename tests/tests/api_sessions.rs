@@ -296,6 +296,10 @@ async fn tenants_are_isolated(store: Cfg) -> Result<()> {
     assert_eq!(s, 401);
     let (s, _) = svc.get("dock_not-a-real-key", &sid_b, "").await?;
     assert_eq!(s, 401);
+    // One structured log line per request, by route template; no key in any log.
+    let log = svc.hosts[0].output();
+    assert!(log.contains(r#""route":"/api/v1/verify/session/:sid","status":404"#), "{log}");
+    assert!(!log.contains(&key_a) && !log.contains(&key_b), "an API key in the log");
     // The store holds no plaintext key.
     if let Some(redis) = &svc.redis {
         let dump = redis.cli(&["--scan"])?;
