@@ -95,7 +95,9 @@ impl AllowedHosts {
                 if template.is_literal() {
                     format!("invalid allowed_outbound_hosts entry {entry:?}")
                 } else {
-                    format!("allowed_outbound_hosts entry {entry:?} resolves to invalid {resolved:?}")
+                    format!(
+                        "allowed_outbound_hosts entry {entry:?} resolves to invalid {resolved:?}"
+                    )
                 }
             })?;
             parsed.push(host);
@@ -166,7 +168,8 @@ impl AllowedHost {
             .with_context(|| format!("invalid allowed host port {port:?}"))?;
         let scheme = SchemeRule::parse(scheme)
             .with_context(|| format!("invalid allowed host scheme {scheme:?}"))?;
-        let host = HostRule::parse(host).with_context(|| format!("invalid allowed host {host:?}"))?;
+        let host =
+            HostRule::parse(host).with_context(|| format!("invalid allowed host {host:?}"))?;
         Ok(Self {
             original: text.to_owned(),
             scheme,
@@ -227,7 +230,10 @@ impl HostRule {
         let host = host.strip_suffix('/').unwrap_or(host);
         ensure!(!host.contains('/'), "must not include a path");
         if let Some(domain) = host.strip_prefix("*.") {
-            ensure!(!domain.contains('*'), "wildcards are allowed only as prefixes");
+            ensure!(
+                !domain.contains('*'),
+                "wildcards are allowed only as prefixes"
+            );
             let Host::Domain(domain) = Host::parse(domain)
                 .with_context(|| format!("invalid wildcard host \"*.{domain}\""))?
             else {
@@ -235,7 +241,10 @@ impl HostRule {
             };
             return Ok(Self::AnySubdomain(format!(".{domain}")));
         }
-        ensure!(!host.contains('*'), "wildcards are allowed only as subdomains");
+        ensure!(
+            !host.contains('*'),
+            "wildcards are allowed only as subdomains"
+        );
         Ok(Self::Literal(Host::parse(host)?))
     }
 
@@ -274,10 +283,9 @@ impl PortRule {
                 .with_context(|| format!("port range {port:?} contains non-number"))?;
             return Ok(Self::Range(start, end));
         }
-        Ok(Self::Port(
-            port.parse()
-                .with_context(|| format!("port {port:?} is not a number"))?,
-        ))
+        Ok(Self::Port(port.parse().with_context(|| {
+            format!("port {port:?} is not a number")
+        })?))
     }
 
     fn allows(&self, port: Option<u16>, scheme: &str) -> bool {
@@ -333,12 +341,20 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix)
+            };
             IpAddr::V4((bits & m).into())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix)
+            };
             IpAddr::V6((bits & m).into())
         }
     }
@@ -530,8 +546,8 @@ mod tests {
         assert!(h.is_empty());
         let h = hosts(&["{{ base }}"]);
         assert!(h.allows_url("https://api.example.com/x", "https"));
-        let e = AllowedHosts::parse(&["{{ base }}/path"], |_| Ok("https://x.com".into()))
-            .unwrap_err();
+        let e =
+            AllowedHosts::parse(&["{{ base }}/path"], |_| Ok("https://x.com".into())).unwrap_err();
         assert!(format!("{e:#}").contains("resolves to invalid"), "{e:#}");
     }
 

@@ -34,7 +34,12 @@ pub struct UpArgs {
     pub listen: SocketAddr,
 
     /// The application manifest, or a directory containing spin.toml.
-    #[arg(short = 'f', long = "from", value_name = "FILE", default_value = "spin.toml")]
+    #[arg(
+        short = 'f',
+        long = "from",
+        value_name = "FILE",
+        default_value = "spin.toml"
+    )]
     pub from: PathBuf,
 
     /// Set an application variable (overrides SPIN_VARIABLE_<NAME> and the default).
@@ -55,7 +60,12 @@ pub struct UpArgs {
     pub build: bool,
 
     /// Log filter (tracing env-filter syntax, e.g. `info` or `dock_host=debug`).
-    #[arg(long, value_name = "LEVEL", default_value = "info", env = "DOCK_HOST_LOG")]
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value = "info",
+        env = "DOCK_HOST_LOG"
+    )]
     pub log_level: String,
 
     /// Directory for compiled-component cache [default: <user cache dir>/dock-host].
@@ -169,15 +179,33 @@ mod tests {
         let d = Limits::default();
         assert_eq!(limits.max_guest_slice, d.max_guest_slice);
         assert_eq!(limits.max_instance_memory, d.max_instance_memory);
-        assert_eq!(limits.max_instance_concurrent_reuse_count, d.max_instance_concurrent_reuse_count);
+        assert_eq!(
+            limits.max_instance_concurrent_reuse_count,
+            d.max_instance_concurrent_reuse_count
+        );
 
         let cli = Cli::try_parse_from([
-            "dock-host", "up", "-f", "x.toml", "--var", "a=1", "--variable", "b=2",
-            "--sqlite", "memory", "--max-guest-slice", "500ms", "--listen", "127.0.0.1:0",
+            "dock-host",
+            "up",
+            "-f",
+            "x.toml",
+            "--var",
+            "a=1",
+            "--variable",
+            "b=2",
+            "--sqlite",
+            "memory",
+            "--max-guest-slice",
+            "500ms",
+            "--listen",
+            "127.0.0.1:0",
         ])
         .unwrap();
         let Command::Up(up) = cli.command;
-        assert_eq!(up.variables, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert_eq!(
+            up.variables,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
         assert_eq!(up.sqlite.as_deref(), Some("memory"));
         assert_eq!(up.limits.max_guest_slice, Duration::from_millis(500));
         assert!(Cli::try_parse_from(["dock-host", "up", "--variable", "novalue"]).is_err());

@@ -115,7 +115,12 @@ pub fn prepare(
     })?;
     let component = Component::new(engine, &bytes)
         .map_err(anyhow::Error::from)
-        .with_context(|| format!("component {id:?}: {} is not a valid component", path.display()))?;
+        .with_context(|| {
+            format!(
+                "component {id:?}: {} is not a valid component",
+                path.display()
+            )
+        })?;
     let pre = linker.instantiate_pre(&component).map_err(|e| {
         anyhow::anyhow!(
             "component {id:?} ({}) needs an import this host does not provide: {e}",
@@ -312,7 +317,9 @@ impl WorkerState for Worker {
 
     fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {
         match result {
-            Ok(()) => tracing::debug!(component = %self.component, instance = self.instance, "instance retired"),
+            Ok(()) => {
+                tracing::debug!(component = %self.component, instance = self.instance, "instance retired")
+            }
             Err(e) => tracing::warn!(
                 component = %self.component,
                 instance = self.instance,

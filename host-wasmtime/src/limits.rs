@@ -84,7 +84,9 @@ impl Default for Limits {
 /// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -114,7 +116,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         other => return Err(format!("invalid size unit {other:?} in {s:?}")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 impl Limits {
@@ -164,9 +167,9 @@ pub fn engine(limits: &Limits, cache_dir: Option<&std::path::Path>) -> Result<En
         .total_core_instances(instances.saturating_mul(8))
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(8))
-        .total_stacks(instances.saturating_mul(
-            limits.max_instance_concurrent_reuse_count.min(64) as u32,
-        ))
+        .total_stacks(
+            instances.saturating_mul(limits.max_instance_concurrent_reuse_count.min(64) as u32),
+        )
         .max_memory_size(limits.max_instance_memory as usize);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&config) {
@@ -374,7 +377,12 @@ mod tests {
             max_instances: 0,
             ..Limits::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("--max-instances"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--max-instances")
+        );
         assert_eq!(
             Limits {
                 max_guest_slice: Duration::from_millis(1),

@@ -237,7 +237,10 @@ impl ManifestDoc {
     /// triggers in manifest order.
     pub fn validate(&self) -> Result<Vec<HttpTrigger>> {
         let app = &self.application;
-        ensure!(!app.name.trim().is_empty(), "application.name must not be empty");
+        ensure!(
+            !app.name.trim().is_empty(),
+            "application.name must not be empty"
+        );
         if let Some(kind) = app.trigger.keys().next() {
             bail!("unsupported manifest feature: [application.trigger.{kind}] settings");
         }
@@ -256,13 +259,18 @@ impl ManifestDoc {
         let mut triggers = Vec::new();
         for (kind, entries) in &self.triggers {
             if kind != "http" {
-                bail!("unsupported manifest feature: trigger type {kind:?} (only `http` is supported)");
+                bail!(
+                    "unsupported manifest feature: trigger type {kind:?} (only `http` is supported)"
+                );
             }
             for entry in entries {
                 triggers.push(self.validate_http_trigger(entry)?);
             }
         }
-        ensure!(!triggers.is_empty(), "the manifest has no [[trigger.http]] entries");
+        ensure!(
+            !triggers.is_empty(),
+            "the manifest has no [[trigger.http]] entries"
+        );
         Ok(triggers)
     }
 
@@ -275,7 +283,9 @@ impl ManifestDoc {
                 "route" => match value {
                     toml::Value::String(r) => route = Some(r.clone()),
                     toml::Value::Table(_) => {
-                        bail!("unsupported manifest feature: private routes (`route = {{ private = true }}`)")
+                        bail!(
+                            "unsupported manifest feature: private routes (`route = {{ private = true }}`)"
+                        )
                     }
                     other => bail!("invalid http trigger route {other}"),
                 },
@@ -402,15 +412,22 @@ pub fn validate_variable_name(key: &str) -> Result<(), String> {
 /// digits, each starting with a letter.
 fn validate_kebab_id(id: &str) -> Result<()> {
     ensure!(!id.is_empty(), "empty");
-    ensure!(!id.contains('_'), "words must be separated with '-', not '_'");
+    ensure!(
+        !id.contains('_'),
+        "words must be separated with '-', not '_'"
+    );
     for word in id.split('-') {
-        let first = word.chars().next().context("'-'-separated words must not be empty")?;
+        let first = word
+            .chars()
+            .next()
+            .context("'-'-separated words must not be empty")?;
         ensure!(
             first.is_ascii_alphabetic(),
             "'-'-separated words must start with an ASCII letter; got {first:?}"
         );
         ensure!(
-            word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+            word.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
             "words may only contain lowercase alphanumeric ASCII; got {word:?}"
         );
     }
@@ -477,7 +494,13 @@ command = "cargo build --target wasm32-wasip2 --release"
         let d = Manifest::parse_str(GOOD).unwrap();
         assert!(d.variables["api_key"].secret);
         assert_eq!(
-            d.components["api"].build.as_ref().unwrap().command.iter().count(),
+            d.components["api"]
+                .build
+                .as_ref()
+                .unwrap()
+                .command
+                .iter()
+                .count(),
             1
         );
     }
@@ -486,11 +509,17 @@ command = "cargo build --target wasm32-wasip2 --release"
     fn rejects_unsupported_features_by_name() {
         let cases = [
             (
-                GOOD.replace("trigger.http]]\nroute = \"/...\"", "trigger.redis]]\nchannel = \"x\""),
+                GOOD.replace(
+                    "trigger.http]]\nroute = \"/...\"",
+                    "trigger.redis]]\nchannel = \"x\"",
+                ),
                 "trigger type \"redis\"",
             ),
             (
-                GOOD.replace("sqlite_databases = [\"default\"]", "key_value_stores = [\"default\"]"),
+                GOOD.replace(
+                    "sqlite_databases = [\"default\"]",
+                    "key_value_stores = [\"default\"]",
+                ),
                 "key_value_stores",
             ),
             (
@@ -501,18 +530,27 @@ command = "cargo build --target wasm32-wasip2 --release"
                 "URL",
             ),
             (
-                GOOD.replace("sqlite_databases = [\"default\"]", "sqlite_databases = [\"other\"]"),
+                GOOD.replace(
+                    "sqlite_databases = [\"default\"]",
+                    "sqlite_databases = [\"other\"]",
+                ),
                 "\"other\"",
             ),
             (
-                GOOD.replace("sqlite_databases = [\"default\"]", "files = [\"static/**\"]"),
+                GOOD.replace(
+                    "sqlite_databases = [\"default\"]",
+                    "files = [\"static/**\"]",
+                ),
                 "files",
             ),
             (
                 GOOD.replace("route = \"/users/:id\"", "route = { private = true }"),
                 "private",
             ),
-            (GOOD.replace("[application]", "[application]\nbogus = 1"), "bogus"),
+            (
+                GOOD.replace("[application]", "[application]\nbogus = 1"),
+                "bogus",
+            ),
         ];
         for (text, needle) in cases {
             let e = err(&text);
@@ -552,7 +590,10 @@ command = "cargo build --target wasm32-wasip2 --release"
 
     #[test]
     fn trigger_must_name_a_defined_component() {
-        let e = err(&GOOD.replace("component = \"api\"\n\n[[trigger.http]]", "component = \"nope\"\n\n[[trigger.http]]"));
+        let e = err(&GOOD.replace(
+            "component = \"api\"\n\n[[trigger.http]]",
+            "component = \"nope\"\n\n[[trigger.http]]",
+        ));
         assert!(e.contains("\"nope\""), "{e}");
     }
 }

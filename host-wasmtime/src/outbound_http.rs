@@ -69,9 +69,10 @@ mod tests {
 
     #[test]
     fn checks_scheme_host_and_port() {
-        let allowed = AllowedHosts::parse(&["https://api.example.com", "http://127.0.0.1:*"], |_| {
-            unreachable!()
-        })
+        let allowed = AllowedHosts::parse(
+            &["https://api.example.com", "http://127.0.0.1:*"],
+            |_| unreachable!(),
+        )
         .unwrap();
         let hooks = OutboundHttp {
             allowed: Arc::new(allowed),

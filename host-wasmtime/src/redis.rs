@@ -97,8 +97,8 @@ pub fn flatten(value: &Value) -> Result<Vec<v3::RedisResult>, v3::Error> {
     }
     let mut out = Vec::new();
     append(&mut out, value)?;
-    let size = std::mem::size_of::<Vec<v3::RedisResult>>()
-        + out.iter().map(result_size).sum::<usize>();
+    let size =
+        std::mem::size_of::<Vec<v3::RedisResult>>() + out.iter().map(result_size).sum::<usize>();
     if size > MAX_HOST_BUFFERED_BYTES {
         return Err(other(format!(
             "query result exceeds limit of {MAX_HOST_BUFFERED_BYTES} bytes"
@@ -190,7 +190,9 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         payload: Vec<u8>,
     ) -> Result<(), v3::Error> {
         let mut c = connection(accessor, &conn)?;
-        c.publish::<_, _, ()>(&channel, &payload).await.map_err(other)
+        c.publish::<_, _, ()>(&channel, &payload)
+            .await
+            .map_err(other)
     }
 
     async fn get(
@@ -297,7 +299,10 @@ mod tests {
         let entry = |id: &str, f: &str, v: &str| {
             Value::Array(vec![
                 Value::BulkString(id.into()),
-                Value::Array(vec![Value::BulkString(f.into()), Value::BulkString(v.into())]),
+                Value::Array(vec![
+                    Value::BulkString(f.into()),
+                    Value::BulkString(v.into()),
+                ]),
             ])
         };
         let reply = Value::Array(vec![Value::Array(vec![
@@ -307,7 +312,15 @@ mod tests {
         let bin = |s: &str| R::Binary(s.as_bytes().to_vec());
         assert_eq!(
             flatten(&reply).unwrap(),
-            vec![bin("s"), bin("1-0"), bin("a"), bin("1"), bin("2-0"), bin("b"), bin("2")]
+            vec![
+                bin("s"),
+                bin("1-0"),
+                bin("a"),
+                bin("1"),
+                bin("2-0"),
+                bin("b"),
+                bin("2")
+            ]
         );
     }
 
@@ -321,7 +334,10 @@ mod tests {
         );
         assert_eq!(flatten(&Value::Int(7)).unwrap(), vec![R::Int64(7)]);
         assert_eq!(flatten(&Value::Boolean(true)).unwrap(), vec![R::Int64(1)]);
-        assert_eq!(flatten(&Value::Double(1.5)).unwrap(), vec![R::Binary(b"1.5".to_vec())]);
+        assert_eq!(
+            flatten(&Value::Double(1.5)).unwrap(),
+            vec![R::Binary(b"1.5".to_vec())]
+        );
         assert_eq!(
             flatten(&Value::Set(vec![Value::Int(1), Value::Nil])).unwrap(),
             vec![R::Int64(1), R::Nil]
@@ -353,7 +369,10 @@ mod tests {
             ],
         );
         let packed = String::from_utf8(cmd.get_packed_command()).unwrap();
-        assert_eq!(packed, "*4\r\n$4\r\nXADD\r\n$1\r\ns\r\n$1\r\n*\r\n$1\r\n5\r\n");
+        assert_eq!(
+            packed,
+            "*4\r\n$4\r\nXADD\r\n$1\r\ns\r\n$1\r\n*\r\n$1\r\n5\r\n"
+        );
     }
 
     #[tokio::test]

@@ -137,7 +137,9 @@ fn sanitize(s: &str) -> String {
 impl RouteMatch {
     /// `spin-component-route`: the raw route without a trailing `/...`.
     pub fn raw_route_or_prefix(&self) -> &str {
-        self.raw_route.strip_suffix("/...").unwrap_or(&self.raw_route)
+        self.raw_route
+            .strip_suffix("/...")
+            .unwrap_or(&self.raw_route)
     }
 
     /// The headers Spin adds to every request it routes to a component, as
@@ -157,7 +159,10 @@ impl RouteMatch {
             ),
             ("spin-matched-route".to_owned(), self.based_route.clone()),
             ("spin-base-path".to_owned(), "/".to_owned()),
-            ("spin-raw-component-route".to_owned(), self.raw_route.clone()),
+            (
+                "spin-raw-component-route".to_owned(),
+                self.raw_route.clone(),
+            ),
             (
                 "spin-component-route".to_owned(),
                 self.raw_route_or_prefix().to_owned(),
@@ -166,7 +171,10 @@ impl RouteMatch {
         ];
         for (name, value) in &self.params {
             headers.push((
-                format!("spin-path-match-{}", name.to_ascii_lowercase().replace('_', "-")),
+                format!(
+                    "spin-path-match-{}",
+                    name.to_ascii_lowercase().replace('_', "-")
+                ),
                 value.clone(),
             ));
         }

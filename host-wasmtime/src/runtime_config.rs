@@ -30,7 +30,8 @@ impl RuntimeConfig {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read runtime config {}", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, dir).with_context(|| format!("invalid runtime config {}", path.display()))
+        Self::parse(&text, dir)
+            .with_context(|| format!("invalid runtime config {}", path.display()))
     }
 
     /// Parses runtime config text; relative paths resolve against `dir`.
@@ -40,10 +41,14 @@ impl RuntimeConfig {
         for (key, value) in &table {
             match key.as_str() {
                 "sqlite_database" => {
-                    let dbs = value.as_table().context("`sqlite_database` must be a table")?;
+                    let dbs = value
+                        .as_table()
+                        .context("`sqlite_database` must be a table")?;
                     for (name, db) in dbs {
                         if name != "default" {
-                            bail!("unsupported runtime config: sqlite_database.{name} (only \"default\")");
+                            bail!(
+                                "unsupported runtime config: sqlite_database.{name} (only \"default\")"
+                            );
                         }
                         config.default_sqlite = Some(parse_sqlite(db, dir)?);
                     }
@@ -56,7 +61,9 @@ impl RuntimeConfig {
 }
 
 fn parse_sqlite(db: &toml::Value, dir: &Path) -> Result<DatabaseLocation> {
-    let t = db.as_table().context("sqlite_database.default must be a table")?;
+    let t = db
+        .as_table()
+        .context("sqlite_database.default must be a table")?;
     for key in t.keys() {
         if key != "type" && key != "path" {
             bail!("unsupported runtime config: sqlite_database.default.{key}");
@@ -64,7 +71,9 @@ fn parse_sqlite(db: &toml::Value, dir: &Path) -> Result<DatabaseLocation> {
     }
     match t.get("type").and_then(toml::Value::as_str) {
         Some("spin") => {}
-        Some(other) => bail!("unsupported runtime config: sqlite_database.default type {other:?} (only \"spin\")"),
+        Some(other) => bail!(
+            "unsupported runtime config: sqlite_database.default type {other:?} (only \"spin\")"
+        ),
         None => bail!("sqlite_database.default needs `type = \"spin\"`"),
     }
     Ok(match t.get("path").and_then(toml::Value::as_str) {
@@ -80,20 +89,35 @@ mod tests {
     #[test]
     fn parses_the_sqlite_subset() {
         let dir = Path::new("/cfg");
-        let c = RuntimeConfig::parse("[sqlite_database.default]\ntype = \"spin\"\npath = \"db/x.db\"\n", dir)
-            .unwrap();
-        assert_eq!(c.default_sqlite, Some(DatabaseLocation::File("/cfg/db/x.db".into())));
+        let c = RuntimeConfig::parse(
+            "[sqlite_database.default]\ntype = \"spin\"\npath = \"db/x.db\"\n",
+            dir,
+        )
+        .unwrap();
+        assert_eq!(
+            c.default_sqlite,
+            Some(DatabaseLocation::File("/cfg/db/x.db".into()))
+        );
         let c = RuntimeConfig::parse("[sqlite_database.default]\ntype = \"spin\"\n", dir).unwrap();
         assert_eq!(c.default_sqlite, Some(DatabaseLocation::Memory));
-        assert_eq!(RuntimeConfig::parse("", dir).unwrap(), RuntimeConfig::default());
+        assert_eq!(
+            RuntimeConfig::parse("", dir).unwrap(),
+            RuntimeConfig::default()
+        );
     }
 
     #[test]
     fn rejects_what_it_does_not_implement() {
         let dir = Path::new("/cfg");
         for (text, needle) in [
-            ("[key_value_store.default]\ntype = \"redis\"\n", "key_value_store"),
-            ("[[variables_provider]]\ntype = \"vault\"\n", "variables_provider"),
+            (
+                "[key_value_store.default]\ntype = \"redis\"\n",
+                "key_value_store",
+            ),
+            (
+                "[[variables_provider]]\ntype = \"vault\"\n",
+                "variables_provider",
+            ),
             ("[sqlite_database.default]\ntype = \"libsql\"\n", "libsql"),
             ("[sqlite_database.other]\ntype = \"spin\"\n", "other"),
         ] {

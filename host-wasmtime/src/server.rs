@@ -170,7 +170,10 @@ async fn handle(
         return empty(StatusCode::NOT_FOUND);
     };
     let Some(handler) = app.components.get(&route.component) else {
-        tracing::error!(component = route.component, "route names an unknown component");
+        tracing::error!(
+            component = route.component,
+            "route names an unknown component"
+        );
         return empty(StatusCode::INTERNAL_SERVER_ERROR);
     };
 

@@ -20,9 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 use rusqlite::types::Value as SqlValue;
-use wasmtime::component::{
-    Accessor, FutureReader, HasData, Resource, ResourceTable, StreamReader,
-};
+use wasmtime::component::{Accessor, FutureReader, HasData, Resource, ResourceTable, StreamReader};
 
 use crate::bindings::sqlite3 as v3;
 use crate::redis::MAX_HOST_BUFFERED_BYTES;
@@ -114,13 +112,14 @@ impl Database {
         statement: &str,
         parameters: Vec<v3::Value>,
     ) -> Result<Executed, v3::Error> {
-        let conn = self.conn.lock().map_err(|_| io("sqlite connection poisoned"))?;
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| io("sqlite connection poisoned"))?;
         let mut stmt = conn.prepare_cached(statement).map_err(io)?;
         let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
         let params: Vec<SqlValue> = parameters.into_iter().map(to_sql).collect();
-        let mut rows = stmt
-            .query(rusqlite::params_from_iter(params))
-            .map_err(io)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(io)?;
         let mut out = Vec::new();
         let mut size = 0usize;
         let mut error = None;
@@ -352,10 +351,12 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Sqlite {
                 None => Ok(()),
             };
             let rows = StreamReader::new(&mut access, done.rows).map_err(io)?;
-            let result = FutureReader::new(&mut access, async move {
-                Ok::<_, wasmtime::Error>(outcome)
-            })
-            .map_err(io)?;
+            let result =
+                FutureReader::new(
+                    &mut access,
+                    async move { Ok::<_, wasmtime::Error>(outcome) },
+                )
+                .map_err(io)?;
             Ok((done.columns, rows, result))
         })
     }
@@ -394,7 +395,12 @@ mod tests {
         let ins = db
             .execute_blocking(
                 "INSERT INTO t (k, v) VALUES (?, ?), (?, ?)",
-                vec![text("a"), v3::Value::Integer(1), text("b"), v3::Value::Integer(2)],
+                vec![
+                    text("a"),
+                    v3::Value::Integer(1),
+                    text("b"),
+                    v3::Value::Integer(2),
+                ],
             )
             .unwrap();
         assert_eq!(ins.changes, 2);
@@ -434,9 +440,15 @@ mod tests {
         let db = Database::open(&DatabaseLocation::Memory).unwrap();
         let allowed = SqliteState { default: Some(db) };
         assert!(allowed.open("default").is_ok());
-        assert!(matches!(allowed.open("other"), Err(v3::Error::AccessDenied)));
+        assert!(matches!(
+            allowed.open("other"),
+            Err(v3::Error::AccessDenied)
+        ));
         let denied = SqliteState::default();
-        assert!(matches!(denied.open("default"), Err(v3::Error::AccessDenied)));
+        assert!(matches!(
+            denied.open("default"),
+            Err(v3::Error::AccessDenied)
+        ));
     }
 
     #[test]
@@ -446,12 +458,16 @@ mod tests {
         {
             let db = Database::open(&loc).unwrap();
             db.execute_blocking("CREATE TABLE t (x)", vec![]).unwrap();
-            db.execute_blocking("INSERT INTO t VALUES (42)", vec![]).unwrap();
+            db.execute_blocking("INSERT INTO t VALUES (42)", vec![])
+                .unwrap();
         }
         let db = Database::open(&loc).unwrap();
         let r = db.execute_blocking("SELECT x FROM t", vec![]).unwrap();
         assert_eq!(r.rows[0].values, vec![v3::Value::Integer(42)]);
         assert!(dir.path().join(".spin/sqlite_db.db").exists());
-        assert_eq!(DatabaseLocation::parse("memory", dir.path()), DatabaseLocation::Memory);
+        assert_eq!(
+            DatabaseLocation::parse("memory", dir.path()),
+            DatabaseLocation::Memory
+        );
     }
 }

@@ -36,12 +36,9 @@ impl Template {
         let mut rest = text;
         while !rest.is_empty() {
             if let Some(after_open) = rest.strip_prefix("{{") {
-                let (expr, tail) =
-                    after_open
-                        .split_once("}}")
-                        .ok_or_else(|| TemplateError {
-                            template: text.to_owned(),
-                        })?;
+                let (expr, tail) = after_open.split_once("}}").ok_or_else(|| TemplateError {
+                    template: text.to_owned(),
+                })?;
                 parts.push(Part::Expr(expr.trim().to_owned()));
                 rest = tail;
             } else {
@@ -72,7 +69,10 @@ impl Template {
     }
 
     /// Substitutes every expression with `lookup(name)`.
-    pub fn render<E>(&self, mut lookup: impl FnMut(&str) -> Result<String, E>) -> Result<String, E> {
+    pub fn render<E>(
+        &self,
+        mut lookup: impl FnMut(&str) -> Result<String, E>,
+    ) -> Result<String, E> {
         let mut out = String::new();
         for part in &self.parts {
             match part {

@@ -117,7 +117,9 @@ impl AppVariables {
     pub fn resolve(declared: &BTreeMap<String, Variable>, providers: &Providers) -> Result<Self> {
         for (name, _) in &providers.cli {
             if !declared.contains_key(name) {
-                tracing::warn!("--variable {name}: the manifest declares no variable {name:?}; ignored");
+                tracing::warn!(
+                    "--variable {name}: the manifest declares no variable {name:?}; ignored"
+                );
             }
         }
         let mut values = BTreeMap::new();
@@ -248,8 +250,14 @@ mod tests {
 
     fn providers(cli: &[(&str, &str)], env: &[(&str, &str)]) -> Providers {
         Providers {
-            cli: cli.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            cli: cli
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dotenv: HashMap::new(),
         }
     }
@@ -258,20 +266,42 @@ mod tests {
     fn precedence_is_cli_then_env_then_default() {
         let d = declared();
         let p = providers(&[("api_key", "k")], &[]);
-        assert_eq!(AppVariables::resolve(&d, &p).unwrap().get("greeting").unwrap(), "hello");
+        assert_eq!(
+            AppVariables::resolve(&d, &p)
+                .unwrap()
+                .get("greeting")
+                .unwrap(),
+            "hello"
+        );
         let p = providers(&[("api_key", "k")], &[("SPIN_VARIABLE_GREETING", "env")]);
-        assert_eq!(AppVariables::resolve(&d, &p).unwrap().get("greeting").unwrap(), "env");
+        assert_eq!(
+            AppVariables::resolve(&d, &p)
+                .unwrap()
+                .get("greeting")
+                .unwrap(),
+            "env"
+        );
         let p = providers(
             &[("api_key", "k"), ("greeting", "cli")],
             &[("SPIN_VARIABLE_GREETING", "env")],
         );
-        assert_eq!(AppVariables::resolve(&d, &p).unwrap().get("greeting").unwrap(), "cli");
+        assert_eq!(
+            AppVariables::resolve(&d, &p)
+                .unwrap()
+                .get("greeting")
+                .unwrap(),
+            "cli"
+        );
         let mut p = providers(&[], &[("SPIN_VARIABLE_API_KEY", "from-env")]);
-        p.dotenv.insert("SPIN_VARIABLE_GREETING".into(), "dotenv".into());
+        p.dotenv
+            .insert("SPIN_VARIABLE_GREETING".into(), "dotenv".into());
         let v = AppVariables::resolve(&d, &p).unwrap();
         assert_eq!(v.get("api_key").unwrap(), "from-env");
         assert_eq!(v.get("greeting").unwrap(), "dotenv");
-        assert!(!format!("{v:?}").contains("from-env"), "secrets are not printed");
+        assert!(
+            !format!("{v:?}").contains("from-env"),
+            "secrets are not printed"
+        );
     }
 
     #[test]
@@ -282,8 +312,11 @@ mod tests {
 
     #[test]
     fn undeclared_cli_variable_is_ignored() {
-        let v = AppVariables::resolve(&declared(), &providers(&[("api_key", "k"), ("nope", "x")], &[]))
-            .unwrap();
+        let v = AppVariables::resolve(
+            &declared(),
+            &providers(&[("api_key", "k"), ("nope", "x")], &[]),
+        )
+        .unwrap();
         assert!(v.get("nope").is_err());
     }
 
@@ -291,16 +324,27 @@ mod tests {
     fn component_mapping_and_spin_errors() {
         let v = AppVariables::resolve(&declared(), &providers(&[("api_key", "k")], &[])).unwrap();
         let mut mapping = BTreeMap::new();
-        mapping.insert("message".to_string(), "{{ greeting }}, {{api_key}}!".to_string());
+        mapping.insert(
+            "message".to_string(),
+            "{{ greeting }}, {{api_key}}!".to_string(),
+        );
         let c = v.component_variables(&mapping).unwrap();
         assert_eq!(c.get("comp", "message").unwrap(), "hello, k!");
-        assert!(matches!(c.get("comp", "greeting"), Err(v3::Error::Undefined(m)) if m.contains("\"comp\".\"greeting\"")));
-        assert!(matches!(c.get("comp", "Bad-Name"), Err(v3::Error::InvalidName(_))));
+        assert!(
+            matches!(c.get("comp", "greeting"), Err(v3::Error::Undefined(m)) if m.contains("\"comp\".\"greeting\""))
+        );
+        assert!(matches!(
+            c.get("comp", "Bad-Name"),
+            Err(v3::Error::InvalidName(_))
+        ));
     }
 
     #[test]
     fn cli_variable_syntax() {
-        assert_eq!(parse_cli_variable("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(
+            parse_cli_variable("a=b=c").unwrap(),
+            ("a".into(), "b=c".into())
+        );
         assert!(parse_cli_variable("novalue").is_err());
     }
 
@@ -308,7 +352,11 @@ mod tests {
     fn dotenv_parsing() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(".env");
-        std::fs::write(&p, "# c\nSPIN_VARIABLE_A=1\nexport SPIN_VARIABLE_B=\"two\"\n\n").unwrap();
+        std::fs::write(
+            &p,
+            "# c\nSPIN_VARIABLE_A=1\nexport SPIN_VARIABLE_B=\"two\"\n\n",
+        )
+        .unwrap();
         let m = read_dotenv(&p).unwrap();
         assert_eq!(m["SPIN_VARIABLE_A"], "1");
         assert_eq!(m["SPIN_VARIABLE_B"], "two");

@@ -170,7 +170,11 @@ impl HostBuilder {
         if !self.args.iter().any(|a| a == "--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        if !self.args.iter().any(|a| a == "--cache-dir" || a == "--no-cache") {
+        if !self
+            .args
+            .iter()
+            .any(|a| a == "--cache-dir" || a == "--no-cache")
+        {
             cmd.arg("--cache-dir").arg(test_cache_dir());
         }
         cmd.args(&self.args);
@@ -256,7 +260,10 @@ impl Drop for Host {
         if std::thread::panicking() {
             // Shown with the failing test's output.
             let out = self.output();
-            let _ = writeln!(std::io::stderr(), "--- dock-host output ---\n{out}--- end ---");
+            let _ = writeln!(
+                std::io::stderr(),
+                "--- dock-host output ---\n{out}--- end ---"
+            );
         }
     }
 }

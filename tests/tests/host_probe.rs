@@ -72,7 +72,12 @@ async fn get(url: &str) -> (u16, String) {
 fn post(url: String, body: &str) -> impl Future<Output = (u16, String)> + use<> {
     let body = body.to_owned();
     async move {
-        let resp = reqwest::Client::new().post(url).body(body).send().await.unwrap();
+        let resp = reqwest::Client::new()
+            .post(url)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         (status, resp.text().await.unwrap())
     }
@@ -102,9 +107,15 @@ async fn routes_requests_and_sets_spin_headers() {
         "spin-base-path: /".to_owned(),
         "spin-path-match-user-id: 42".to_owned(),
     ] {
-        assert!(headers.lines().any(|l| l == expected), "{expected:?} not in\n{headers}");
+        assert!(
+            headers.lines().any(|l| l == expected),
+            "{expected:?} not in\n{headers}"
+        );
     }
-    assert!(headers.contains("spin-client-addr: 127.0.0.1:"), "{headers}");
+    assert!(
+        headers.contains("spin-client-addr: 127.0.0.1:"),
+        "{headers}"
+    );
 
     // A client cannot pose as the host.
     let spoofed = reqwest::Client::new()
@@ -139,7 +150,10 @@ async fn xread_block(reuse: &str) {
     let url = host.url("/probe/redis/xread?events");
     let pending = tokio::spawn(async move { get(&url).await });
     wait_until_async(T, "the guest's XREAD to block in redis", || async {
-        redis.cli(&["CLIENT", "LIST"]).unwrap().contains("cmd=xread")
+        redis
+            .cli(&["CLIENT", "LIST"])
+            .unwrap()
+            .contains("cmd=xread")
     })
     .await
     .unwrap();
@@ -148,12 +162,18 @@ async fn xread_block(reuse: &str) {
     assert_eq!(get(&host.url("/probe/hello")).await, (200, "hello".into()));
     assert!(!pending.is_finished());
 
-    let id = redis.cli(&["XADD", "events", "*", "kind", "woken"]).unwrap();
+    let id = redis
+        .cli(&["XADD", "events", "*", "kind", "woken"])
+        .unwrap();
     let started = Instant::now();
     let (status, body) = tokio::time::timeout(T, pending).await.unwrap().unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, format!("bin:events\nbin:{id}\nbin:kind\nbin:woken\n"));
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,11 +190,17 @@ async fn xread_block_is_woken_by_another_clients_xadd_with_concurrent_reuse() {
 async fn execute_flattens_replies_like_spin() {
     let redis = RedisServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::start(&probe_manifest(dir.path()), &["--variable", &redis_var(&redis)]).unwrap();
+    let host = Host::start(
+        &probe_manifest(dir.path()),
+        &["--variable", &redis_var(&redis)],
+    )
+    .unwrap();
     let exec = |args: &str| post(host.url("/probe/redis/exec"), args);
 
     let a = redis.cli(&["XADD", "s", "*", "f1", "v1"]).unwrap();
-    let b = redis.cli(&["XADD", "s", "*", "f2", "v2", "f3", "v3"]).unwrap();
+    let b = redis
+        .cli(&["XADD", "s", "*", "f2", "v2", "f3", "v3"])
+        .unwrap();
     let (status, body) = exec("XRANGE\ns\n-\n+").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -194,17 +220,29 @@ async fn execute_flattens_replies_like_spin() {
 async fn streaming_response_arrives_event_by_event_and_disconnect_ends_the_guest_work() {
     let redis = RedisServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::start(&probe_manifest(dir.path()), &["--variable", &redis_var(&redis)]).unwrap();
+    let host = Host::start(
+        &probe_manifest(dir.path()),
+        &["--variable", &redis_var(&redis)],
+    )
+    .unwrap();
 
     let mut resp = reqwest::get(host.url("/probe/stream?feed")).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     // The handler is now blocked in XREAD, yet its first event is here.
-    let first = tokio::time::timeout(T, resp.chunk()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(T, resp.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(&first[..], b"event: first\ndata: hello\n\n");
 
     let id = redis.cli(&["XADD", "feed", "*", "data", "one"]).unwrap();
-    let second = tokio::time::timeout(T, resp.chunk()).await.unwrap().unwrap().unwrap();
+    let second = tokio::time::timeout(T, resp.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&second),
         format!("event: entry\nid: {id}\ndata: one\n\n")
@@ -258,7 +296,10 @@ async fn outbound_http_and_redis_are_limited_to_allowed_hosts() {
     )
     .unwrap();
 
-    let ok = get(&host.url(&format!("/probe/outbound?http://127.0.0.1:{allowed_port}/x"))).await;
+    let ok = get(&host.url(&format!(
+        "/probe/outbound?http://127.0.0.1:{allowed_port}/x"
+    )))
+    .await;
     assert_eq!(ok, (200, "status:200 pong".into()));
     assert_eq!(allowed_hits.load(Ordering::SeqCst), 1);
 
@@ -266,10 +307,17 @@ async fn outbound_http_and_redis_are_limited_to_allowed_hosts() {
         get(&host.url(&format!("/probe/outbound?http://127.0.0.1:{denied_port}/x"))).await;
     assert_eq!(status, 500);
     assert!(body.contains("HttpRequestDenied"), "{body}");
-    assert_eq!(denied_hits.load(Ordering::SeqCst), 0, "a denied request reached the network");
+    assert_eq!(
+        denied_hits.load(Ordering::SeqCst),
+        0,
+        "a denied request reached the network"
+    );
 
     // Redis: the allowed address opens, any other is InvalidAddress.
-    assert_eq!(get(&host.url(&format!("/probe/redis/open?{}", redis.url()))).await, (200, "ok".into()));
+    assert_eq!(
+        get(&host.url(&format!("/probe/redis/open?{}", redis.url()))).await,
+        (200, "ok".into())
+    );
     let (status, body) = get(&host.url("/probe/redis/open?redis://127.0.0.1:1")).await;
     assert_eq!(status, 500);
     assert!(body.contains("InvalidAddress"), "{body}");
@@ -279,12 +327,20 @@ async fn outbound_http_and_redis_are_limited_to_allowed_hosts() {
 async fn variables_resolve_cli_over_env_over_default() {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::builder(&probe_manifest(dir.path()))
-        .args(&["--variable", "redis_url=redis://127.0.0.1:1", "--var", "greeting=howdy"])
+        .args(&[
+            "--variable",
+            "redis_url=redis://127.0.0.1:1",
+            "--var",
+            "greeting=howdy",
+        ])
         .env("SPIN_VARIABLE_FROM_ENV", "from the environment")
         .env("SPIN_VARIABLE_GREETING", "env loses to --variable")
         .start()
         .unwrap();
-    assert_eq!(get(&host.url("/probe/var/message")).await, (200, "howdy, world".into()));
+    assert_eq!(
+        get(&host.url("/probe/var/message")).await,
+        (200, "howdy, world".into())
+    );
     assert_eq!(
         get(&host.url("/probe/var/from_env")).await,
         (200, "from the environment".into())
@@ -329,16 +385,22 @@ fn an_unsupported_import_is_a_startup_error_naming_it() {
     .unwrap();
     let exit = Host::builder(&manifest).run_to_exit(T).unwrap();
     assert!(!exit.status.success());
-    assert!(exit.output.contains("dock:unsupported/thing@1.0.0"), "{}", exit.output);
+    assert!(
+        exit.output.contains("dock:unsupported/thing@1.0.0"),
+        "{}",
+        exit.output
+    );
 }
 
 #[test]
 fn an_unsupported_manifest_feature_is_a_startup_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(probe_manifest(dir.path())).unwrap().replace(
-        "sqlite_databases = [\"default\"]",
-        "key_value_stores = [\"default\"]",
-    );
+    let text = std::fs::read_to_string(probe_manifest(dir.path()))
+        .unwrap()
+        .replace(
+            "sqlite_databases = [\"default\"]",
+            "key_value_stores = [\"default\"]",
+        );
     let manifest = artifacts::write_manifest(dir.path(), &text).unwrap();
     let exit = Host::builder(&manifest)
         .args(&["--variable", "redis_url=redis://127.0.0.1:1"])
@@ -360,7 +422,11 @@ fn an_unsupported_manifest_feature_is_a_startup_error_naming_it() {
         .run_to_exit(T)
         .unwrap();
     assert!(!exit.status.success());
-    assert!(exit.output.contains("must not include a path"), "{}", exit.output);
+    assert!(
+        exit.output.contains("must not include a path"),
+        "{}",
+        exit.output
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,15 +434,28 @@ async fn sqlite_default_database_for_declaring_components_only() {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::start(
         &probe_manifest(dir.path()),
-        &["--variable", "redis_url=redis://127.0.0.1:1", "--sqlite", "memory"],
+        &[
+            "--variable",
+            "redis_url=redis://127.0.0.1:1",
+            "--sqlite",
+            "memory",
+        ],
     )
     .unwrap();
     let sql = |s: &str| post(host.url("/probe/sqlite"), s);
-    assert_eq!(sql("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER)").await.0, 200);
+    assert_eq!(
+        sql("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER)")
+            .await
+            .0,
+        200
+    );
     let (status, body) = sql("INSERT INTO t VALUES ('a', 1), ('b', 2) RETURNING k").await;
     assert_eq!((status, body.as_str()), (200, "k\na\nb\nchanges:2\n"));
     let (status, body) = sql("SELECT k, n * 10 AS x FROM t ORDER BY k").await;
-    assert_eq!((status, body.as_str()), (200, "k\tx\na\t10\nb\t20\nchanges:2\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "k\tx\na\t10\nb\t20\nchanges:2\n")
+    );
     // One conditional statement is one atomic transition.
     let claim = "UPDATE t SET n = 0 WHERE k = 'a' AND n = 1 RETURNING k";
     assert_eq!(sql(claim).await.1, "k\na\nchanges:1\n");
@@ -389,7 +468,10 @@ async fn sqlite_default_database_for_declaring_components_only() {
     let (status, body) = post(host.url("/nosql/sqlite"), "SELECT 1").await;
     assert_eq!(status, 500);
     assert!(body.contains("AccessDenied"), "{body}");
-    assert!(!dir.path().join(".spin").exists(), "--sqlite memory wrote a file");
+    assert!(
+        !dir.path().join(".spin").exists(),
+        "--sqlite memory wrote a file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,8 +483,15 @@ async fn sqlite_file_lives_in_dot_spin_next_to_the_manifest_and_persists() {
         let host = Host::start(&manifest, &args).unwrap();
         let url = host.url("/probe/sqlite");
         assert_eq!(post(url.clone(), "CREATE TABLE kept (x)").await.0, 200);
-        assert_eq!(post(url.clone(), "INSERT INTO kept VALUES (7)").await.0, 200);
-        assert!(host.output().contains(".spin/sqlite_db.db"), "{}", host.output());
+        assert_eq!(
+            post(url.clone(), "INSERT INTO kept VALUES (7)").await.0,
+            200
+        );
+        assert!(
+            host.output().contains(".spin/sqlite_db.db"),
+            "{}",
+            host.output()
+        );
     }
     assert!(dir.path().join(".spin/sqlite_db.db").exists());
     let host = Host::start(&manifest, &args).unwrap();
@@ -417,13 +506,24 @@ async fn a_guest_that_loops_forever_is_stopped_and_the_host_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::start(
         &probe_manifest(dir.path()),
-        &["--variable", "redis_url=redis://127.0.0.1:1", "--max-guest-slice", "500ms"],
+        &[
+            "--variable",
+            "redis_url=redis://127.0.0.1:1",
+            "--max-guest-slice",
+            "500ms",
+        ],
     )
     .unwrap();
     let started = Instant::now();
-    let (status, _) = tokio::time::timeout(T, get(&host.url("/probe/loop"))).await.unwrap();
+    let (status, _) = tokio::time::timeout(T, get(&host.url("/probe/loop")))
+        .await
+        .unwrap();
     assert_eq!(status, 500);
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     // The log line travels through a pipe; it may trail the 500.
     wait_until(T, "the host to log the stopped guest", || {
         host.output().contains("--max-guest-slice")
@@ -433,14 +533,22 @@ async fn a_guest_that_loops_forever_is_stopped_and_the_host_keeps_serving() {
 
     // The slice measures continuous execution: 5 x 200 ms of work separated by
     // waits (1 s in total, twice the slice) completes.
-    assert_eq!(get(&host.url("/probe/cpu?5,200")).await, (200, "done".into()));
+    assert_eq!(
+        get(&host.url("/probe/cpu?5,200")).await,
+        (200, "done".into())
+    );
 }
 
 /// Sequential requests: a per-instance static counter shows whether the
 /// instance was reused.
 async fn counters(args: &[&str]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    let mut all = vec!["--variable", "redis_url=redis://127.0.0.1:1", "--idle-instance-timeout", "60s"];
+    let mut all = vec![
+        "--variable",
+        "redis_url=redis://127.0.0.1:1",
+        "--idle-instance-timeout",
+        "60s",
+    ];
     all.extend_from_slice(args);
     let host = Host::start(&probe_manifest(dir.path()), &all).unwrap();
     let mut out = Vec::new();
@@ -494,7 +602,12 @@ async fn instance_memory_is_limited_and_the_host_survives_an_oversized_guest() {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::start(
         &probe_manifest(dir.path()),
-        &["--variable", "redis_url=redis://127.0.0.1:1", "--max-instance-memory", "32MiB"],
+        &[
+            "--variable",
+            "redis_url=redis://127.0.0.1:1",
+            "--max-instance-memory",
+            "32MiB",
+        ],
     )
     .unwrap();
     assert_eq!(get(&host.url("/probe/alloc?4")).await, (200, "4".into()));
@@ -545,7 +658,8 @@ fn kept_alive_requests_do_not_wait_for_delayed_acks() {
     let mut times = Vec::new();
     for _ in 0..21 {
         let started = Instant::now();
-        s.write_all(b"GET /probe/pieces HTTP/1.1\r\nHost: probe\r\n\r\n").unwrap();
+        s.write_all(b"GET /probe/pieces HTTP/1.1\r\nHost: probe\r\n\r\n")
+            .unwrap();
         let response = read_response(&mut s);
         times.push(started.elapsed());
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -554,7 +668,10 @@ fn kept_alive_requests_do_not_wait_for_delayed_acks() {
     times.sort();
     let median = times[times.len() / 2];
     // Nagle + delayed ACK costs at least 40 ms per request; a few ms without.
-    assert!(median < Duration::from_millis(35), "median {median:?} of {times:?}");
+    assert!(
+        median < Duration::from_millis(35),
+        "median {median:?} of {times:?}"
+    );
 }
 
 /// SIGTERM: no new connections, but an open stream keeps flowing until it
@@ -570,7 +687,11 @@ async fn sigterm_lets_open_streams_run_until_the_shutdown_timeout() {
     .unwrap();
     let addr = host.addr();
     let mut resp = reqwest::get(host.url("/probe/stream?late")).await.unwrap();
-    let first = tokio::time::timeout(T, resp.chunk()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(T, resp.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(&first[..], b"event: first\ndata: hello\n\n");
 
     host.signal("TERM").unwrap();
@@ -579,15 +700,28 @@ async fn sigterm_lets_open_streams_run_until_the_shutdown_timeout() {
     })
     .await
     .unwrap();
-    let id = redis.cli(&["XADD", "late", "*", "data", "after-sigterm"]).unwrap();
-    let next = tokio::time::timeout(T, resp.chunk()).await.unwrap().unwrap().unwrap();
+    let id = redis
+        .cli(&["XADD", "late", "*", "data", "after-sigterm"])
+        .unwrap();
+    let next = tokio::time::timeout(T, resp.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&next),
         format!("event: entry\nid: {id}\ndata: after-sigterm\n\n")
     );
-    let exit = tokio::task::spawn_blocking(move || host.wait_exit(T)).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || host.wait_exit(T))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.status.success(), "{exit:?}");
-    assert!(exit.output.contains("--shutdown-timeout"), "{}", exit.output);
+    assert!(
+        exit.output.contains("--shutdown-timeout"),
+        "{}",
+        exit.output
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -608,7 +742,11 @@ async fn build_runs_the_component_build_command_before_loading() {
             ),
         );
     let manifest = artifacts::write_manifest(dir.path(), &text).unwrap();
-    let host = Host::start(&manifest, &["--build", "--variable", "redis_url=redis://127.0.0.1:1"]).unwrap();
+    let host = Host::start(
+        &manifest,
+        &["--build", "--variable", "redis_url=redis://127.0.0.1:1"],
+    )
+    .unwrap();
     assert!(dir.path().join("out/built.wasm").exists());
     assert_eq!(get(&host.url("/probe/hello")).await, (200, "hello".into()));
 }
@@ -617,7 +755,11 @@ async fn build_runs_the_component_build_command_before_loading() {
 async fn runtime_config_places_the_default_database() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("runtime-config.toml");
-    std::fs::write(&config, "[sqlite_database.default]\ntype = \"spin\"\npath = \"data/app.db\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "[sqlite_database.default]\ntype = \"spin\"\npath = \"data/app.db\"\n",
+    )
+    .unwrap();
     let host = Host::start(
         &probe_manifest(dir.path()),
         &[
@@ -628,7 +770,12 @@ async fn runtime_config_places_the_default_database() {
         ],
     )
     .unwrap();
-    assert_eq!(post(host.url("/probe/sqlite"), "CREATE TABLE t (x)").await.0, 200);
+    assert_eq!(
+        post(host.url("/probe/sqlite"), "CREATE TABLE t (x)")
+            .await
+            .0,
+        200
+    );
     assert!(dir.path().join("data/app.db").exists());
     assert!(!dir.path().join(".spin").exists());
 }

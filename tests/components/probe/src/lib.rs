@@ -62,7 +62,9 @@ async fn redis() -> Result<Connection, String> {
     let url = spin_sdk::variables::get("redis_url")
         .await
         .map_err(|e| format!("redis_url: {e:?}"))?;
-    Connection::open(&url).await.map_err(|e| format!("open {url}: {e:?}"))
+    Connection::open(&url)
+        .await
+        .map_err(|e| format!("open {url}: {e:?}"))
 }
 
 fn busy(ms: u64) {
@@ -160,7 +162,11 @@ async fn handle(req: Request) -> impl IntoResponse {
                 let status = resp.status().as_u16();
                 use spin_sdk::http::body::IncomingBodyExt as _;
                 let body = resp.into_body().bytes().await.unwrap_or_default();
-                ok(format!("status:{status} {}", String::from_utf8_lossy(&body))).into_response()
+                ok(format!(
+                    "status:{status} {}",
+                    String::from_utf8_lossy(&body)
+                ))
+                .into_response()
             }
             Err(e) => err(e).into_response(),
         },
@@ -184,7 +190,11 @@ async fn handle(req: Request) -> impl IntoResponse {
         "/alloc" => {
             let mib: usize = query.parse().unwrap_or(0);
             let block = std::hint::black_box(vec![1u8; mib << 20]);
-            ok(format!("{}", block.iter().map(|b| usize::from(*b)).sum::<usize>() >> 20)).into_response()
+            ok(format!(
+                "{}",
+                block.iter().map(|b| usize::from(*b)).sum::<usize>() >> 20
+            ))
+            .into_response()
         }
         "/spin" => {
             busy(query.parse().unwrap_or(0));
@@ -215,9 +225,20 @@ async fn stream_events(
 ) {
     let bin = |s: &str| RedisParameter::Binary(s.as_bytes().to_vec());
     let mut last = "$".to_owned();
-    let mut open = tx.send("event: first\ndata: hello\n\n".to_owned()).await.is_ok();
+    let mut open = tx
+        .send("event: first\ndata: hello\n\n".to_owned())
+        .await
+        .is_ok();
     while open {
-        let args = [bin("COUNT"), bin("1"), bin("BLOCK"), bin("0"), bin("STREAMS"), bin(&key), bin(&last)];
+        let args = [
+            bin("COUNT"),
+            bin("1"),
+            bin("BLOCK"),
+            bin("0"),
+            bin("STREAMS"),
+            bin(&key),
+            bin(&last),
+        ];
         let Ok(results) = conn.execute("XREAD", args).await else {
             break;
         };
