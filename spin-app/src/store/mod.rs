@@ -135,7 +135,7 @@ impl Store {
 
     /// The key whose secret hashes to `hash`.
     pub async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        dispatch!(self, s => s.lookup_key(hash).await)
+        parse_record("key record", dispatch!(self, s => s.lookup_key(hash).await)?)
     }
 
     /// Counts one create against `key`'s current window; returns the count after it.
@@ -145,17 +145,19 @@ impl Store {
 
     /// A PID's record.
     pub async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError> {
-        dispatch!(self, s => s.load_pid(pid).await)
+        parse_record("pid record", dispatch!(self, s => s.load_pid(pid).await)?)
     }
 
     /// Creates a PID; false if it exists.
     pub async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.create_pid(rec).await)
+        let json = record_json(rec);
+        dispatch!(self, s => s.create_pid(&rec.pid, &json).await)
     }
 
     /// Stores a key record under the hash of its secret.
     pub async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
-        dispatch!(self, s => s.issue_key(hash, rec).await)
+        let json = record_json(rec);
+        dispatch!(self, s => s.issue_key(hash, &rec.key_id, &json).await)
     }
 
     /// Deletes a key; false if unknown.
@@ -206,17 +208,13 @@ impl Store {
 
     /// Stores a flow record under its `state` for `ttl_ms`.
     pub async fn put_flow(&self, state: &str, rec: &dock_core::oauth::FlowRecord, ttl_ms: u64) -> Result<(), StoreError> {
-        let json = serde_json::to_string(rec).unwrap_or_default();
+        let json = record_json(rec);
         dispatch!(self, s => s.put_flow(state, &json, ttl_ms.max(1)).await)
     }
 
     /// Takes the flow record under `state`, atomically: a state is usable once.
     pub async fn take_flow(&self, state: &str) -> Result<Option<dock_core::oauth::FlowRecord>, StoreError> {
-        let json = dispatch!(self, s => s.take_flow(state).await)?;
-        match json {
-            None => Ok(None),
-            Some(j) => serde_json::from_str(&j).map(Some).map_err(|e| StoreError::Corrupt(format!("flow record: {e}"))),
-        }
+        parse_record("flow record", dispatch!(self, s => s.take_flow(state).await)?)
     }
 
     /// A session with the change-feed position read in the same step.
@@ -259,6 +257,16 @@ impl Store {
     ) -> Result<(), StoreError> {
         dispatch!(self, s => s.wait_change(pid, sid, cursor, until, settings).await)
     }
+}
+
+/// Parses a stored record (key, PID, flow) if there is one.
+fn parse_record<T: serde::de::DeserializeOwned>(what: &str, json: Option<String>) -> Result<Option<T>, StoreError> {
+    json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))).transpose()
+}
+
+/// Serializes a record for storage (our records serialize infallibly).
+fn record_json<T: serde::Serialize>(rec: &T) -> String {
+    serde_json::to_string(rec).unwrap_or_default()
 }
 
 /// Parses a stored session.

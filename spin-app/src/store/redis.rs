@@ -25,7 +25,7 @@
 
 use std::cell::RefCell;
 
-use dock_core::wire::{KeyRecord, PidRecord};
+use dock_core::wire::KeyRecord;
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
@@ -181,13 +181,8 @@ impl RedisStore {
         self.exec("PING", vec![]).await.map(drop)
     }
 
-    pub async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        match self.get(&format!("dock:key:{hash}")).await? {
-            None => Ok(None),
-            Some(json) => serde_json::from_str(&json)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("key record: {e}"))),
-        }
+    pub async fn lookup_key(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.get(&format!("dock:key:{hash}")).await
     }
 
     pub async fn quota_hit(&self, key: &KeyRecord, now: Timestamp) -> Result<u64, StoreError> {
@@ -201,25 +196,18 @@ impl RedisStore {
         }
     }
 
-    pub async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError> {
-        match self.get(&format!("{}:meta", tag(pid))).await? {
-            None => Ok(None),
-            Some(json) => serde_json::from_str(&json)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("pid record: {e}"))),
-        }
+    pub async fn load_pid(&self, pid: &Pid) -> Result<Option<String>, StoreError> {
+        self.get(&format!("{}:meta", tag(pid))).await
     }
 
-    pub async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(rec).unwrap_or_default();
-        let r = self.exec("SET", vec![p(format!("{}:meta", tag(&rec.pid))), p(json), p("NX")]).await?;
+    pub async fn create_pid(&self, pid: &Pid, json: &str) -> Result<bool, StoreError> {
+        let r = self.exec("SET", vec![p(format!("{}:meta", tag(pid))), p(json), p("NX")]).await?;
         Ok(!matches!(r.first(), None | Some(RedisResult::Nil)))
     }
 
-    pub async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(rec).unwrap_or_default();
+    pub async fn issue_key(&self, hash: &str, key_id: &KeyId, json: &str) -> Result<(), StoreError> {
         // The key id index first: a half-issued key is revocable and never usable.
-        self.exec("SET", vec![p(format!("dock:keyid:{}", rec.key_id)), p(hash)]).await?;
+        self.exec("SET", vec![p(format!("dock:keyid:{key_id}")), p(hash)]).await?;
         self.exec("SET", vec![p(format!("dock:key:{hash}")), p(json)]).await?;
         Ok(())
     }

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dock_core::wire::{KeyRecord, PidRecord};
+use dock_core::wire::KeyRecord;
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use spin_sdk::sqlite::{Connection, Value};
 
@@ -114,14 +114,9 @@ impl SqliteStore {
         self.rows("SELECT 1", vec![]).await.map(drop)
     }
 
-    pub async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+    pub async fn lookup_key(&self, hash: &str) -> Result<Option<String>, StoreError> {
         let rows = self.rows("SELECT record FROM dock_keys WHERE key_hash = ?", vec![t(hash)]).await?;
-        match rows.first().and_then(|r| text_at(r, 0)) {
-            None => Ok(None),
-            Some(json) => serde_json::from_str(&json)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("key record: {e}"))),
-        }
+        Ok(rows.first().and_then(|r| text_at(r, 0)))
     }
 
     pub async fn quota_hit(&self, key: &KeyRecord, now: Timestamp) -> Result<u64, StoreError> {
@@ -143,32 +138,25 @@ impl SqliteStore {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    pub async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError> {
+    pub async fn load_pid(&self, pid: &Pid) -> Result<Option<String>, StoreError> {
         let rows = self.rows("SELECT record FROM dock_pids WHERE pid = ?", vec![t(pid.as_str())]).await?;
-        match rows.first().and_then(|r| text_at(r, 0)) {
-            None => Ok(None),
-            Some(json) => serde_json::from_str(&json)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("pid record: {e}"))),
-        }
+        Ok(rows.first().and_then(|r| text_at(r, 0)))
     }
 
-    pub async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(rec).unwrap_or_default();
+    pub async fn create_pid(&self, pid: &Pid, json: &str) -> Result<bool, StoreError> {
         let rows = self
             .rows(
                 "INSERT INTO dock_pids (pid, record) VALUES (?, ?) ON CONFLICT (pid) DO NOTHING RETURNING pid",
-                vec![t(rec.pid.as_str()), t(json)],
+                vec![t(pid.as_str()), t(json)],
             )
             .await?;
         Ok(!rows.is_empty())
     }
 
-    pub async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(rec).unwrap_or_default();
+    pub async fn issue_key(&self, hash: &str, key_id: &KeyId, json: &str) -> Result<(), StoreError> {
         self.rows(
             "INSERT INTO dock_keys (key_hash, key_id, record) VALUES (?, ?, ?)",
-            vec![t(hash), t(rec.key_id.as_str()), t(json)],
+            vec![t(hash), t(key_id.as_str()), t(json)],
         )
         .await
         .map(drop)

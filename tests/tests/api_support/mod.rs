@@ -90,6 +90,16 @@ impl Service {
         Ok(svc)
     }
 
+    /// Kills instance `i` and starts it again with the same configuration (on
+    /// the same port when the service has a fixed one).
+    pub fn restart_host(&mut self, i: usize) -> Result<()> {
+        drop(self.hosts.remove(i));
+        self.add_host()?;
+        let host = self.hosts.pop().context("no host")?;
+        self.hosts.insert(i, host);
+        Ok(())
+    }
+
     /// Starts one more instance with the same configuration.
     pub fn add_host(&mut self) -> Result<()> {
         let manifest = artifacts::root_manifest(self.dir.path())?;
