@@ -32,7 +32,9 @@ fn policy_from_js(options: Option<js_sys::Object>) -> Result<RetryPolicy, JsValu
         initial_delay_ms: o.initial_delay_ms.unwrap_or(d.initial_delay_ms),
         max_delay_ms: o.max_delay_ms.unwrap_or(d.max_delay_ms),
         max_attempts: o.max_attempts.unwrap_or(d.max_attempts),
-        stream_failures_before_fallback: o.stream_failures_before_fallback.unwrap_or(d.stream_failures_before_fallback),
+        stream_failures_before_fallback: o
+            .stream_failures_before_fallback
+            .unwrap_or(d.stream_failures_before_fallback),
     })
 }
 
@@ -42,17 +44,31 @@ fn policy_from_js(options: Option<js_sys::Object>) -> Result<RetryPolicy, JsValu
 enum FailureReport {
     Unreachable,
     #[serde(rename_all = "camelCase")]
-    Http { status: u16, code: Option<String>, retry_after_ms: Option<u64> },
+    Http {
+        status: u16,
+        code: Option<String>,
+        retry_after_ms: Option<u64>,
+    },
     NotAStream,
     #[serde(rename_all = "camelCase")]
-    Broken { events_seen: bool },
+    Broken {
+        events_seen: bool,
+    },
 }
 
 impl From<FailureReport> for Failure {
     fn from(f: FailureReport) -> Failure {
         match f {
             FailureReport::Unreachable => Failure::Unreachable,
-            FailureReport::Http { status, code, retry_after_ms } => Failure::Http { status, code, retry_after_ms },
+            FailureReport::Http {
+                status,
+                code,
+                retry_after_ms,
+            } => Failure::Http {
+                status,
+                code,
+                retry_after_ms,
+            },
             FailureReport::NotAStream => Failure::NotAStream,
             FailureReport::Broken { events_seen } => Failure::Broken { events_seen },
         }
@@ -64,12 +80,16 @@ impl From<FailureReport> for Failure {
 #[serde(tag = "action", rename_all = "kebab-case")]
 enum Decision {
     #[serde(rename_all = "camelCase")]
-    Retry { delay_ms: u64, transport: &'static str },
+    Retry {
+        delay_ms: u64,
+        transport: &'static str,
+    },
     GiveUp,
 }
 
 fn ms_arg(ms: Option<f64>) -> Option<u64> {
-    ms.filter(|m| m.is_finite() && *m >= 0.0).map(|m| (m as u64).min(MAX_SAFE_INTEGER))
+    ms.filter(|m| m.is_finite() && *m >= 0.0)
+        .map(|m| (m as u64).min(MAX_SAFE_INTEGER))
 }
 
 /// The reconnect state of one wait (core's `Reconnect`): tell it what
@@ -86,14 +106,18 @@ impl Reconnector {
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "Transport")] transport: &str,
-        #[wasm_bindgen(unchecked_optional_param_type = "RetryOptions")] options: Option<js_sys::Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "RetryOptions")] options: Option<
+            js_sys::Object,
+        >,
     ) -> Result<Reconnector, JsValue> {
         let choice = TransportChoice::parse(transport).ok_or_else(|| {
             JsValue::from(js_sys::TypeError::new(&format!(
                 "transport must be 'auto', 'sse' or 'long-poll', not {transport:?}"
             )))
         })?;
-        Ok(Reconnector { inner: Reconnect::new(policy_from_js(options)?, choice) })
+        Ok(Reconnector {
+            inner: Reconnect::new(policy_from_js(options)?, choice),
+        })
     }
 
     /// The transport for the next request: `sse` or `long-poll`.
@@ -117,7 +141,10 @@ impl Reconnector {
     /// The server ended a stream cleanly before a terminal event; returns the
     /// delay (ms) before reconnecting: its `retry:` time, else the first step.
     #[wasm_bindgen(js_name = onCleanEnd)]
-    pub fn on_clean_end(&mut self, #[wasm_bindgen(js_name = serverRetryMs)] server_retry_ms: Option<f64>) -> f64 {
+    pub fn on_clean_end(
+        &mut self,
+        #[wasm_bindgen(js_name = serverRetryMs)] server_retry_ms: Option<f64>,
+    ) -> f64 {
         self.inner.on_clean_end(ms_arg(server_retry_ms)) as f64
     }
 
@@ -130,13 +157,19 @@ impl Reconnector {
         random: f64,
         #[wasm_bindgen(js_name = serverRetryMs)] server_retry_ms: Option<f64>,
     ) -> Result<JsValue, JsValue> {
-        let report: FailureReport = serde_wasm_bindgen::from_value(failure).map_err(|e| {
-            JsValue::from(js_sys::TypeError::new(&format!("failure report: {e}")))
-        })?;
-        let decision = match self.inner.on_failure(&report.into(), random, ms_arg(server_retry_ms)) {
-            Next::Retry { delay_ms, transport } => {
-                Decision::Retry { delay_ms: delay_ms.min(MAX_SAFE_INTEGER), transport: transport.as_str() }
-            }
+        let report: FailureReport = serde_wasm_bindgen::from_value(failure)
+            .map_err(|e| JsValue::from(js_sys::TypeError::new(&format!("failure report: {e}"))))?;
+        let decision = match self
+            .inner
+            .on_failure(&report.into(), random, ms_arg(server_retry_ms))
+        {
+            Next::Retry {
+                delay_ms,
+                transport,
+            } => Decision::Retry {
+                delay_ms: delay_ms.min(MAX_SAFE_INTEGER),
+                transport: transport.as_str(),
+            },
             Next::GiveUp => Decision::GiveUp,
         };
         to_js(&decision)

@@ -16,8 +16,14 @@ pub struct SseDecoder {
 }
 
 fn events_to_js(events: Vec<dock_core::sse::DecodedEvent>) -> Result<JsValue, JsValue> {
-    let events: Vec<SseEvent> =
-        events.into_iter().map(|e| SseEvent { event: e.event, data: e.data, id: e.id }).collect();
+    let events: Vec<SseEvent> = events
+        .into_iter()
+        .map(|e| SseEvent {
+            event: e.event,
+            data: e.data,
+            id: e.id,
+        })
+        .collect();
     to_js(&events)
 }
 
@@ -51,6 +57,8 @@ impl SseDecoder {
     /// The reconnection time the server asked for with `retry:`, in ms.
     #[wasm_bindgen(getter, js_name = retryMs)]
     pub fn retry_ms(&self) -> Option<f64> {
-        self.inner.retry_ms().map(|ms| ms.min(MAX_SAFE_INTEGER) as f64)
+        self.inner
+            .retry_ms()
+            .map(|ms| ms.min(MAX_SAFE_INTEGER) as f64)
     }
 }

@@ -65,7 +65,10 @@ impl std::fmt::Debug for Settings {
             .field("max_wait_secs", &self.max_wait_secs)
             .field("stream_max_secs", &self.stream_max_secs)
             .field("heartbeat_secs", &self.heartbeat_secs)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("limits", &self.limits)
             .field("max_streams_per_key", &self.max_streams_per_key)
             .field("poll_interval_ms", &self.poll_interval_ms)
@@ -98,10 +101,23 @@ pub mod names {
     pub const ROBLOX_CLIENT_SECRET: &str = "roblox_client_secret";
     /// Every variable `Settings` reads.
     pub const ALL: [&str; 17] = [
-        PUBLIC_BASE_URL, REDIS_URL, SESSION_TTL_SECONDS, MAX_WAIT_SECONDS, STREAM_MAX_SECONDS,
-        HEARTBEAT_SECONDS, ADMIN_TOKEN, MAX_BODY_BYTES, MAX_STREAMS_PER_KEY, POLL_INTERVAL_MS,
-        SESSION_RETENTION_SECONDS, DISCORD_OAUTH_BASE, DISCORD_CLIENT_ID, DISCORD_CLIENT_SECRET,
-        ROBLOX_OAUTH_BASE, ROBLOX_CLIENT_ID, ROBLOX_CLIENT_SECRET,
+        PUBLIC_BASE_URL,
+        REDIS_URL,
+        SESSION_TTL_SECONDS,
+        MAX_WAIT_SECONDS,
+        STREAM_MAX_SECONDS,
+        HEARTBEAT_SECONDS,
+        ADMIN_TOKEN,
+        MAX_BODY_BYTES,
+        MAX_STREAMS_PER_KEY,
+        POLL_INTERVAL_MS,
+        SESSION_RETENTION_SECONDS,
+        DISCORD_OAUTH_BASE,
+        DISCORD_CLIENT_ID,
+        DISCORD_CLIENT_SECRET,
+        ROBLOX_OAUTH_BASE,
+        ROBLOX_CLIENT_ID,
+        ROBLOX_CLIENT_SECRET,
     ];
 }
 
@@ -119,19 +135,28 @@ fn number(
     };
     let v: u64 = raw.trim().parse().map_err(|_| ConfigError {
         variable,
-        reason: format!("expected a whole number, got {:?}", raw.chars().take(40).collect::<String>()),
+        reason: format!(
+            "expected a whole number, got {:?}",
+            raw.chars().take(40).collect::<String>()
+        ),
     })?;
     if !range.contains(&v) {
         return Err(ConfigError {
             variable,
-            reason: format!("must be between {} and {}, got {v}", range.start(), range.end()),
+            reason: format!(
+                "must be between {} and {}, got {v}",
+                range.start(),
+                range.end()
+            ),
         });
     }
     Ok(v)
 }
 
 fn text(lookup: &impl Fn(&str) -> Option<String>, variable: &str) -> Option<String> {
-    lookup(variable).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    lookup(variable)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Checks an origin: `http(s)://host[:port]`, nothing after it.
@@ -139,7 +164,10 @@ fn check_origin(variable: &'static str, raw: &str) -> Result<String, ConfigError
     let base = check_url(variable, raw)?;
     let after_scheme = base.split_once("://").map_or("", |(_, r)| r);
     if after_scheme.contains('/') {
-        return Err(ConfigError { variable, reason: "must be an origin (scheme://host[:port]) without a path".into() });
+        return Err(ConfigError {
+            variable,
+            reason: "must be an origin (scheme://host[:port]) without a path".into(),
+        });
     }
     Ok(base)
 }
@@ -151,10 +179,18 @@ fn provider(
     id_var: &'static str,
     secret_var: &'static str,
 ) -> Result<Option<Provider>, ConfigError> {
-    let Some(client_id) = text(lookup, id_var) else { return Ok(None) };
-    let client_secret = text(lookup, secret_var)
-        .ok_or_else(|| ConfigError { variable: secret_var, reason: format!("is required when `{id_var}` is set") })?;
-    Ok(Some(Provider { base: base.to_owned(), client_id, client_secret }))
+    let Some(client_id) = text(lookup, id_var) else {
+        return Ok(None);
+    };
+    let client_secret = text(lookup, secret_var).ok_or_else(|| ConfigError {
+        variable: secret_var,
+        reason: format!("is required when `{id_var}` is set"),
+    })?;
+    Ok(Some(Provider {
+        base: base.to_owned(),
+        client_id,
+        client_secret,
+    }))
 }
 
 /// Checks a base URL: `http(s)://host[:port][/path]`, no query, fragment or credentials.
@@ -163,7 +199,10 @@ fn check_base_url(raw: &str) -> Result<String, ConfigError> {
 }
 
 fn check_url(variable: &'static str, raw: &str) -> Result<String, ConfigError> {
-    let err = |reason: &str| ConfigError { variable, reason: reason.to_owned() };
+    let err = |reason: &str| ConfigError {
+        variable,
+        reason: reason.to_owned(),
+    };
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))
@@ -192,7 +231,10 @@ impl Settings {
         if let Some(url) = &redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
-            return Err(ConfigError { variable: REDIS_URL, reason: "must start with redis:// or rediss://".into() });
+            return Err(ConfigError {
+                variable: REDIS_URL,
+                reason: "must start with redis:// or rediss://".into(),
+            });
         }
         let admin_token = text(&lookup, ADMIN_TOKEN);
         if let Some(t) = &admin_token
@@ -213,21 +255,49 @@ impl Settings {
             &text(&lookup, ROBLOX_OAUTH_BASE).unwrap_or_else(|| "https://apis.roblox.com".into()),
         )?;
         Ok(Settings {
-            discord: provider(&lookup, &discord_oauth_base, DISCORD_CLIENT_ID, DISCORD_CLIENT_SECRET)?,
-            roblox: provider(&lookup, &roblox_oauth_base, ROBLOX_CLIENT_ID, ROBLOX_CLIENT_SECRET)?,
+            discord: provider(
+                &lookup,
+                &discord_oauth_base,
+                DISCORD_CLIENT_ID,
+                DISCORD_CLIENT_SECRET,
+            )?,
+            roblox: provider(
+                &lookup,
+                &roblox_oauth_base,
+                ROBLOX_CLIENT_ID,
+                ROBLOX_CLIENT_SECRET,
+            )?,
             discord_oauth_base,
             roblox_oauth_base,
             public_base_url,
             redis_url,
             session_ttl_secs: number(&lookup, SESSION_TTL_SECONDS, DEFAULT_TTL_SECS, 1..=86_400)?,
-            max_wait_secs: number(&lookup, MAX_WAIT_SECONDS, u64::from(DEFAULT_MAX_WAIT_SECS), 0..=3_600)? as u32,
+            max_wait_secs: number(
+                &lookup,
+                MAX_WAIT_SECONDS,
+                u64::from(DEFAULT_MAX_WAIT_SECS),
+                0..=3_600,
+            )? as u32,
             stream_max_secs: number(&lookup, STREAM_MAX_SECONDS, 0, 0..=86_400)?,
-            heartbeat_secs: number(&lookup, HEARTBEAT_SECONDS, DEFAULT_HEARTBEAT_SECS, 1..=3_600)?,
+            heartbeat_secs: number(
+                &lookup,
+                HEARTBEAT_SECONDS,
+                DEFAULT_HEARTBEAT_SECS,
+                1..=3_600,
+            )?,
             admin_token,
-            limits: Limits { max_body_bytes: max_body as usize, ..Limits::default() },
+            limits: Limits {
+                max_body_bytes: max_body as usize,
+                ..Limits::default()
+            },
             max_streams_per_key: number(&lookup, MAX_STREAMS_PER_KEY, 100, 1..=100_000)?,
             poll_interval_ms: number(&lookup, POLL_INTERVAL_MS, 200, 10..=5_000)?,
-            session_retention_secs: number(&lookup, SESSION_RETENTION_SECONDS, 86_400, 60..=2_592_000)?,
+            session_retention_secs: number(
+                &lookup,
+                SESSION_RETENTION_SECONDS,
+                86_400,
+                60..=2_592_000,
+            )?,
         })
     }
 }
@@ -238,7 +308,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(move |k| m.get(k).cloned())
     }
 
@@ -247,11 +320,24 @@ mod tests {
         let s = with(&[]).unwrap();
         assert_eq!(s.public_base_url, "http://127.0.0.1:3000");
         assert_eq!(s.redis_url, None);
-        assert_eq!((s.session_ttl_secs, s.max_wait_secs, s.stream_max_secs, s.heartbeat_secs), (300, 25, 0, 15));
+        assert_eq!(
+            (
+                s.session_ttl_secs,
+                s.max_wait_secs,
+                s.stream_max_secs,
+                s.heartbeat_secs
+            ),
+            (300, 25, 0, 15)
+        );
         assert_eq!(s.admin_token, None);
         assert_eq!(s.limits.max_body_bytes, 16_384);
         // Blank means default too (Spin variables default to "").
-        assert_eq!(with(&[("redis_url", ""), ("admin_token", " ")]).unwrap().redis_url, None);
+        assert_eq!(
+            with(&[("redis_url", ""), ("admin_token", " ")])
+                .unwrap()
+                .redis_url,
+            None
+        );
     }
 
     #[test]
@@ -280,20 +366,44 @@ mod tests {
     #[test]
     fn oauth_providers() {
         let s = with(&[]).unwrap();
-        assert_eq!((s.discord.clone(), s.discord_oauth_base.as_str()), (None, "https://discord.com"));
+        assert_eq!(
+            (s.discord.clone(), s.discord_oauth_base.as_str()),
+            (None, "https://discord.com")
+        );
         assert_eq!(s.roblox_oauth_base, "https://apis.roblox.com");
         let e = with(&[("discord_client_id", "1")]).unwrap_err();
         assert_eq!(e.variable, "discord_client_secret");
-        let s = with(&[("roblox_client_id", "r"), ("roblox_client_secret", "s"), ("roblox_oauth_base", "http://127.0.0.1:9/")]).unwrap();
+        let s = with(&[
+            ("roblox_client_id", "r"),
+            ("roblox_client_secret", "s"),
+            ("roblox_oauth_base", "http://127.0.0.1:9/"),
+        ])
+        .unwrap();
         let r = s.roblox.unwrap();
-        assert_eq!((r.base.as_str(), r.client_id.as_str(), r.client_secret.as_str()), ("http://127.0.0.1:9", "r", "s"));
+        assert_eq!(
+            (
+                r.base.as_str(),
+                r.client_id.as_str(),
+                r.client_secret.as_str()
+            ),
+            ("http://127.0.0.1:9", "r", "s")
+        );
     }
 
     #[test]
     fn debug_redacts_secrets() {
-        let s = with(&[("admin_token", "0123456789abcdef-secret"), ("redis_url", "redis://:pw@h:1")]).unwrap();
+        let s = with(&[
+            ("admin_token", "0123456789abcdef-secret"),
+            ("redis_url", "redis://:pw@h:1"),
+        ])
+        .unwrap();
         let d = format!("{s:?}");
         assert!(!d.contains("secret") && !d.contains("pw"), "{d}");
-        assert_eq!(with(&[("public_base_url", "https://v.example.com/")]).unwrap().public_base_url, "https://v.example.com");
+        assert_eq!(
+            with(&[("public_base_url", "https://v.example.com/")])
+                .unwrap()
+                .public_base_url,
+            "https://v.example.com"
+        );
     }
 }

@@ -135,12 +135,35 @@ impl ErrorCode {
     pub const ALL: [ErrorCode; 29] = {
         use ErrorCode::*;
         [
-            InvalidJson, BodyTooLarge, UnsupportedMediaType, MissingField, EmptyField,
-            InvalidType, FieldTooLong, UnknownField, InvalidField, InvalidWait, InvalidQuery,
-            InvalidId, Unauthorized, SessionNotFound, PidNotFound, KeyNotFound, LinkNotFound,
-            NotFound, MethodNotAllowed, PidExists, SessionExpired, SessionCancelled,
-            SessionCompleted, CompletionConflict, QuotaExceeded, TooManyStreams, ConfigError,
-            InternalError, StoreUnavailable,
+            InvalidJson,
+            BodyTooLarge,
+            UnsupportedMediaType,
+            MissingField,
+            EmptyField,
+            InvalidType,
+            FieldTooLong,
+            UnknownField,
+            InvalidField,
+            InvalidWait,
+            InvalidQuery,
+            InvalidId,
+            Unauthorized,
+            SessionNotFound,
+            PidNotFound,
+            KeyNotFound,
+            LinkNotFound,
+            NotFound,
+            MethodNotAllowed,
+            PidExists,
+            SessionExpired,
+            SessionCancelled,
+            SessionCompleted,
+            CompletionConflict,
+            QuotaExceeded,
+            TooManyStreams,
+            ConfigError,
+            InternalError,
+            StoreUnavailable,
         ]
     };
 }
@@ -158,7 +181,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), field: None, retry_after_secs: None }
+        ApiError {
+            code,
+            message: message.into(),
+            field: None,
+            retry_after_secs: None,
+        }
     }
 
     /// Names the request field at fault.
@@ -193,8 +221,11 @@ impl ApiError {
 
     /// 503 for an unreachable store.
     pub fn store_unavailable(retry_after_secs: u64) -> Self {
-        ApiError::new(ErrorCode::StoreUnavailable, "the session store is unavailable; retry shortly")
-            .with_retry_after(retry_after_secs)
+        ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "the session store is unavailable; retry shortly",
+        )
+        .with_retry_after(retry_after_secs)
     }
 
     /// 429 for an exhausted quota.
@@ -301,7 +332,11 @@ mod tests {
         let mut seen = BTreeSet::new();
         for c in ErrorCode::ALL {
             assert!(seen.insert(c.as_str()), "duplicate {}", c.as_str());
-            assert!(c.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(
+                c.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
             assert!((400..=599).contains(&c.status()));
         }
     }

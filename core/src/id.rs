@@ -144,8 +144,13 @@ impl Pid {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok { Ok(Pid(s.to_owned())) } else { Err(IdError::Pid) }
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Pid(s.to_owned()))
+        } else {
+            Err(IdError::Pid)
+        }
     }
 
     /// The PID as text.
@@ -196,8 +201,14 @@ impl ApiKeySecret {
         let mut s = String::with_capacity(Self::LEN);
         s.push_str(Self::PREFIX);
         let (hi, lo) = entropy.split_at(16);
-        base62_u128(u128::from_be_bytes(hi.try_into().unwrap_or([0; 16])), &mut s);
-        base62_u128(u128::from_be_bytes(lo.try_into().unwrap_or([0; 16])), &mut s);
+        base62_u128(
+            u128::from_be_bytes(hi.try_into().unwrap_or([0; 16])),
+            &mut s,
+        );
+        base62_u128(
+            u128::from_be_bytes(lo.try_into().unwrap_or([0; 16])),
+            &mut s,
+        );
         ApiKeySecret(s)
     }
 

@@ -42,10 +42,15 @@ pub struct SessionQuery {
 /// `max_wait_secs` are clamped to it.
 pub fn parse_wait(value: &str, max_wait_secs: u32) -> Result<u32, WaitError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(WaitError::Wait { value: value.chars().take(32).collect(), max: max_wait_secs });
+        return Err(WaitError::Wait {
+            value: value.chars().take(32).collect(),
+            max: max_wait_secs,
+        });
     }
     // Any run of digits is a valid (possibly huge) number: clamp, don't overflow.
-    Ok(value.parse::<u64>().map_or(max_wait_secs, |v| v.min(u64::from(max_wait_secs)) as u32))
+    Ok(value
+        .parse::<u64>()
+        .map_or(max_wait_secs, |v| v.min(u64::from(max_wait_secs)) as u32))
 }
 
 /// Parses a raw query string (without `?`). Unknown parameters are ignored
@@ -56,13 +61,19 @@ pub fn parse_session_query(query: &str, max_wait_secs: u32) -> Result<SessionQue
         match name.as_ref() {
             "wait" => {
                 if out.wait_secs.is_some() {
-                    return Err(WaitError::Query { name: "wait", reason: "given more than once" });
+                    return Err(WaitError::Query {
+                        name: "wait",
+                        reason: "given more than once",
+                    });
                 }
                 out.wait_secs = Some(parse_wait(&value, max_wait_secs)?);
             }
             "lastEventId" => {
                 if value.len() > 64 || value.chars().any(char::is_control) {
-                    return Err(WaitError::Query { name: "lastEventId", reason: "too long or has control characters" });
+                    return Err(WaitError::Query {
+                        name: "lastEventId",
+                        reason: "too long or has control characters",
+                    });
                 }
                 out.last_event_id = Some(value.into_owned());
             }
@@ -103,7 +114,14 @@ mod tests {
 
     #[test]
     fn wait_table() {
-        let ok: &[(&str, u32)] = &[("0", 0), ("25", 25), ("7", 7), ("026", 25), ("26", 25), ("99999999999999999999999", 25)];
+        let ok: &[(&str, u32)] = &[
+            ("0", 0),
+            ("25", 25),
+            ("7", 7),
+            ("026", 25),
+            ("26", 25),
+            ("99999999999999999999999", 25),
+        ];
         for &(v, want) in ok {
             assert_eq!(parse_wait(v, 25), Ok(want), "{v}");
         }
@@ -115,10 +133,25 @@ mod tests {
     #[test]
     fn query_table() {
         assert_eq!(parse_session_query("", 25), Ok(SessionQuery::default()));
-        assert_eq!(parse_session_query("wait=25", 25).unwrap().wait_secs, Some(25));
-        assert_eq!(parse_session_query("wait=600&x=1", 25).unwrap().wait_secs, Some(25));
-        assert_eq!(parse_session_query("wait=%32%30", 25).unwrap().wait_secs, Some(20));
-        assert_eq!(parse_session_query("lastEventId=1", 25).unwrap().last_event_id.as_deref(), Some("1"));
+        assert_eq!(
+            parse_session_query("wait=25", 25).unwrap().wait_secs,
+            Some(25)
+        );
+        assert_eq!(
+            parse_session_query("wait=600&x=1", 25).unwrap().wait_secs,
+            Some(25)
+        );
+        assert_eq!(
+            parse_session_query("wait=%32%30", 25).unwrap().wait_secs,
+            Some(20)
+        );
+        assert_eq!(
+            parse_session_query("lastEventId=1", 25)
+                .unwrap()
+                .last_event_id
+                .as_deref(),
+            Some("1")
+        );
         assert!(parse_session_query("wait=", 25).is_err());
         assert!(parse_session_query("wait=1&wait=2", 25).is_err());
         assert!(parse_session_query("wait=abc", 25).is_err());
@@ -137,9 +170,15 @@ mod tests {
             300,
         );
         // Pending, deadline ahead of expiry: wait until the deadline.
-        assert_eq!(decide(t(1_000), &s, deadline(t(1_000), 25)), WaitDecision::WaitUntil(t(26_000)));
+        assert_eq!(
+            decide(t(1_000), &s, deadline(t(1_000), 25)),
+            WaitDecision::WaitUntil(t(26_000))
+        );
         // Expiry comes first: wait until the expiry.
-        assert_eq!(decide(t(290_000), &s, deadline(t(290_000), 25)), WaitDecision::WaitUntil(t(300_000)));
+        assert_eq!(
+            decide(t(290_000), &s, deadline(t(290_000), 25)),
+            WaitDecision::WaitUntil(t(300_000))
+        );
         // At expiry: answer (expired).
         assert_eq!(decide(t(300_000), &s, t(310_000)), WaitDecision::AnswerNow);
         // Deadline reached: answer (pending).
@@ -147,7 +186,8 @@ mod tests {
         // wait=0: answer at once.
         assert_eq!(decide(t(5), &s, deadline(t(5), 0)), WaitDecision::AnswerNow);
         // Completed: answer at once.
-        let Ok(crate::session::Completion::Applied(done)) = s.complete(t(10), "1", "2", None) else {
+        let Ok(crate::session::Completion::Applied(done)) = s.complete(t(10), "1", "2", None)
+        else {
             panic!()
         };
         assert_eq!(decide(t(11), &done, t(26_000)), WaitDecision::AnswerNow);

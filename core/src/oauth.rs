@@ -58,7 +58,9 @@ pub fn token(entropy: [u8; 32]) -> String {
 
 /// Whether `s` could be a [`token`] (43 base64url characters).
 pub fn is_token(s: &str) -> bool {
-    s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A PKCE pair (RFC 7636, method S256).
@@ -79,7 +81,10 @@ impl Pkce {
     /// A pair from 32 bytes of entropy (a 43-character verifier).
     pub fn from_entropy(entropy: [u8; 32]) -> Self {
         let verifier = b64(&entropy);
-        Pkce { challenge: pkce_challenge(&verifier), verifier }
+        Pkce {
+            challenge: pkce_challenge(&verifier),
+            verifier,
+        }
     }
 }
 
@@ -147,7 +152,9 @@ impl StateError {
             StateError::OtherBrowser => {
                 "This sign-in was started in another browser. Please finish it in the browser where you started, or start again from your app."
             }
-            StateError::WrongStage => "This sign-in step is out of order. Please start again from your app.",
+            StateError::WrongStage => {
+                "This sign-in step is out of order. Please start again from your app."
+            }
         }
     }
 }
@@ -155,11 +162,17 @@ impl StateError {
 impl FlowRecord {
     /// Checks a record taken for a callback: not expired at `now`, same
     /// browser (the cookie hashes to the stored binding), right stage.
-    pub fn check(&self, now: Timestamp, cookie: Option<&str>, roblox_stage: bool) -> Result<(), StateError> {
+    pub fn check(
+        &self,
+        now: Timestamp,
+        cookie: Option<&str>,
+        roblox_stage: bool,
+    ) -> Result<(), StateError> {
         if now >= self.expires_at {
             return Err(StateError::UnknownOrUsed);
         }
-        let same_browser = cookie.is_some_and(|c| crate::id::constant_time_eq(&binding_hash(c), &self.binding));
+        let same_browser =
+            cookie.is_some_and(|c| crate::id::constant_time_eq(&binding_hash(c), &self.binding));
         if !same_browser {
             return Err(StateError::OtherBrowser);
         }
@@ -183,7 +196,10 @@ pub struct Provider {
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provider").field("base", &self.base).field("client_id", &self.client_id).finish_non_exhaustive()
+        f.debug_struct("Provider")
+            .field("base", &self.base)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -219,7 +235,13 @@ pub fn discord_authorize_url(p: &Provider, redirect_uri: &str, state: &str, pkce
 }
 
 /// Roblox's authorization URL (`{base}/oauth/v1/authorize`).
-pub fn roblox_authorize_url(p: &Provider, redirect_uri: &str, state: &str, nonce: &str, pkce: &Pkce) -> String {
+pub fn roblox_authorize_url(
+    p: &Provider,
+    redirect_uri: &str,
+    state: &str,
+    nonce: &str,
+    pkce: &Pkce,
+) -> String {
     format!(
         "{}/oauth/v1/authorize?{}",
         p.base,
@@ -284,20 +306,36 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
-fn malformed(provider: &'static str, what: &'static str, detail: impl std::fmt::Display) -> OAuthError {
-    OAuthError::Malformed { provider, what, detail: detail.to_string().chars().take(200).collect() }
+fn malformed(
+    provider: &'static str,
+    what: &'static str,
+    detail: impl std::fmt::Display,
+) -> OAuthError {
+    OAuthError::Malformed {
+        provider,
+        what,
+        detail: detail.to_string().chars().take(200).collect(),
+    }
 }
 
 /// Parses a token response.
-pub fn parse_token_response(provider: &'static str, body: &[u8]) -> Result<TokenResponse, OAuthError> {
-    let t: TokenResponse = serde_json::from_slice(body).map_err(|e| malformed(provider, "token response", e))?;
+pub fn parse_token_response(
+    provider: &'static str,
+    body: &[u8],
+) -> Result<TokenResponse, OAuthError> {
+    let t: TokenResponse =
+        serde_json::from_slice(body).map_err(|e| malformed(provider, "token response", e))?;
     if t.access_token.is_empty() {
         return Err(malformed(provider, "token response", "empty access_token"));
     }
     Ok(t)
 }
 
-fn platform_id(provider: &'static str, what: &'static str, v: Option<&serde_json::Value>) -> Result<String, OAuthError> {
+fn platform_id(
+    provider: &'static str,
+    what: &'static str,
+    v: Option<&serde_json::Value>,
+) -> Result<String, OAuthError> {
     let id = match v {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(serde_json::Value::Number(n)) if n.is_u64() => n.to_string(),
@@ -308,13 +346,15 @@ fn platform_id(provider: &'static str, what: &'static str, v: Option<&serde_json
 
 /// The Discord user id from `/users/@me`.
 pub fn parse_discord_user(body: &[u8]) -> Result<String, OAuthError> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| malformed("Discord", "user", e))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| malformed("Discord", "user", e))?;
     platform_id("Discord", "user", v.get("id"))
 }
 
 /// The Roblox user id (`sub`) from userinfo.
 pub fn parse_roblox_userinfo(body: &[u8]) -> Result<String, OAuthError> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| malformed("Roblox", "userinfo", e))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| malformed("Roblox", "userinfo", e))?;
     platform_id("Roblox", "userinfo", v.get("sub"))
 }
 
@@ -323,11 +363,15 @@ pub fn parse_roblox_userinfo(body: &[u8]) -> Result<String, OAuthError> {
 /// signature then): its `nonce` must be ours and its `aud` our client id.
 /// Returns its `sub`.
 pub fn check_id_token(id_token: &str, nonce: &str, client_id: &str) -> Result<String, OAuthError> {
-    let payload = id_token.split('.').nth(1).ok_or(OAuthError::IdToken("not a JWT"))?;
+    let payload = id_token
+        .split('.')
+        .nth(1)
+        .ok_or(OAuthError::IdToken("not a JWT"))?;
     let bytes = URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .map_err(|_| OAuthError::IdToken("payload is not base64url"))?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| OAuthError::IdToken("payload is not JSON"))?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|_| OAuthError::IdToken("payload is not JSON"))?;
     if claims.get("nonce").and_then(|n| n.as_str()) != Some(nonce) {
         return Err(OAuthError::IdToken("nonce"));
     }
@@ -364,7 +408,11 @@ mod tests {
     use super::*;
 
     fn provider() -> Provider {
-        Provider { base: "https://discord.com".into(), client_id: "cid".into(), client_secret: "sec".into() }
+        Provider {
+            base: "https://discord.com".into(),
+            client_id: "cid".into(),
+            client_secret: "sec".into(),
+        }
     }
 
     #[test]
@@ -384,25 +432,57 @@ mod tests {
     fn urls_and_bodies() {
         let pkce = Pkce::from_entropy([2; 32]);
         let redirect = redirect_uri("https://v.example.com/", DISCORD_CALLBACK_PATH);
-        assert_eq!(redirect, "https://v.example.com/v1/api/verify/discord/callback");
+        assert_eq!(
+            redirect,
+            "https://v.example.com/v1/api/verify/discord/callback"
+        );
         let url = discord_authorize_url(&provider(), &redirect, "st", &pkce);
         assert!(url.starts_with("https://discord.com/oauth2/authorize?response_type=code&client_id=cid&scope=identify&redirect_uri=https%3A%2F%2Fv.example.com%2Fv1%2Fapi%2Fverify%2Fdiscord%2Fcallback&state=st&code_challenge="), "{url}");
         assert!(url.contains("code_challenge_method=S256"));
-        let r = roblox_authorize_url(&Provider { base: "https://apis.roblox.com".into(), ..provider() }, "x", "st", "nn", &pkce);
-        assert!(r.starts_with("https://apis.roblox.com/oauth/v1/authorize?"), "{r}");
-        assert!(r.contains("scope=openid+profile") && r.contains("nonce=nn"), "{r}");
+        let r = roblox_authorize_url(
+            &Provider {
+                base: "https://apis.roblox.com".into(),
+                ..provider()
+            },
+            "x",
+            "st",
+            "nn",
+            &pkce,
+        );
+        assert!(
+            r.starts_with("https://apis.roblox.com/oauth/v1/authorize?"),
+            "{r}"
+        );
+        assert!(
+            r.contains("scope=openid+profile") && r.contains("nonce=nn"),
+            "{r}"
+        );
         let body = token_request_body(&provider(), "c&d", "https://x/cb", "ver");
-        assert_eq!(body, "grant_type=authorization_code&code=c%26d&redirect_uri=https%3A%2F%2Fx%2Fcb&client_id=cid&client_secret=sec&code_verifier=ver");
+        assert_eq!(
+            body,
+            "grant_type=authorization_code&code=c%26d&redirect_uri=https%3A%2F%2Fx%2Fcb&client_id=cid&client_secret=sec&code_verifier=ver"
+        );
         assert!(!format!("{:?}", provider()).contains("sec"));
     }
 
     #[test]
     fn provider_answers() {
-        assert_eq!(parse_token_response("Discord", br#"{"access_token":"a","token_type":"Bearer"}"#).unwrap().access_token, "a");
+        assert_eq!(
+            parse_token_response("Discord", br#"{"access_token":"a","token_type":"Bearer"}"#)
+                .unwrap()
+                .access_token,
+            "a"
+        );
         assert!(parse_token_response("Discord", br#"{"error":"invalid_grant"}"#).is_err());
-        assert_eq!(parse_discord_user(br#"{"id":"80351110224678912","username":"x"}"#).unwrap(), "80351110224678912");
+        assert_eq!(
+            parse_discord_user(br#"{"id":"80351110224678912","username":"x"}"#).unwrap(),
+            "80351110224678912"
+        );
         assert!(parse_discord_user(br#"{"id":"abc"}"#).is_err());
-        assert_eq!(parse_roblox_userinfo(br#"{"sub":"1234","name":"n"}"#).unwrap(), "1234");
+        assert_eq!(
+            parse_roblox_userinfo(br#"{"sub":"1234","name":"n"}"#).unwrap(),
+            "1234"
+        );
         assert!(parse_roblox_userinfo(b"nope").is_err());
     }
 
@@ -414,8 +494,14 @@ mod tests {
     fn id_token_checks() {
         let ok = jwt(serde_json::json!({"nonce": "n1", "aud": "cid", "sub": "55"}));
         assert_eq!(check_id_token(&ok, "n1", "cid").unwrap(), "55");
-        assert_eq!(check_id_token(&ok, "n2", "cid"), Err(OAuthError::IdToken("nonce")));
-        assert_eq!(check_id_token(&ok, "n1", "other"), Err(OAuthError::IdToken("aud")));
+        assert_eq!(
+            check_id_token(&ok, "n2", "cid"),
+            Err(OAuthError::IdToken("nonce"))
+        );
+        assert_eq!(
+            check_id_token(&ok, "n1", "other"),
+            Err(OAuthError::IdToken("aud"))
+        );
         let arr = jwt(serde_json::json!({"nonce": "n1", "aud": ["x", "cid"], "sub": "55"}));
         assert!(check_id_token(&arr, "n1", "cid").is_ok());
         assert!(check_id_token("garbage", "n1", "cid").is_err());
@@ -434,14 +520,32 @@ mod tests {
         };
         let t = Timestamp::from_millis;
         assert_eq!(rec.check(t(1), Some(&cookie), false), Ok(()));
-        assert_eq!(rec.check(t(1), Some("other"), false), Err(StateError::OtherBrowser));
+        assert_eq!(
+            rec.check(t(1), Some("other"), false),
+            Err(StateError::OtherBrowser)
+        );
         assert_eq!(rec.check(t(1), None, false), Err(StateError::OtherBrowser));
-        assert_eq!(rec.check(t(1), Some(&cookie), true), Err(StateError::WrongStage));
-        assert_eq!(rec.check(t(1000), Some(&cookie), false), Err(StateError::UnknownOrUsed));
+        assert_eq!(
+            rec.check(t(1), Some(&cookie), true),
+            Err(StateError::WrongStage)
+        );
+        assert_eq!(
+            rec.check(t(1000), Some(&cookie), false),
+            Err(StateError::UnknownOrUsed)
+        );
         let json = serde_json::to_string(&rec).unwrap();
         assert_eq!(serde_json::from_str::<FlowRecord>(&json).unwrap(), rec);
-        let r2 = FlowRecord { stage: Stage::Roblox { discord_id: "1".into(), nonce: "n".into() }, ..rec };
-        assert_eq!(serde_json::from_str::<FlowRecord>(&serde_json::to_string(&r2).unwrap()).unwrap(), r2);
+        let r2 = FlowRecord {
+            stage: Stage::Roblox {
+                discord_id: "1".into(),
+                nonce: "n".into(),
+            },
+            ..rec
+        };
+        assert_eq!(
+            serde_json::from_str::<FlowRecord>(&serde_json::to_string(&r2).unwrap()).unwrap(),
+            r2
+        );
     }
 
     #[test]
@@ -451,7 +555,10 @@ mod tests {
             "dock_flow=abc; Path=/v1/api/verify; Max-Age=60; HttpOnly; SameSite=Lax; Secure"
         );
         assert!(!binding_cookie("abc", false, 60).contains("Secure"));
-        assert_eq!(cookie_value(Some("a=1; dock_flow=xyz; b=2"), FLOW_COOKIE), Some("xyz"));
+        assert_eq!(
+            cookie_value(Some("a=1; dock_flow=xyz; b=2"), FLOW_COOKIE),
+            Some("xyz")
+        );
         assert_eq!(cookie_value(Some("a=1"), FLOW_COOKIE), None);
         assert_eq!(cookie_value(None, FLOW_COOKIE), None);
     }

@@ -86,7 +86,14 @@ pub fn verify_page(app_name: &str, pid: &Pid, sid: &SessionId) -> Page {
 
 /// A page that explains why the flow cannot go on.
 pub fn message_page(status: u16, title: &str, message: &str) -> Page {
-    layout(status, title, &format!("<p>{}</p><p class=\"muted\">You can close this tab.</p>", escape(message)))
+    layout(
+        status,
+        title,
+        &format!(
+            "<p>{}</p><p class=\"muted\">You can close this tab.</p>",
+            escape(message)
+        ),
+    )
 }
 
 /// The success page after completion.
@@ -107,12 +114,19 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert_eq!(escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 
     #[test]
     fn verify_page_escapes_the_app_name_and_posts_to_start() {
-        let p = verify_page("<script>x</script>", &Pid::parse("pid-a").unwrap(), &SessionId::from_entropy([1; 16]));
+        let p = verify_page(
+            "<script>x</script>",
+            &Pid::parse("pid-a").unwrap(),
+            &SessionId::from_entropy([1; 16]),
+        );
         assert!(!p.html.contains("<script>"));
         assert!(p.html.contains("&lt;script&gt;"));
         assert!(p.html.contains("action=\"discord/start\""));
@@ -123,10 +137,24 @@ mod tests {
     fn csp_allows_exactly_our_style() {
         let csp = content_security_policy(&["https://discord.com", ""]);
         assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"));
-        assert!(csp.contains("form-action 'self' https://discord.com;"), "{csp}");
-        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
+        assert!(
+            csp.contains("form-action 'self' https://discord.com;"),
+            "{csp}"
+        );
+        let hash =
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
         let page = message_page(404, "Not found", "x");
-        let style = page.html.split("<style>").nth(1).unwrap().split("</style>").next().unwrap();
-        assert_eq!(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style.as_bytes())), hash);
+        let style = page
+            .html
+            .split("<style>")
+            .nth(1)
+            .unwrap()
+            .split("</style>")
+            .next()
+            .unwrap();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style.as_bytes())),
+            hash
+        );
     }
 }

@@ -24,7 +24,10 @@ pub struct Quota {
 impl Default for Quota {
     /// 2000 creates per 24 hours: the spec's example shows 1999 left after one.
     fn default() -> Self {
-        Quota { limit: 2000, window_secs: 86_400 }
+        Quota {
+            limit: 2000,
+            window_secs: 86_400,
+        }
     }
 }
 
@@ -73,7 +76,9 @@ impl Quota {
     /// incremented it for this request (so the first create sees 1).
     pub fn decide(&self, count_after_increment: u64, now: Timestamp) -> QuotaDecision {
         if count_after_increment <= self.limit {
-            QuotaDecision::Allowed { remaining: self.limit - count_after_increment }
+            QuotaDecision::Allowed {
+                remaining: self.limit - count_after_increment,
+            }
         } else {
             QuotaDecision::Exhausted {
                 retry_after_secs: now.secs_until_ceil(self.window_end(now)).max(1),
@@ -94,28 +99,59 @@ mod tests {
         assert_eq!(q.decide(1, now), QuotaDecision::Allowed { remaining: 1999 });
         assert_eq!(q.decide(2000, now), QuotaDecision::Allowed { remaining: 0 });
         // 2026-02-28T19:35:12.108Z is 15_887.892 s before the UTC midnight that ends its window.
-        assert_eq!(q.decide(2001, now), QuotaDecision::Exhausted { retry_after_secs: 15_888 });
+        assert_eq!(
+            q.decide(2001, now),
+            QuotaDecision::Exhausted {
+                retry_after_secs: 15_888
+            }
+        );
     }
 
     #[test]
     fn windows_align_to_epoch() {
-        let q = Quota { limit: 1, window_secs: 60 };
+        let q = Quota {
+            limit: 1,
+            window_secs: 60,
+        };
         assert_eq!(q.window_index(Timestamp::from_millis(59_999)), 0);
         assert_eq!(q.window_index(Timestamp::from_millis(60_000)), 1);
-        assert_eq!(q.window_end(Timestamp::from_millis(60_000)).as_millis(), 120_000);
+        assert_eq!(
+            q.window_end(Timestamp::from_millis(60_000)).as_millis(),
+            120_000
+        );
         // At the last millisecond of a window the retry is still at least one second.
         assert_eq!(
             q.decide(2, Timestamp::from_millis(119_999)),
-            QuotaDecision::Exhausted { retry_after_secs: 1 }
+            QuotaDecision::Exhausted {
+                retry_after_secs: 1
+            }
         );
     }
 
     #[test]
     fn validity() {
         assert!(Quota::default().is_valid());
-        assert!(!Quota { limit: 0, window_secs: 1 }.is_valid());
-        assert!(!Quota { limit: 1, window_secs: 0 }.is_valid());
-        assert!(!Quota { limit: 1, window_secs: Quota::MAX_WINDOW_SECS + 1 }.is_valid());
+        assert!(
+            !Quota {
+                limit: 0,
+                window_secs: 1
+            }
+            .is_valid()
+        );
+        assert!(
+            !Quota {
+                limit: 1,
+                window_secs: 0
+            }
+            .is_valid()
+        );
+        assert!(
+            !Quota {
+                limit: 1,
+                window_secs: Quota::MAX_WINDOW_SECS + 1
+            }
+            .is_valid()
+        );
     }
 
     proptest! {

@@ -129,19 +129,32 @@ pub enum RequestError {
 /// Refuses a Content-Type that is present and not JSON (`application/json`,
 /// any `+json` type, parameters allowed). An absent Content-Type is accepted.
 pub fn check_content_type(content_type: Option<&str>) -> Result<(), RequestError> {
-    let Some(ct) = content_type else { return Ok(()) };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+    let Some(ct) = content_type else {
+        return Ok(());
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
         Ok(())
     } else {
-        Err(RequestError::UnsupportedMediaType { content_type: ct.chars().take(100).collect() })
+        Err(RequestError::UnsupportedMediaType {
+            content_type: ct.chars().take(100).collect(),
+        })
     }
 }
 
 /// Parses a body into a JSON object within the size limit.
 pub fn parse_object(body: &[u8], limits: &Limits) -> Result<Map<String, Value>, RequestError> {
     if body.len() > limits.max_body_bytes {
-        return Err(RequestError::TooLarge { limit: limits.max_body_bytes });
+        return Err(RequestError::TooLarge {
+            limit: limits.max_body_bytes,
+        });
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| RequestError::NotJson {
         detail: e.to_string(),
@@ -160,7 +173,9 @@ struct Fields {
 impl Fields {
     fn new(map: Map<String, Value>, known: &[&str]) -> Result<Self, RequestError> {
         if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(RequestError::Unknown { field: truncate(unknown) });
+            return Err(RequestError::Unknown {
+                field: truncate(unknown),
+            });
         }
         Ok(Fields { map })
     }
@@ -170,28 +185,43 @@ impl Fields {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => {
                 if s.is_empty() {
-                    return Err(RequestError::Empty { field: field.into() });
+                    return Err(RequestError::Empty {
+                        field: field.into(),
+                    });
                 }
                 if s.chars().count() > max {
-                    return Err(RequestError::TooLong { field: field.into(), max });
+                    return Err(RequestError::TooLong {
+                        field: field.into(),
+                        max,
+                    });
                 }
                 if s.chars().any(char::is_control) {
-                    return Err(RequestError::ControlCharacters { field: field.into() });
+                    return Err(RequestError::ControlCharacters {
+                        field: field.into(),
+                    });
                 }
                 Ok(Some(s))
             }
-            Some(_) => Err(RequestError::WrongType { field: field.into(), expected: "a string" }),
+            Some(_) => Err(RequestError::WrongType {
+                field: field.into(),
+                expected: "a string",
+            }),
         }
     }
 
     fn string(&mut self, field: &str, max: usize) -> Result<String, RequestError> {
         self.optional_string(field, max)?
-            .ok_or_else(|| RequestError::Missing { field: field.into() })
+            .ok_or_else(|| RequestError::Missing {
+                field: field.into(),
+            })
     }
 
     fn pid(&mut self, field: &str) -> Result<Pid, RequestError> {
         let s = self.string(field, Pid::MAX_LEN)?;
-        Pid::parse(&s).map_err(|e| RequestError::Invalid { field: field.into(), reason: e.to_string() })
+        Pid::parse(&s).map_err(|e| RequestError::Invalid {
+            field: field.into(),
+            reason: e.to_string(),
+        })
     }
 
     fn platform_id(&mut self, field: &str) -> Result<String, RequestError> {
@@ -199,18 +229,24 @@ impl Fields {
         if s.bytes().all(|b| b.is_ascii_digit()) {
             Ok(s)
         } else {
-            Err(RequestError::Invalid { field: field.into(), reason: "must be decimal digits".into() })
+            Err(RequestError::Invalid {
+                field: field.into(),
+                reason: "must be decimal digits".into(),
+            })
         }
     }
 
     fn optional_u64(&mut self, field: &str) -> Result<Option<u64>, RequestError> {
         match self.map.remove(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| RequestError::WrongType { field: field.into(), expected: "a whole number" }),
-            Some(_) => Err(RequestError::WrongType { field: field.into(), expected: "a whole number" }),
+            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| RequestError::WrongType {
+                field: field.into(),
+                expected: "a whole number",
+            }),
+            Some(_) => Err(RequestError::WrongType {
+                field: field.into(),
+                expected: "a whole number",
+            }),
         }
     }
 }
@@ -257,7 +293,10 @@ impl CreatePidRequest {
     /// Validates the body.
     pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, RequestError> {
         let mut f = Fields::new(parse_object(body, limits)?, &["pid", "name"])?;
-        Ok(CreatePidRequest { pid: f.pid("pid")?, name: f.string("name", limits.max_name_chars)? })
+        Ok(CreatePidRequest {
+            pid: f.pid("pid")?,
+            name: f.string("name", limits.max_name_chars)?,
+        })
     }
 }
 
@@ -272,7 +311,9 @@ impl CreateKeyRequest {
     /// Validates the body; an empty body means all defaults.
     pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, RequestError> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(CreateKeyRequest { quota: Quota::default() });
+            return Ok(CreateKeyRequest {
+                quota: Quota::default(),
+            });
         }
         let mut f = Fields::new(parse_object(body, limits)?, &["quota"])?;
         let quota = match f.map.remove("quota") {
@@ -298,7 +339,12 @@ impl CreateKeyRequest {
                 }
                 quota
             }
-            Some(_) => return Err(RequestError::WrongType { field: "quota".into(), expected: "an object" }),
+            Some(_) => {
+                return Err(RequestError::WrongType {
+                    field: "quota".into(),
+                    expected: "an object",
+                });
+            }
         };
         Ok(CreateKeyRequest { quota })
     }
@@ -354,20 +400,72 @@ mod tests {
             ("[]".into(), InvalidJson, None),
             ("\"pid\"".into(), InvalidJson, None),
             (r#"{"clientId":"u"}"#.into(), MissingField, Some("pid")),
-            (r#"{"pid":null,"clientId":"u"}"#.into(), MissingField, Some("pid")),
+            (
+                r#"{"pid":null,"clientId":"u"}"#.into(),
+                MissingField,
+                Some("pid"),
+            ),
             (r#"{"pid":"p"}"#.into(), MissingField, Some("clientId")),
-            (r#"{"pid":"","clientId":"u"}"#.into(), EmptyField, Some("pid")),
-            (r#"{"pid":"p","clientId":""}"#.into(), EmptyField, Some("clientId")),
-            (r#"{"pid":"p","clientId":"u","guildId":""}"#.into(), EmptyField, Some("guildId")),
-            (r#"{"pid":1,"clientId":"u"}"#.into(), InvalidType, Some("pid")),
-            (r#"{"pid":"p","clientId":["u"]}"#.into(), InvalidType, Some("clientId")),
-            (r#"{"pid":"p","clientId":"u","guildId":5}"#.into(), InvalidType, Some("guildId")),
-            (format!(r#"{{"pid":"p","clientId":"{long}"}}"#), FieldTooLong, Some("clientId")),
-            (format!(r#"{{"pid":"{long}","clientId":"u"}}"#), FieldTooLong, Some("pid")),
-            (r#"{"pid":"p","clientId":"u","extra":1}"#.into(), UnknownField, Some("extra")),
-            (r#"{"pid":"p","clientId":"a\u0000b"}"#.into(), InvalidField, Some("clientId")),
-            (r#"{"pid":"p","clientId":"a\nb"}"#.into(), InvalidField, Some("clientId")),
-            (r#"{"pid":"p x","clientId":"u"}"#.into(), InvalidField, Some("pid")),
+            (
+                r#"{"pid":"","clientId":"u"}"#.into(),
+                EmptyField,
+                Some("pid"),
+            ),
+            (
+                r#"{"pid":"p","clientId":""}"#.into(),
+                EmptyField,
+                Some("clientId"),
+            ),
+            (
+                r#"{"pid":"p","clientId":"u","guildId":""}"#.into(),
+                EmptyField,
+                Some("guildId"),
+            ),
+            (
+                r#"{"pid":1,"clientId":"u"}"#.into(),
+                InvalidType,
+                Some("pid"),
+            ),
+            (
+                r#"{"pid":"p","clientId":["u"]}"#.into(),
+                InvalidType,
+                Some("clientId"),
+            ),
+            (
+                r#"{"pid":"p","clientId":"u","guildId":5}"#.into(),
+                InvalidType,
+                Some("guildId"),
+            ),
+            (
+                format!(r#"{{"pid":"p","clientId":"{long}"}}"#),
+                FieldTooLong,
+                Some("clientId"),
+            ),
+            (
+                format!(r#"{{"pid":"{long}","clientId":"u"}}"#),
+                FieldTooLong,
+                Some("pid"),
+            ),
+            (
+                r#"{"pid":"p","clientId":"u","extra":1}"#.into(),
+                UnknownField,
+                Some("extra"),
+            ),
+            (
+                r#"{"pid":"p","clientId":"a\u0000b"}"#.into(),
+                InvalidField,
+                Some("clientId"),
+            ),
+            (
+                r#"{"pid":"p","clientId":"a\nb"}"#.into(),
+                InvalidField,
+                Some("clientId"),
+            ),
+            (
+                r#"{"pid":"p x","clientId":"u"}"#.into(),
+                InvalidField,
+                Some("pid"),
+            ),
         ];
         for (body, want, field) in cases {
             assert_eq!(code(&body), (want, field.map(str::to_owned)), "{body}");
@@ -376,7 +474,11 @@ mod tests {
 
     #[test]
     fn create_accepts() {
-        let r = CreateSessionRequest::parse(br#"{"pid":"pid-yourapp","clientId":"user_123"}"#, &Limits::default()).unwrap();
+        let r = CreateSessionRequest::parse(
+            br#"{"pid":"pid-yourapp","clientId":"user_123"}"#,
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(r.guild_id, None);
         let r = CreateSessionRequest::parse(
             r#"{"pid":"p","clientId":"Zoë 🎮","guildId":null}"#.as_bytes(),
@@ -386,13 +488,24 @@ mod tests {
         assert_eq!(r.client_id, "Zoë 🎮");
         // 256 characters, more bytes: counted in characters.
         let s = "é".repeat(256);
-        assert!(CreateSessionRequest::parse(format!(r#"{{"pid":"p","clientId":"{s}"}}"#).as_bytes(), &Limits::default()).is_ok());
+        assert!(
+            CreateSessionRequest::parse(
+                format!(r#"{{"pid":"p","clientId":"{s}"}}"#).as_bytes(),
+                &Limits::default()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn body_limit() {
-        let limits = Limits { max_body_bytes: 10, ..Limits::default() };
-        let e: ApiError = CreateSessionRequest::parse(br#"{"pid":"p","clientId":"u"}"#, &limits).unwrap_err().into();
+        let limits = Limits {
+            max_body_bytes: 10,
+            ..Limits::default()
+        };
+        let e: ApiError = CreateSessionRequest::parse(br#"{"pid":"p","clientId":"u"}"#, &limits)
+            .unwrap_err()
+            .into();
         assert_eq!(e.code(), ErrorCode::BodyTooLarge);
         assert_eq!(e.status(), 413);
     }
@@ -404,16 +517,33 @@ mod tests {
         assert!(check_content_type(Some("Application/JSON; charset=utf-8")).is_ok());
         assert!(check_content_type(Some("application/merge-patch+json")).is_ok());
         let e: ApiError = check_content_type(Some("text/plain")).unwrap_err().into();
-        assert_eq!((e.code(), e.status()), (ErrorCode::UnsupportedMediaType, 415));
+        assert_eq!(
+            (e.code(), e.status()),
+            (ErrorCode::UnsupportedMediaType, 415)
+        );
     }
 
     #[test]
     fn admin_bodies() {
         let l = Limits::default();
-        assert_eq!(CreateKeyRequest::parse(b"", &l).unwrap().quota, Quota::default());
-        assert_eq!(CreateKeyRequest::parse(b"{}", &l).unwrap().quota, Quota::default());
-        let q = CreateKeyRequest::parse(br#"{"quota":{"limit":5,"windowSeconds":60}}"#, &l).unwrap().quota;
-        assert_eq!(q, Quota { limit: 5, window_secs: 60 });
+        assert_eq!(
+            CreateKeyRequest::parse(b"", &l).unwrap().quota,
+            Quota::default()
+        );
+        assert_eq!(
+            CreateKeyRequest::parse(b"{}", &l).unwrap().quota,
+            Quota::default()
+        );
+        let q = CreateKeyRequest::parse(br#"{"quota":{"limit":5,"windowSeconds":60}}"#, &l)
+            .unwrap()
+            .quota;
+        assert_eq!(
+            q,
+            Quota {
+                limit: 5,
+                window_secs: 60
+            }
+        );
         for bad in [
             r#"{"quota":{"limit":0}}"#,
             r#"{"quota":{"limit":-1}}"#,
@@ -423,12 +553,19 @@ mod tests {
             r#"{"quota":5}"#,
             r#"{"keys":1}"#,
         ] {
-            assert!(CreateKeyRequest::parse(bad.as_bytes(), &l).is_err(), "{bad}");
+            assert!(
+                CreateKeyRequest::parse(bad.as_bytes(), &l).is_err(),
+                "{bad}"
+            );
         }
         let p = CreatePidRequest::parse(br#"{"pid":"pid-a","name":"App A"}"#, &l).unwrap();
         assert_eq!((p.pid.as_str(), p.name.as_str()), ("pid-a", "App A"));
         assert!(CreatePidRequest::parse(br#"{"pid":"pid-a"}"#, &l).is_err());
-        let c = CompleteSessionRequest::parse(br#"{"discordId":"80351110224678912","robloxId":"1"}"#, &l).unwrap();
+        let c = CompleteSessionRequest::parse(
+            br#"{"discordId":"80351110224678912","robloxId":"1"}"#,
+            &l,
+        )
+        .unwrap();
         assert_eq!(c.discord_id, "80351110224678912");
         for bad in [
             r#"{"discordId":"1","robloxId":"x"}"#,
@@ -436,7 +573,10 @@ mod tests {
             r#"{"discordId":"123456789012345678901","robloxId":"1"}"#,
             r#"{"discordId":1,"robloxId":"1"}"#,
         ] {
-            assert!(CompleteSessionRequest::parse(bad.as_bytes(), &l).is_err(), "{bad}");
+            assert!(
+                CompleteSessionRequest::parse(bad.as_bytes(), &l).is_err(),
+                "{bad}"
+            );
         }
         assert!(parse_platform_id("discordId", "12").is_ok());
         assert!(parse_platform_id("discordId", "1 2").is_err());

@@ -69,7 +69,11 @@ impl RetryPolicy {
         let shift = attempt.max(1) - 1;
         let initial = self.initial_delay_ms.max(1);
         let cap = self.max_delay_ms.max(initial);
-        let base = if shift >= 63 { cap } else { initial.saturating_mul(1u64 << shift).min(cap) };
+        let base = if shift >= 63 {
+            cap
+        } else {
+            initial.saturating_mul(1u64 << shift).min(cap)
+        };
         let jitter = clamp_unit(jitter);
         let half = base / 2;
         // `base - half` keeps odd bases exact; the product is below `base`.
@@ -116,11 +120,18 @@ pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<u64> {
 /// Parses `Sun, 06 Nov 1994 08:49:37 GMT`.
 fn parse_imf_fixdate(s: &str) -> Option<Timestamp> {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let b = s.as_bytes();
-    if b.len() != 29 || &s[3..5] != ", " || &s[25..] != " GMT" || b[7] != b' ' || b[11] != b' '
-        || b[16] != b' ' || b[19] != b':' || b[22] != b':'
+    if b.len() != 29
+        || &s[3..5] != ", "
+        || &s[25..] != " GMT"
+        || b[7] != b' '
+        || b[11] != b' '
+        || b[16] != b' '
+        || b[19] != b':'
+        || b[22] != b':'
     {
         return None;
     }
@@ -129,13 +140,17 @@ fn parse_imf_fixdate(s: &str) -> Option<Timestamp> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<u64> {
         let t = s.get(r)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok()).flatten()
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())
+            .flatten()
     };
     let day = num(5..7)?;
     let month = MONTHS.iter().position(|m| *m == &s[8..11])? as u64 + 1;
     let year = num(12..16)?;
     let (hh, mm, ss) = (num(17..19)?, num(20..22)?, num(23..25)?);
-    if year < 1970 || day == 0 || day > days_in_month(year, month) || hh > 23 || mm > 59 || ss > 60 {
+    if year < 1970 || day == 0 || day > days_in_month(year, month) || hh > 23 || mm > 59 || ss > 60
+    {
         return None;
     }
     let days = days_from_civil(year, month, day);
@@ -158,7 +173,9 @@ fn days_in_month(y: u64, m: u64) -> u64 {
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (year ≥ 1970).
 fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
-    let before_year: u64 = (1970..y).map(|yy| if is_leap(yy) { 366 } else { 365 }).sum();
+    let before_year: u64 = (1970..y)
+        .map(|yy| if is_leap(yy) { 366 } else { 365 })
+        .sum();
     let before_month: u64 = (1..m).map(|mm| days_in_month(y, mm)).sum();
     before_year + before_month + d - 1
 }
@@ -261,7 +278,13 @@ impl Reconnect {
             TransportChoice::LongPoll => Transport::LongPoll,
             TransportChoice::Auto | TransportChoice::Sse => Transport::Sse,
         };
-        Reconnect { policy, choice, transport, attempt: 0, stream_failures: 0 }
+        Reconnect {
+            policy,
+            choice,
+            transport,
+            attempt: 0,
+            stream_failures: 0,
+        }
     }
 
     // ---- getters -------------------------------------------------------
@@ -298,14 +321,24 @@ impl Reconnect {
 
     /// A request failed; `jitter` in `[0, 1)`, `server_retry_ms` the last SSE
     /// `retry:` value seen (a floor for the delay).
-    pub fn on_failure(&mut self, failure: &Failure, jitter: f64, server_retry_ms: Option<u64>) -> Next {
+    pub fn on_failure(
+        &mut self,
+        failure: &Failure,
+        jitter: f64,
+        server_retry_ms: Option<u64>,
+    ) -> Next {
         let auto = self.choice == TransportChoice::Auto;
         let on_sse = self.transport == Transport::Sse;
         let mut floor = server_retry_ms.filter(|_| on_sse);
         match failure {
             Failure::Unreachable => {}
-            Failure::Http { status, code, retry_after_ms } => {
-                let route_missing = *status == 405 || (*status == 404 && code.as_deref() == Some("not_found"));
+            Failure::Http {
+                status,
+                code,
+                retry_after_ms,
+            } => {
+                let route_missing =
+                    *status == 405 || (*status == 404 && code.as_deref() == Some("not_found"));
                 if on_sse && auto && route_missing {
                     return self.fall_back();
                 }
@@ -315,12 +348,19 @@ impl Reconnect {
                 floor = floor.max(*retry_after_ms);
             }
             Failure::NotAStream => {
-                return if on_sse && auto { self.fall_back() } else { Next::GiveUp };
+                return if on_sse && auto {
+                    self.fall_back()
+                } else {
+                    Next::GiveUp
+                };
             }
             Failure::Broken { events_seen } => {
                 if on_sse && !events_seen {
                     self.stream_failures += 1;
-                    if auto && self.stream_failures >= self.policy.stream_failures_before_fallback.max(1) {
+                    if auto
+                        && self.stream_failures
+                            >= self.policy.stream_failures_before_fallback.max(1)
+                    {
                         return self.fall_back();
                     }
                 }
@@ -330,14 +370,20 @@ impl Reconnect {
         if self.policy.max_attempts != 0 && self.attempt > self.policy.max_attempts {
             return Next::GiveUp;
         }
-        Next::Retry { delay_ms: self.policy.delay_ms(self.attempt, jitter, floor), transport: self.transport }
+        Next::Retry {
+            delay_ms: self.policy.delay_ms(self.attempt, jitter, floor),
+            transport: self.transport,
+        }
     }
 
     fn fall_back(&mut self) -> Next {
         self.transport = Transport::LongPoll;
         self.stream_failures = 0;
         // Switching transports is not a failure of the new one: go at once.
-        Next::Retry { delay_ms: 0, transport: Transport::LongPoll }
+        Next::Retry {
+            delay_ms: 0,
+            transport: Transport::LongPoll,
+        }
     }
 }
 
@@ -359,7 +405,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn http(status: u16, code: Option<&str>, retry_after_ms: Option<u64>) -> Failure {
-        Failure::Http { status, code: code.map(str::to_owned), retry_after_ms }
+        Failure::Http {
+            status,
+            code: code.map(str::to_owned),
+            retry_after_ms,
+        }
     }
 
     #[test]
@@ -381,7 +431,11 @@ mod tests {
             (1, 7.0, 499),
         ];
         for (attempt, jitter, want) in cases {
-            assert_eq!(p.backoff_ms(attempt, jitter), want, "attempt {attempt} jitter {jitter}");
+            assert_eq!(
+                p.backoff_ms(attempt, jitter),
+                want,
+                "attempt {attempt} jitter {jitter}"
+            );
         }
     }
 
@@ -390,16 +444,43 @@ mod tests {
         let now = Timestamp::from_millis(784_111_777_000); // Sun, 06 Nov 1994 08:49:37 GMT
         assert_eq!(parse_retry_after("120", now), Some(120_000));
         assert_eq!(parse_retry_after(" 0 ", now), Some(0));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(0));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now), Some(30_000));
-        assert_eq!(parse_retry_after("Sat, 05 Nov 1994 08:49:37 GMT", now), Some(0), "past");
-        assert_eq!(parse_retry_after("Thu, 01 Jan 1970 00:00:01 GMT", Timestamp::from_millis(0)), Some(1000));
-        assert_eq!(parse_retry_after("Tue, 29 Feb 2028 00:00:00 GMT", Timestamp::from_millis(0)), Some(1_835_395_200_000));
-        assert_eq!(parse_retry_after("99999999999999999999999", now), Some(u64::MAX));
-        for bad in ["", "-1", "1.5", "soon", "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 31 Feb 1994 08:49:37 GMT",
-            "Xyz, 06 Nov 1994 08:49:37 GMT", "Sun, 06 Nox 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:00:00 GMT",
-            "Sunday, 06-Nov-94 08:49:37 GMT"]
-        {
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(0)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(30_000)
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 05 Nov 1994 08:49:37 GMT", now),
+            Some(0),
+            "past"
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:01 GMT", Timestamp::from_millis(0)),
+            Some(1000)
+        );
+        assert_eq!(
+            parse_retry_after("Tue, 29 Feb 2028 00:00:00 GMT", Timestamp::from_millis(0)),
+            Some(1_835_395_200_000)
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(u64::MAX)
+        );
+        for bad in [
+            "",
+            "-1",
+            "1.5",
+            "soon",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Xyz, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nox 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+        ] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
         }
     }
@@ -412,7 +493,11 @@ mod tests {
             ("Wed, 01 Mar 2000 00:00:00 GMT", "2000-03-01T00:00:00Z"),
             ("Fri, 31 Dec 2100 23:59:59 GMT", "2100-12-31T23:59:59Z"),
         ] {
-            assert_eq!(parse_imf_fixdate(date), Some(Timestamp::parse_iso8601(iso).unwrap()), "{date}");
+            assert_eq!(
+                parse_imf_fixdate(date),
+                Some(Timestamp::parse_iso8601(iso).unwrap()),
+                "{date}"
+            );
         }
     }
 
@@ -428,15 +513,29 @@ mod tests {
 
     #[test]
     fn unreachable_backs_off_then_gives_up() {
-        let p = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
         let mut r = Reconnect::new(p, TransportChoice::Auto);
-        let delays: Vec<Next> = (0..4).map(|_| r.on_failure(&Failure::Unreachable, 0.0, None)).collect();
+        let delays: Vec<Next> = (0..4)
+            .map(|_| r.on_failure(&Failure::Unreachable, 0.0, None))
+            .collect();
         assert_eq!(
             delays,
             vec![
-                Next::Retry { delay_ms: 250, transport: Transport::Sse },
-                Next::Retry { delay_ms: 500, transport: Transport::Sse },
-                Next::Retry { delay_ms: 1000, transport: Transport::Sse },
+                Next::Retry {
+                    delay_ms: 250,
+                    transport: Transport::Sse
+                },
+                Next::Retry {
+                    delay_ms: 500,
+                    transport: Transport::Sse
+                },
+                Next::Retry {
+                    delay_ms: 1000,
+                    transport: Transport::Sse
+                },
                 Next::GiveUp,
             ]
         );
@@ -446,11 +545,23 @@ mod tests {
 
     #[test]
     fn progress_resets_the_count() {
-        let mut r = Reconnect::new(RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, TransportChoice::Sse);
-        assert!(matches!(r.on_failure(&Failure::Unreachable, 0.0, None), Next::Retry { .. }));
+        let mut r = Reconnect::new(
+            RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+            TransportChoice::Sse,
+        );
+        assert!(matches!(
+            r.on_failure(&Failure::Unreachable, 0.0, None),
+            Next::Retry { .. }
+        ));
         r.on_progress();
         assert_eq!(r.attempt(), 0);
-        assert!(matches!(r.on_failure(&Failure::Unreachable, 0.0, None), Next::Retry { .. }));
+        assert!(matches!(
+            r.on_failure(&Failure::Unreachable, 0.0, None),
+            Next::Retry { .. }
+        ));
         assert_eq!(r.on_failure(&Failure::Unreachable, 0.0, None), Next::GiveUp);
     }
 
@@ -459,39 +570,75 @@ mod tests {
         let mut r = Reconnect::new(RetryPolicy::default(), TransportChoice::Sse);
         assert_eq!(
             r.on_failure(&http(503, Some("store_unavailable"), Some(7000)), 0.0, None),
-            Next::Retry { delay_ms: 7000, transport: Transport::Sse }
+            Next::Retry {
+                delay_ms: 7000,
+                transport: Transport::Sse
+            }
         );
         assert_eq!(
             r.on_failure(&Failure::Unreachable, 0.0, Some(4000)),
-            Next::Retry { delay_ms: 4000, transport: Transport::Sse }
+            Next::Retry {
+                delay_ms: 4000,
+                transport: Transport::Sse
+            }
         );
         // A Retry-After above the back-off cap is still honoured.
         assert_eq!(
-            r.on_failure(&http(429, Some("too_many_streams"), Some(90_000)), 0.0, None),
-            Next::Retry { delay_ms: 90_000, transport: Transport::Sse }
+            r.on_failure(
+                &http(429, Some("too_many_streams"), Some(90_000)),
+                0.0,
+                None
+            ),
+            Next::Retry {
+                delay_ms: 90_000,
+                transport: Transport::Sse
+            }
         );
         // The SSE `retry:` does not apply to long-poll.
         let mut r = Reconnect::new(RetryPolicy::default(), TransportChoice::LongPoll);
         assert_eq!(
             r.on_failure(&Failure::Unreachable, 0.0, Some(4000)),
-            Next::Retry { delay_ms: 250, transport: Transport::LongPoll }
+            Next::Retry {
+                delay_ms: 250,
+                transport: Transport::LongPoll
+            }
         );
     }
 
     #[test]
     fn final_http_errors_give_up() {
-        for (status, code) in [(400, "invalid_id"), (401, "unauthorized"), (404, "session_not_found"), (500, "internal_error")] {
-            for choice in [TransportChoice::Auto, TransportChoice::Sse, TransportChoice::LongPoll] {
+        for (status, code) in [
+            (400, "invalid_id"),
+            (401, "unauthorized"),
+            (404, "session_not_found"),
+            (500, "internal_error"),
+        ] {
+            for choice in [
+                TransportChoice::Auto,
+                TransportChoice::Sse,
+                TransportChoice::LongPoll,
+            ] {
                 let mut r = Reconnect::new(RetryPolicy::default(), choice);
-                assert_eq!(r.on_failure(&http(status, Some(code), None), 0.5, None), Next::GiveUp, "{status} {choice:?}");
+                assert_eq!(
+                    r.on_failure(&http(status, Some(code), None), 0.5, None),
+                    Next::GiveUp,
+                    "{status} {choice:?}"
+                );
             }
         }
     }
 
     #[test]
     fn auto_falls_back_when_streaming_does_not_work() {
-        let go_long_poll = Next::Retry { delay_ms: 0, transport: Transport::LongPoll };
-        for f in [Failure::NotAStream, http(404, Some("not_found"), None), http(405, None, None)] {
+        let go_long_poll = Next::Retry {
+            delay_ms: 0,
+            transport: Transport::LongPoll,
+        };
+        for f in [
+            Failure::NotAStream,
+            http(404, Some("not_found"), None),
+            http(405, None, None),
+        ] {
             let mut r = Reconnect::new(RetryPolicy::default(), TransportChoice::Auto);
             assert_eq!(r.on_failure(&f, 0.0, None), go_long_poll, "{f:?}");
             assert_eq!(r.transport(), Transport::LongPoll);
@@ -502,17 +649,41 @@ mod tests {
         // Broken streams: the threshold counts only event-less ones, in a row.
         let mut r = Reconnect::new(RetryPolicy::default(), TransportChoice::Auto);
         let broken = Failure::Broken { events_seen: false };
-        assert_eq!(r.on_failure(&broken, 0.0, None), Next::Retry { delay_ms: 250, transport: Transport::Sse });
-        assert_eq!(r.on_failure(&Failure::Broken { events_seen: true }, 0.0, None), Next::Retry { delay_ms: 500, transport: Transport::Sse });
+        assert_eq!(
+            r.on_failure(&broken, 0.0, None),
+            Next::Retry {
+                delay_ms: 250,
+                transport: Transport::Sse
+            }
+        );
+        assert_eq!(
+            r.on_failure(&Failure::Broken { events_seen: true }, 0.0, None),
+            Next::Retry {
+                delay_ms: 500,
+                transport: Transport::Sse
+            }
+        );
         assert_eq!(r.on_failure(&broken, 0.0, None), go_long_poll);
         let mut r = Reconnect::new(RetryPolicy::default(), TransportChoice::Auto);
         r.on_failure(&broken, 0.0, None);
         r.on_progress();
-        assert!(matches!(r.on_failure(&broken, 0.0, None), Next::Retry { transport: Transport::Sse, .. }));
+        assert!(matches!(
+            r.on_failure(&broken, 0.0, None),
+            Next::Retry {
+                transport: Transport::Sse,
+                ..
+            }
+        ));
         // `sse` keeps retrying on SSE.
         let mut r = Reconnect::new(RetryPolicy::default(), TransportChoice::Sse);
         for _ in 0..5 {
-            assert!(matches!(r.on_failure(&broken, 0.0, None), Next::Retry { transport: Transport::Sse, .. }));
+            assert!(matches!(
+                r.on_failure(&broken, 0.0, None),
+                Next::Retry {
+                    transport: Transport::Sse,
+                    ..
+                }
+            ));
         }
     }
 
@@ -537,7 +708,10 @@ mod tests {
     fn transport_names() {
         assert_eq!(TransportChoice::parse("auto"), Some(TransportChoice::Auto));
         assert_eq!(TransportChoice::parse("sse"), Some(TransportChoice::Sse));
-        assert_eq!(TransportChoice::parse("long-poll"), Some(TransportChoice::LongPoll));
+        assert_eq!(
+            TransportChoice::parse("long-poll"),
+            Some(TransportChoice::LongPoll)
+        );
         assert_eq!(TransportChoice::parse("longpoll"), None);
         assert_eq!(Transport::LongPoll.as_str(), "long-poll");
     }

@@ -180,7 +180,9 @@ impl Session {
     pub fn settled(&self, now: Timestamp) -> Session {
         let mut s = self.clone();
         if matches!(s.state, State::Pending(_)) && now >= s.expires_at {
-            s.state = State::Expired(Expired { expired_at: s.expires_at });
+            s.state = State::Expired(Expired {
+                expired_at: s.expires_at,
+            });
         }
         s
     }
@@ -222,13 +224,17 @@ impl Session {
                 }
             }
             State::Cancelled(_) => Err(TransitionError::Cancelled),
-            State::Expired(e) => Err(TransitionError::Expired { expired_at: e.expired_at }),
-            State::Pending(_) if now >= self.expires_at => {
-                Err(TransitionError::Expired { expired_at: self.expires_at })
-            }
+            State::Expired(e) => Err(TransitionError::Expired {
+                expired_at: e.expired_at,
+            }),
+            State::Pending(_) if now >= self.expires_at => Err(TransitionError::Expired {
+                expired_at: self.expires_at,
+            }),
             State::Pending(_) => {
-                let LinkOutcome { link_changed, previous_roblox_id } =
-                    link_outcome(previous_roblox_id, roblox_id);
+                let LinkOutcome {
+                    link_changed,
+                    previous_roblox_id,
+                } = link_outcome(previous_roblox_id, roblox_id);
                 let mut next = self.clone();
                 next.state = State::Completed(Completed {
                     completed_at: now,
@@ -249,10 +255,12 @@ impl Session {
         match &self.state {
             State::Completed(_) => Err(TransitionError::AlreadyCompleted),
             State::Cancelled(_) => Err(TransitionError::Cancelled),
-            State::Expired(e) => Err(TransitionError::Expired { expired_at: e.expired_at }),
-            State::Pending(_) if now >= self.expires_at => {
-                Err(TransitionError::Expired { expired_at: self.expires_at })
-            }
+            State::Expired(e) => Err(TransitionError::Expired {
+                expired_at: e.expired_at,
+            }),
+            State::Pending(_) if now >= self.expires_at => Err(TransitionError::Expired {
+                expired_at: self.expires_at,
+            }),
             State::Pending(_) => {
                 let mut next = self.clone();
                 next.state = State::Cancelled(Cancelled { cancelled_at: now });
@@ -324,7 +332,10 @@ mod tests {
         // A completed session stays completed after expires_at.
         assert_eq!(done.status_at(t(1_000_000)), Status::Completed);
         let r = done.result().unwrap();
-        assert_eq!((r.discord_id.as_str(), r.roblox_id.as_str()), ("111", "222"));
+        assert_eq!(
+            (r.discord_id.as_str(), r.roblox_id.as_str()),
+            ("111", "222")
+        );
         assert!(!r.link_changed);
         assert_eq!(r.previous_roblox_id, None);
     }
@@ -341,11 +352,23 @@ mod tests {
     #[test]
     fn complete_is_idempotent_for_the_same_result_only() {
         let done = applied(pending_at(0).complete(t(10), "111", "222", None).unwrap());
-        assert_eq!(done.complete(t(20), "111", "222", None), Ok(Completion::AlreadyCompleted));
+        assert_eq!(
+            done.complete(t(20), "111", "222", None),
+            Ok(Completion::AlreadyCompleted)
+        );
         // ...even after expires_at.
-        assert_eq!(done.complete(t(999_999), "111", "222", Some("x")), Ok(Completion::AlreadyCompleted));
-        assert_eq!(done.complete(t(20), "111", "999", None), Err(TransitionError::CompletionConflict));
-        assert_eq!(done.complete(t(20), "999", "222", None), Err(TransitionError::CompletionConflict));
+        assert_eq!(
+            done.complete(t(999_999), "111", "222", Some("x")),
+            Ok(Completion::AlreadyCompleted)
+        );
+        assert_eq!(
+            done.complete(t(20), "111", "999", None),
+            Err(TransitionError::CompletionConflict)
+        );
+        assert_eq!(
+            done.complete(t(20), "999", "222", None),
+            Err(TransitionError::CompletionConflict)
+        );
     }
 
     #[test]
@@ -353,13 +376,17 @@ mod tests {
         let s = pending_at(0);
         assert_eq!(
             s.complete(t(300_000), "1", "2", None),
-            Err(TransitionError::Expired { expired_at: t(300_000) })
+            Err(TransitionError::Expired {
+                expired_at: t(300_000)
+            })
         );
         let marked = s.settled(t(300_000));
         assert_eq!(marked.stored_status(), Status::Expired);
         assert_eq!(
             marked.complete(t(1), "1", "2", None),
-            Err(TransitionError::Expired { expired_at: t(300_000) })
+            Err(TransitionError::Expired {
+                expired_at: t(300_000)
+            })
         );
     }
 
@@ -370,12 +397,17 @@ mod tests {
         assert_eq!(c.status_at(t(5)), Status::Cancelled);
         assert_eq!(c.status_at(t(999_999)), Status::Cancelled);
         assert_eq!(c.cancel(t(6)), Err(TransitionError::Cancelled));
-        assert_eq!(c.complete(t(6), "1", "2", None), Err(TransitionError::Cancelled));
+        assert_eq!(
+            c.complete(t(6), "1", "2", None),
+            Err(TransitionError::Cancelled)
+        );
         let done = applied(s.complete(t(5), "1", "2", None).unwrap());
         assert_eq!(done.cancel(t(6)), Err(TransitionError::AlreadyCompleted));
         assert_eq!(
             s.cancel(t(300_000)),
-            Err(TransitionError::Expired { expired_at: t(300_000) })
+            Err(TransitionError::Expired {
+                expired_at: t(300_000)
+            })
         );
     }
 
@@ -387,7 +419,10 @@ mod tests {
             CreateDecision::Reuse(r) => assert_eq!(r.expires_at, s.expires_at),
             other => panic!("{other:?}"),
         }
-        assert_eq!(decide_create(Some(&s), t(300_000)), CreateDecision::CreateNew);
+        assert_eq!(
+            decide_create(Some(&s), t(300_000)),
+            CreateDecision::CreateNew
+        );
         let c = s.cancel(t(1)).unwrap();
         assert_eq!(decide_create(Some(&c), t(2)), CreateDecision::CreateNew);
     }
@@ -405,15 +440,30 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Complete { at: u64, discord: u8, roblox: u8, prev: Option<u8> },
-        Cancel { at: u64 },
-        Read { at: u64 },
+        Complete {
+            at: u64,
+            discord: u8,
+            roblox: u8,
+            prev: Option<u8>,
+        },
+        Cancel {
+            at: u64,
+        },
+        Read {
+            at: u64,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0u64..400_000, 0u8..3, 0u8..3, proptest::option::of(0u8..3))
-                .prop_map(|(at, discord, roblox, prev)| Op::Complete { at, discord, roblox, prev }),
+            (0u64..400_000, 0u8..3, 0u8..3, proptest::option::of(0u8..3)).prop_map(
+                |(at, discord, roblox, prev)| Op::Complete {
+                    at,
+                    discord,
+                    roblox,
+                    prev
+                }
+            ),
             (0u64..400_000).prop_map(|at| Op::Cancel { at }),
             (0u64..400_000).prop_map(|at| Op::Read { at }),
         ]

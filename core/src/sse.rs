@@ -57,7 +57,11 @@ pub struct Event {
 }
 
 fn one_line(field: &'static str, v: &str) -> Result<(), SseError> {
-    if v.contains(['\r', '\n']) { Err(SseError::LineBreak { field }) } else { Ok(()) }
+    if v.contains(['\r', '\n']) {
+        Err(SseError::LineBreak { field })
+    } else {
+        Ok(())
+    }
 }
 
 /// Splits on CRLF, CR or LF, treating CRLF as one break.
@@ -282,7 +286,11 @@ impl Decoder {
         }
         let event = std::mem::take(&mut self.event_type);
         out.push(DecodedEvent {
-            event: if event.is_empty() { "message".to_owned() } else { event },
+            event: if event.is_empty() {
+                "message".to_owned()
+            } else {
+                event
+            },
             data,
             id: self.last_event_id.clone(),
         });
@@ -302,7 +310,11 @@ mod tests {
     }
 
     fn ev(event: &str, data: &str, id: &str) -> DecodedEvent {
-        DecodedEvent { event: event.into(), data: data.into(), id: id.into() }
+        DecodedEvent {
+            event: event.into(),
+            data: data.into(),
+            id: id.into(),
+        }
     }
 
     #[test]
@@ -313,14 +325,32 @@ mod tests {
             data: Some("{\"a\":1}".into()),
             ..Event::default()
         };
-        assert_eq!(e.encode().unwrap(), "event: complete\nid: 2\ndata: {\"a\":1}\n\n");
-        let e = Event { data: Some("a\r\nb\rc\nd".into()), ..Event::default() };
-        assert_eq!(e.encode().unwrap(), "data: a\ndata: b\ndata: c\ndata: d\n\n");
-        let e = Event { data: Some("x\n".into()), ..Event::default() };
+        assert_eq!(
+            e.encode().unwrap(),
+            "event: complete\nid: 2\ndata: {\"a\":1}\n\n"
+        );
+        let e = Event {
+            data: Some("a\r\nb\rc\nd".into()),
+            ..Event::default()
+        };
+        assert_eq!(
+            e.encode().unwrap(),
+            "data: a\ndata: b\ndata: c\ndata: d\n\n"
+        );
+        let e = Event {
+            data: Some("x\n".into()),
+            ..Event::default()
+        };
         assert_eq!(e.encode().unwrap(), "data: x\ndata: \n\n");
-        let e = Event { retry_ms: Some(2500), ..Event::default() };
+        let e = Event {
+            retry_ms: Some(2500),
+            ..Event::default()
+        };
         assert_eq!(e.encode().unwrap(), "retry: 2500\n\n");
-        let e = Event { comment: Some("hi".into()), ..Event::default() };
+        let e = Event {
+            comment: Some("hi".into()),
+            ..Event::default()
+        };
         assert_eq!(e.encode().unwrap(), ": hi\n\n");
         assert_eq!(heartbeat(), ": keep-alive\n\n");
     }
@@ -328,11 +358,26 @@ mod tests {
     #[test]
     fn encoder_rejects() {
         let bad = [
-            Event { event: Some("a\nb".into()), ..Event::default() },
-            Event { event: Some("a\rb".into()), ..Event::default() },
-            Event { id: Some("1\n".into()), ..Event::default() },
-            Event { id: Some("1\0".into()), ..Event::default() },
-            Event { comment: Some("x\r\ny".into()), ..Event::default() },
+            Event {
+                event: Some("a\nb".into()),
+                ..Event::default()
+            },
+            Event {
+                event: Some("a\rb".into()),
+                ..Event::default()
+            },
+            Event {
+                id: Some("1\n".into()),
+                ..Event::default()
+            },
+            Event {
+                id: Some("1\0".into()),
+                ..Event::default()
+            },
+            Event {
+                comment: Some("x\r\ny".into()),
+                ..Event::default()
+            },
         ];
         for e in bad {
             let mut out = String::from("keep");
@@ -348,15 +393,27 @@ mod tests {
             (b"data:hi\n\n", vec![ev("message", "hi", "")]),
             (b"data:  hi\n\n", vec![ev("message", " hi", "")]),
             (b"data: a\ndata: b\n\n", vec![ev("message", "a\nb", "")]),
-            (b"data: a\r\ndata: b\r\n\r\n", vec![ev("message", "a\nb", "")]),
+            (
+                b"data: a\r\ndata: b\r\n\r\n",
+                vec![ev("message", "a\nb", "")],
+            ),
             (b"data: a\rdata: b\r\r", vec![ev("message", "a\nb", "")]),
             (b"\xEF\xBB\xBFdata: bom\n\n", vec![ev("message", "bom", "")]),
             (b"\xEF\xBB\xBF\xEF\xBB\xBFdata: x\n\n", vec![]), // second BOM is part of the field name
             (b": comment\ndata: x\n\n", vec![ev("message", "x", "")]),
-            (b"event: complete\ndata: {}\n\n", vec![ev("complete", "{}", "")]),
+            (
+                b"event: complete\ndata: {}\n\n",
+                vec![ev("complete", "{}", "")],
+            ),
             (b"event: a\n\ndata: x\n\n", vec![ev("message", "x", "")]), // type reset by empty dispatch
-            (b"id: 1\ndata: a\n\ndata: b\n\n", vec![ev("message", "a", "1"), ev("message", "b", "1")]),
-            (b"id: 1\ndata: a\n\nid: 2\0\ndata: b\n\n", vec![ev("message", "a", "1"), ev("message", "b", "1")]),
+            (
+                b"id: 1\ndata: a\n\ndata: b\n\n",
+                vec![ev("message", "a", "1"), ev("message", "b", "1")],
+            ),
+            (
+                b"id: 1\ndata: a\n\nid: 2\0\ndata: b\n\n",
+                vec![ev("message", "a", "1"), ev("message", "b", "1")],
+            ),
             (b"id\ndata: a\n\n", vec![ev("message", "a", "")]),
             (b"data\n\n", vec![ev("message", "", "")]),
             (b"data:\n\n", vec![ev("message", "", "")]),
@@ -367,7 +424,12 @@ mod tests {
             (b"data: \xFF\n\n", vec![ev("message", "\u{FFFD}", "")]),
         ];
         for (input, want) in cases {
-            assert_eq!(decode_all(input), want, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                decode_all(input),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
@@ -414,7 +476,10 @@ mod tests {
             .filter_map(|raw| {
                 let ev = raw.split('\n').find(|l| l.starts_with("event:"))?;
                 let data = raw.split('\n').find(|l| l.starts_with("data:"))?;
-                Some((ev.replacen("event:", "", 1).trim().to_owned(), data.replacen("data:", "", 1).trim().to_owned()))
+                Some((
+                    ev.replacen("event:", "", 1).trim().to_owned(),
+                    data.replacen("data:", "", 1).trim().to_owned(),
+                ))
             })
             .collect()
     }
@@ -423,18 +488,36 @@ mod tests {
     fn spec_sample_client_reads_our_frames() {
         let mut s = String::new();
         s.push_str(heartbeat());
-        Event { event: Some("pending".into()), id: Some("1".into()), data: Some("{\"status\":\"pending\"}".into()), ..Event::default() }
-            .encode_into(&mut s)
-            .unwrap();
-        Event { retry_ms: Some(1000), ..Event::default() }.encode_into(&mut s).unwrap();
-        Event { event: Some("complete".into()), id: Some("2".into()), data: Some("{\"status\":\"completed\"}".into()), ..Event::default() }
-            .encode_into(&mut s)
-            .unwrap();
+        Event {
+            event: Some("pending".into()),
+            id: Some("1".into()),
+            data: Some("{\"status\":\"pending\"}".into()),
+            ..Event::default()
+        }
+        .encode_into(&mut s)
+        .unwrap();
+        Event {
+            retry_ms: Some(1000),
+            ..Event::default()
+        }
+        .encode_into(&mut s)
+        .unwrap();
+        Event {
+            event: Some("complete".into()),
+            id: Some("2".into()),
+            data: Some("{\"status\":\"completed\"}".into()),
+            ..Event::default()
+        }
+        .encode_into(&mut s)
+        .unwrap();
         assert_eq!(
             spec_sample_client(&s),
             vec![
                 ("pending".to_owned(), "{\"status\":\"pending\"}".to_owned()),
-                ("complete".to_owned(), "{\"status\":\"completed\"}".to_owned())
+                (
+                    "complete".to_owned(),
+                    "{\"status\":\"completed\"}".to_owned()
+                )
             ]
         );
     }
@@ -452,7 +535,13 @@ mod tests {
             "(.|\r|\n|\r\n){0,24}",
             proptest::option::of(line),
         )
-            .prop_map(|(event, id, retry_ms, data, comment)| Event { event, id, retry_ms, data: Some(data), comment })
+            .prop_map(|(event, id, retry_ms, data, comment)| Event {
+                event,
+                id,
+                retry_ms,
+                data: Some(data),
+                comment,
+            })
     }
 
     proptest! {

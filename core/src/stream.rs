@@ -64,7 +64,12 @@ pub fn session_event(view: &SessionView) -> Event {
 /// The frame that ends a stream early (e.g. at `stream_max_seconds`): a
 /// `retry:` hint so clients reconnect, with their `Last-Event-ID`, after `retry_ms`.
 pub fn reconnect_hint(retry_ms: u64) -> String {
-    Event { retry_ms: Some(retry_ms), ..Event::default() }.encode().unwrap_or_default()
+    Event {
+        retry_ms: Some(retry_ms),
+        ..Event::default()
+    }
+    .encode()
+    .unwrap_or_default()
 }
 
 /// What to write now, and whether the stream is finished.
@@ -103,7 +108,10 @@ impl StreamCursor {
             let _ = session_event(view).encode_into(&mut frames);
             self.seen = rev;
         }
-        StreamStep { frames, done: self.seen >= 2 }
+        StreamStep {
+            frames,
+            done: self.seen >= 2,
+        }
     }
 }
 
@@ -171,7 +179,14 @@ mod tests {
     }
 
     fn session() -> Session {
-        Session::new(SessionId::from_entropy([9; 16]), Pid::parse("pid-a").unwrap(), "u".into(), None, t(0), 300)
+        Session::new(
+            SessionId::from_entropy([9; 16]),
+            Pid::parse("pid-a").unwrap(),
+            "u".into(),
+            None,
+            t(0),
+            300,
+        )
     }
 
     fn completed() -> Session {
@@ -182,7 +197,11 @@ mod tests {
     }
 
     fn events(frames: &str) -> Vec<(String, String)> {
-        Decoder::new().feed(frames.as_bytes()).into_iter().map(|e| (e.event, e.id)).collect()
+        Decoder::new()
+            .feed(frames.as_bytes())
+            .into_iter()
+            .map(|e| (e.event, e.id))
+            .collect()
     }
 
     #[test]
@@ -210,7 +229,10 @@ mod tests {
         assert!(s.done);
         let mut c = StreamCursor::resume(None);
         let cancelled = session().cancel(t(1)).unwrap();
-        assert_eq!(events(&c.step(&cancelled.view_at(t(2))).frames), vec![("cancelled".into(), "2".into())]);
+        assert_eq!(
+            events(&c.step(&cancelled.view_at(t(2))).frames),
+            vec![("cancelled".into(), "2".into())]
+        );
     }
 
     #[test]
@@ -244,7 +266,12 @@ mod tests {
 
     #[test]
     fn names_roundtrip() {
-        for s in [Status::Pending, Status::Completed, Status::Expired, Status::Cancelled] {
+        for s in [
+            Status::Pending,
+            Status::Completed,
+            Status::Expired,
+            Status::Cancelled,
+        ] {
             assert_eq!(status_of_event(event_name(s)), Some(s));
         }
         assert_eq!(status_of_event("message"), None);

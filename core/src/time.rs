@@ -106,12 +106,20 @@ mod tests {
         assert_eq!(t.as_millis(), 1_772_307_312_108);
         assert_eq!(t.to_iso8601(), "2026-02-28T19:35:12.108Z");
         assert_eq!(t.plus_secs(300).to_iso8601(), "2026-02-28T19:40:12.108Z");
-        assert_eq!(Timestamp::from_millis(0).to_iso8601(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp::from_millis(0).to_iso8601(),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "yesterday", "2026-02-30T00:00:00Z", "2026-02-28 19:35:12"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-02-30T00:00:00Z",
+            "2026-02-28 19:35:12",
+        ] {
             assert!(Timestamp::parse_iso8601(bad).is_err(), "{bad}");
         }
     }

@@ -14,7 +14,10 @@ pub fn verify_url(public_base_url: &str, pid: &Pid, sid: &SessionId) -> String {
         .append_pair("pid", pid.as_str())
         .append_pair("sid", sid.as_str())
         .finish();
-    format!("{}{VERIFY_PATH}?{query}", public_base_url.trim_end_matches('/'))
+    format!(
+        "{}{VERIFY_PATH}?{query}",
+        public_base_url.trim_end_matches('/')
+    )
 }
 
 #[cfg(test)]

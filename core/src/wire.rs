@@ -248,7 +248,10 @@ pub fn envelope_json<T: Serialize>(
 }
 
 fn internal_error_fallback(e: &serde_json::Error, now: Timestamp) -> String {
-    error_json(&crate::error::ApiError::internal(format!("serialization failed: {e}")), now)
+    error_json(
+        &crate::error::ApiError::internal(format!("serialization failed: {e}")),
+        now,
+    )
 }
 
 /// Serializes the error envelope for `err`, produced at `now`.
@@ -265,7 +268,9 @@ pub fn error_json(err: &crate::error::ApiError, now: Timestamp) -> String {
     };
     serde_json::to_string(&env).unwrap_or_else(|_| {
         // Unreachable for these types; keep a valid JSON answer regardless.
-        String::from(r#"{"status":500,"error":{"code":"internal_error","message":"serialization failed"}}"#)
+        String::from(
+            r#"{"status":500,"error":{"code":"internal_error","message":"serialization failed"}}"#,
+        )
     })
 }
 
@@ -362,7 +367,10 @@ mod tests {
         let json: Value = serde_json::from_str(&envelope_json(200, data, now, Some(1999))).unwrap();
         let mut spec: Value = serde_json::from_str(SPEC_CREATE_RESPONSE).unwrap();
         spec["version"] = Value::String(SERVICE_VERSION.into());
-        assert_eq!(serde_json::to_string(&json).unwrap(), serde_json::to_string(&spec).unwrap());
+        assert_eq!(
+            serde_json::to_string(&json).unwrap(),
+            serde_json::to_string(&spec).unwrap()
+        );
     }
 
     #[test]

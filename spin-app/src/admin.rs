@@ -2,7 +2,9 @@
 
 use dock_core::request::{CompleteSessionRequest, CreateKeyRequest, CreatePidRequest};
 use dock_core::wire::{IssuedKey, KeyRecord, PidRecord, RevokedKey};
-use dock_core::{ApiError, ApiKeySecret, Completion, ErrorCode, KeyId, Pid, SessionId, SessionView, Settings};
+use dock_core::{
+    ApiError, ApiKeySecret, Completion, ErrorCode, KeyId, Pid, SessionId, SessionView, Settings,
+};
 use spin_sdk::http::Request;
 
 use crate::auth;
@@ -18,15 +20,25 @@ pub async fn create_pid(req: Request, settings: &'static Settings) -> Result<Res
     let body = CreatePidRequest::parse(&body, &settings.limits)?;
     let store = Store::open(settings).await?;
     let now = now();
-    let rec = PidRecord { pid: body.pid, name: body.name, created_at: now };
+    let rec = PidRecord {
+        pid: body.pid,
+        name: body.name,
+        created_at: now,
+    };
     if !store.create_pid(&rec).await? {
-        return Err(ApiError::new(ErrorCode::PidExists, "this PID already exists").with_field("pid"));
+        return Err(
+            ApiError::new(ErrorCode::PidExists, "this PID already exists").with_field("pid"),
+        );
     }
     Ok(ok(rec, now, None))
 }
 
 /// `POST /api/v1/admin/pids/:pid/keys` `{quota?}`.
-pub async fn issue_key(req: Request, pid: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+pub async fn issue_key(
+    req: Request,
+    pid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
     auth::admin(&req, settings)?;
     let pid = Pid::parse(pid)?;
     let body = read_json_body(req, settings.limits.max_body_bytes).await?;
@@ -37,7 +49,12 @@ pub async fn issue_key(req: Request, pid: &str, settings: &'static Settings) -> 
     }
     let now = now();
     let secret = ApiKeySecret::from_entropy(entropy());
-    let rec = KeyRecord { key_id: KeyId::from_entropy(entropy()), pid, quota: body.quota, created_at: now };
+    let rec = KeyRecord {
+        key_id: KeyId::from_entropy(entropy()),
+        pid,
+        quota: body.quota,
+        created_at: now,
+    };
     store.issue_key(secret.hash().as_str(), &rec).await?;
     let data = IssuedKey {
         key_id: rec.key_id,
@@ -50,26 +67,49 @@ pub async fn issue_key(req: Request, pid: &str, settings: &'static Settings) -> 
 }
 
 /// `DELETE /api/v1/admin/keys/:keyId`.
-pub async fn revoke_key(req: Request, key_id: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+pub async fn revoke_key(
+    req: Request,
+    key_id: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
     auth::admin(&req, settings)?;
     let key_id = KeyId::parse(key_id)?;
     let store = Store::open(settings).await?;
     if !store.revoke_key(&key_id).await? {
         return Err(ApiError::new(ErrorCode::KeyNotFound, "no such key"));
     }
-    Ok(ok(RevokedKey { key_id, revoked: true }, now(), None))
+    Ok(ok(
+        RevokedKey {
+            key_id,
+            revoked: true,
+        },
+        now(),
+        None,
+    ))
 }
 
 /// `POST /api/v1/admin/sessions/:sid/complete` `{discordId, robloxId}`: the
 /// "bring your own flow" completion, through the same core transition and
 /// link-dataset update as the built-in OAuth flow.
-pub async fn complete(req: Request, sid: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+pub async fn complete(
+    req: Request,
+    sid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
     auth::admin(&req, settings)?;
     let sid = SessionId::parse(sid)?;
     let body = read_json_body(req, settings.limits.max_body_bytes).await?;
     let body = CompleteSessionRequest::parse(&body, &settings.limits)?;
     let store = Store::open(settings).await?;
-    let view = complete_session(&store, None, &sid, &body.discord_id, &body.roblox_id, settings).await?;
+    let view = complete_session(
+        &store,
+        None,
+        &sid,
+        &body.discord_id,
+        &body.roblox_id,
+        settings,
+    )
+    .await?;
     Ok(ok(view, now(), None))
 }
 
@@ -85,10 +125,16 @@ pub async fn complete_session(
     settings: &'static Settings,
 ) -> Result<SessionView, ApiError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let loaded = store.load_session(pid, sid).await?.ok_or_else(ApiError::session_not_found)?;
+        let loaded = store
+            .load_session(pid, sid)
+            .await?
+            .ok_or_else(ApiError::session_not_found)?;
         let previous = store.link_of(&loaded.session.pid, discord_id).await?;
         let now = now();
-        match loaded.session.complete(now, discord_id, roblox_id, previous.as_deref())? {
+        match loaded
+            .session
+            .complete(now, discord_id, roblox_id, previous.as_deref())?
+        {
             Completion::AlreadyCompleted => return Ok(loaded.session.view_at(now)),
             Completion::Applied(next) => {
                 let link = LinkWrite {
@@ -96,7 +142,10 @@ pub async fn complete_session(
                     roblox_id: roblox_id.to_owned(),
                     expected_previous: previous,
                 };
-                if store.commit(&loaded, &next, Some(&link), settings, now).await? {
+                if store
+                    .commit(&loaded, &next, Some(&link), settings, now)
+                    .await?
+                {
                     return Ok(next.view_at(now));
                 }
             }

@@ -14,8 +14,13 @@ const MAX_TOKEN_LEN: usize = 256;
 /// The API key presented as `Authorization: Bearer <key>`. Only its SHA-256
 /// is looked up; the secret is neither stored nor logged.
 pub async fn api_key(req: &Request, store: &Store) -> Result<KeyRecord, ApiError> {
-    let token = bearer(req).filter(|t| t.len() <= MAX_TOKEN_LEN).ok_or_else(ApiError::unauthorized)?;
-    store.lookup_key(hash_api_key(token).as_str()).await?.ok_or_else(ApiError::unauthorized)
+    let token = bearer(req)
+        .filter(|t| t.len() <= MAX_TOKEN_LEN)
+        .ok_or_else(ApiError::unauthorized)?;
+    store
+        .lookup_key(hash_api_key(token).as_str())
+        .await?
+        .ok_or_else(ApiError::unauthorized)
 }
 
 /// Checks the admin token. With no `admin_token` configured the admin API
@@ -26,6 +31,9 @@ pub fn admin(req: &Request, settings: &Settings) -> Result<(), ApiError> {
     };
     match bearer(req) {
         Some(token) if constant_time_eq(token, expected) => Ok(()),
-        _ => Err(ApiError::new(ErrorCode::Unauthorized, "missing or invalid admin token")),
+        _ => Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "missing or invalid admin token",
+        )),
     }
 }

@@ -23,14 +23,20 @@ pub async fn settings() -> Result<&'static Settings, ApiError> {
             Ok(v) => values.push((name, Some(v))),
             Err(spin_sdk::variables::Error::Undefined(_)) => values.push((name, None)),
             Err(e) => {
-                let err = ConfigError { variable: name, reason: format!("cannot be read: {e}") };
+                let err = ConfigError {
+                    variable: name,
+                    reason: format!("cannot be read: {e}"),
+                };
                 crate::log::log!("{err}");
                 return Err(err.into());
             }
         }
     }
     let parsed = Settings::from_lookup(|name| {
-        values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone())
+        values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.clone())
     });
     if let Err(e) = &parsed {
         crate::log::log!("{e}");

@@ -6,7 +6,8 @@
 
 use bytes::Bytes;
 use dock_core::oauth::{
-    self, DISCORD_CALLBACK_PATH, FLOW_COOKIE, FlowRecord, Pkce, Provider, ROBLOX_CALLBACK_PATH, Stage, StateError,
+    self, DISCORD_CALLBACK_PATH, FLOW_COOKIE, FlowRecord, Pkce, Provider, ROBLOX_CALLBACK_PATH,
+    Stage, StateError,
 };
 use dock_core::pages::{self, Page};
 use dock_core::{ApiError, ErrorCode, Pid, Session, SessionId, Settings, Status};
@@ -25,12 +26,18 @@ struct Stop(Page);
 impl From<ApiError> for Stop {
     fn from(e: ApiError) -> Self {
         Stop(match e.code() {
-            ErrorCode::StoreUnavailable => {
-                pages::message_page(503, "Temporarily unavailable", "The service cannot verify accounts right now. Please try again in a minute.")
-            }
+            ErrorCode::StoreUnavailable => pages::message_page(
+                503,
+                "Temporarily unavailable",
+                "The service cannot verify accounts right now. Please try again in a minute.",
+            ),
             _ => {
                 log!("flow error: {}", e.code().as_str());
-                pages::message_page(500, "Something went wrong", "The verification could not continue. Please start again from your app.")
+                pages::message_page(
+                    500,
+                    "Something went wrong",
+                    "The verification could not continue. Please start again from your app.",
+                )
             }
         })
     }
@@ -43,7 +50,10 @@ impl From<crate::store::StoreError> for Stop {
 }
 
 fn page_response(settings: &Settings, page: Page) -> Response {
-    let csp = pages::content_security_policy(&[&settings.discord_oauth_base, &settings.roblox_oauth_base]);
+    let csp = pages::content_security_policy(&[
+        &settings.discord_oauth_base,
+        &settings.roblox_oauth_base,
+    ]);
     http::Response::builder()
         .status(page.status)
         .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
@@ -65,7 +75,8 @@ fn redirect(location: &str, cookie: Option<String>) -> Response {
     if let Some(c) = cookie {
         b = b.header(http::header::SET_COOKIE, c);
     }
-    b.body(full(Bytes::new())).unwrap_or_else(|_| http::Response::new(full(Bytes::new())))
+    b.body(full(Bytes::new()))
+        .unwrap_or_else(|_| http::Response::new(full(Bytes::new())))
 }
 
 fn finish(settings: &Settings, r: Result<Response, Stop>) -> Response {
@@ -73,15 +84,24 @@ fn finish(settings: &Settings, r: Result<Response, Stop>) -> Response {
 }
 
 fn invalid_link() -> Stop {
-    Stop(pages::message_page(404, "Link not valid", "This verification link is not valid. Please start again from your app."))
+    Stop(pages::message_page(
+        404,
+        "Link not valid",
+        "This verification link is not valid. Please start again from your app.",
+    ))
 }
 
 fn query_map(query: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn providers(settings: &Settings) -> Result<(&Provider, &Provider), Stop> {
@@ -98,16 +118,35 @@ fn providers(settings: &Settings) -> Result<(&Provider, &Provider), Stop> {
 /// The page for a session that is not pending.
 fn not_pending_page(status: Status) -> Stop {
     Stop(match status {
-        Status::Completed => pages::message_page(200, "Already verified", "This verification is already complete."),
-        Status::Expired => pages::message_page(410, "Link expired", "This verification link has expired. Please start again from your app."),
-        Status::Cancelled => pages::message_page(410, "Verification cancelled", "This verification was cancelled by the app that started it."),
-        Status::Pending => pages::message_page(409, "Verification in progress", "Please finish the verification you started."),
+        Status::Completed => pages::message_page(
+            200,
+            "Already verified",
+            "This verification is already complete.",
+        ),
+        Status::Expired => pages::message_page(
+            410,
+            "Link expired",
+            "This verification link has expired. Please start again from your app.",
+        ),
+        Status::Cancelled => pages::message_page(
+            410,
+            "Verification cancelled",
+            "This verification was cancelled by the app that started it.",
+        ),
+        Status::Pending => pages::message_page(
+            409,
+            "Verification in progress",
+            "Please finish the verification you started.",
+        ),
     })
 }
 
 /// Loads the session of a flow step and requires it to be pending at `now`.
 async fn pending_session(store: &Store, pid: &Pid, sid: &SessionId) -> Result<Session, Stop> {
-    let loaded = store.load_session(Some(pid), sid).await?.ok_or_else(invalid_link)?;
+    let loaded = store
+        .load_session(Some(pid), sid)
+        .await?
+        .ok_or_else(invalid_link)?;
     let status = loaded.session.status_at(now());
     if status != Status::Pending {
         return Err(not_pending_page(status));
@@ -116,7 +155,10 @@ async fn pending_session(store: &Store, pid: &Pid, sid: &SessionId) -> Result<Se
 }
 
 async fn app_name(store: &Store, pid: &Pid) -> Result<String, Stop> {
-    Ok(store.load_pid(pid).await?.map_or_else(|| pid.as_str().to_owned(), |p| p.name))
+    Ok(store
+        .load_pid(pid)
+        .await?
+        .map_or_else(|| pid.as_str().to_owned(), |p| p.name))
 }
 
 /// `GET /v1/api/verify/discord?pid=…&sid=…`: the page at `verifyUrl`.
@@ -126,13 +168,20 @@ pub async fn verify_page(req: Request, settings: &'static Settings) -> Response 
 
 async fn verify_page_inner(req: Request, settings: &'static Settings) -> Result<Response, Stop> {
     let params = query_map(req.uri().query().unwrap_or(""));
-    let pid = param(&params, "pid").and_then(|p| Pid::parse(p).ok()).ok_or_else(invalid_link)?;
-    let sid = param(&params, "sid").and_then(|s| SessionId::parse(s).ok()).ok_or_else(invalid_link)?;
+    let pid = param(&params, "pid")
+        .and_then(|p| Pid::parse(p).ok())
+        .ok_or_else(invalid_link)?;
+    let sid = param(&params, "sid")
+        .and_then(|s| SessionId::parse(s).ok())
+        .ok_or_else(invalid_link)?;
     let store = Store::open(settings).await?;
     let session = pending_session(&store, &pid, &sid).await?;
     providers(settings)?;
     let name = app_name(&store, &pid).await?;
-    Ok(page_response(settings, pages::verify_page(&name, &session.pid, &session.sid)))
+    Ok(page_response(
+        settings,
+        pages::verify_page(&name, &session.pid, &session.sid),
+    ))
 }
 
 /// `POST /v1/api/verify/discord/start` (the verify page's form): binds a new
@@ -143,10 +192,18 @@ pub async fn start(req: Request, settings: &'static Settings) -> Response {
 
 async fn start_inner(req: Request, settings: &'static Settings) -> Result<Response, Stop> {
     let (discord, _) = providers(settings)?;
-    let form = Limited::new(req.into_body(), 4096).collect().await.map_err(|_| invalid_link())?.to_bytes();
+    let form = Limited::new(req.into_body(), 4096)
+        .collect()
+        .await
+        .map_err(|_| invalid_link())?
+        .to_bytes();
     let params: Vec<(String, String)> = form_urlencoded::parse(&form).into_owned().collect();
-    let pid = param(&params, "pid").and_then(|p| Pid::parse(p).ok()).ok_or_else(invalid_link)?;
-    let sid = param(&params, "sid").and_then(|s| SessionId::parse(s).ok()).ok_or_else(invalid_link)?;
+    let pid = param(&params, "pid")
+        .and_then(|p| Pid::parse(p).ok())
+        .ok_or_else(invalid_link)?;
+    let sid = param(&params, "sid")
+        .and_then(|s| SessionId::parse(s).ok())
+        .ok_or_else(invalid_link)?;
     let store = Store::open(settings).await?;
     let session = pending_session(&store, &pid, &sid).await?;
     let t = now();
@@ -161,11 +218,16 @@ async fn start_inner(req: Request, settings: &'static Settings) -> Result<Respon
         expires_at: session.expires_at,
         stage: Stage::Discord,
     };
-    store.put_flow(&state, &record, t.millis_until(session.expires_at)).await?;
+    store
+        .put_flow(&state, &record, t.millis_until(session.expires_at))
+        .await?;
     let redirect_uri = oauth::redirect_uri(&settings.public_base_url, DISCORD_CALLBACK_PATH);
     let secure = settings.public_base_url.starts_with("https://");
     let cookie = oauth::binding_cookie(&browser, secure, t.secs_until_ceil(session.expires_at));
-    Ok(redirect(&oauth::discord_authorize_url(discord, &redirect_uri, &state, &pkce), Some(cookie)))
+    Ok(redirect(
+        &oauth::discord_authorize_url(discord, &redirect_uri, &state, &pkce),
+        Some(cookie),
+    ))
 }
 
 /// Takes (single use) and checks the flow record a callback's `state` names.
@@ -175,11 +237,17 @@ async fn take_state(
     params: &[(String, String)],
     roblox_stage: bool,
 ) -> Result<FlowRecord, Stop> {
-    let state = param(params, "state").filter(|s| oauth::is_token(s)).ok_or_else(invalid_link)?;
+    let state = param(params, "state")
+        .filter(|s| oauth::is_token(s))
+        .ok_or_else(invalid_link)?;
     let record = store.take_flow(state).await?;
     let cookie = oauth::cookie_value(header(req, "cookie"), FLOW_COOKIE);
     let refused = |e: StateError| {
-        Stop(pages::message_page(400, "Sign-in not accepted", e.user_message()))
+        Stop(pages::message_page(
+            400,
+            "Sign-in not accepted",
+            e.user_message(),
+        ))
     };
     let record = record.ok_or_else(|| refused(StateError::UnknownOrUsed))?;
     record.check(now(), cookie, roblox_stage).map_err(refused)?;
@@ -193,31 +261,57 @@ fn provider_refused(provider: &str, params: &[(String, String)]) -> Option<Stop>
         pages::message_page(
             403,
             "Verification cancelled",
-            &format!("You declined the {provider} sign-in, so nothing was shared. You can start again from your app."),
+            &format!(
+                "You declined the {provider} sign-in, so nothing was shared. You can start again from your app."
+            ),
         )
     } else {
-        pages::message_page(502, "Sign-in failed", &format!("{provider} could not sign you in. Please start again from your app."))
+        pages::message_page(
+            502,
+            "Sign-in failed",
+            &format!("{provider} could not sign you in. Please start again from your app."),
+        )
     }))
 }
 
 fn provider_failed(provider: &str, detail: impl std::fmt::Display) -> Stop {
     // The detail names what failed, never a token or code.
     log!("{provider} exchange failed: {detail}");
-    Stop(pages::message_page(502, "Sign-in failed", &format!("{provider} did not answer as expected. Please try again.")))
+    Stop(pages::message_page(
+        502,
+        "Sign-in failed",
+        &format!("{provider} did not answer as expected. Please try again."),
+    ))
 }
 
 /// POSTs a token request and reads the answer.
-async fn exchange(provider: &'static str, url: &str, body: String) -> Result<oauth::TokenResponse, Stop> {
+async fn exchange(
+    provider: &'static str,
+    url: &str,
+    body: String,
+) -> Result<oauth::TokenResponse, Stop> {
     let req = http::Request::post(url)
-        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
         .header(http::header::ACCEPT, "application/json")
         .body(full(body))
         .map_err(|e| provider_failed(provider, e))?;
-    let resp = spin_sdk::http::send(req).await.map_err(|e| provider_failed(provider, format!("{e:?}")))?;
+    let resp = spin_sdk::http::send(req)
+        .await
+        .map_err(|e| provider_failed(provider, format!("{e:?}")))?;
     let status = resp.status();
-    let bytes = resp.into_body().bytes().await.map_err(|e| provider_failed(provider, format!("{e:?}")))?;
+    let bytes = resp
+        .into_body()
+        .bytes()
+        .await
+        .map_err(|e| provider_failed(provider, format!("{e:?}")))?;
     if !status.is_success() {
-        return Err(provider_failed(provider, format!("token endpoint answered {status}")));
+        return Err(provider_failed(
+            provider,
+            format!("token endpoint answered {status}"),
+        ));
     }
     oauth::parse_token_response(provider, &bytes).map_err(|e| provider_failed(provider, e))
 }
@@ -225,15 +319,27 @@ async fn exchange(provider: &'static str, url: &str, body: String) -> Result<oau
 /// GETs a user endpoint with the access token.
 async fn user(provider: &'static str, url: &str, access_token: &str) -> Result<Bytes, Stop> {
     let req = http::Request::get(url)
-        .header(http::header::AUTHORIZATION, format!("Bearer {access_token}"))
+        .header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {access_token}"),
+        )
         .header(http::header::ACCEPT, "application/json")
         .body(full(Bytes::new()))
         .map_err(|e| provider_failed(provider, e))?;
-    let resp = spin_sdk::http::send(req).await.map_err(|e| provider_failed(provider, format!("{e:?}")))?;
+    let resp = spin_sdk::http::send(req)
+        .await
+        .map_err(|e| provider_failed(provider, format!("{e:?}")))?;
     let status = resp.status();
-    let bytes = resp.into_body().bytes().await.map_err(|e| provider_failed(provider, format!("{e:?}")))?;
+    let bytes = resp
+        .into_body()
+        .bytes()
+        .await
+        .map_err(|e| provider_failed(provider, format!("{e:?}")))?;
     if !status.is_success() {
-        return Err(provider_failed(provider, format!("user endpoint answered {status}")));
+        return Err(provider_failed(
+            provider,
+            format!("user endpoint answered {status}"),
+        ));
     }
     Ok(bytes)
 }
@@ -243,7 +349,10 @@ pub async fn discord_callback(req: Request, settings: &'static Settings) -> Resp
     finish(settings, discord_callback_inner(req, settings).await)
 }
 
-async fn discord_callback_inner(req: Request, settings: &'static Settings) -> Result<Response, Stop> {
+async fn discord_callback_inner(
+    req: Request,
+    settings: &'static Settings,
+) -> Result<Response, Stop> {
     let (discord, roblox) = providers(settings)?;
     let params = query_map(req.uri().query().unwrap_or(""));
     let store = Store::open(settings).await?;
@@ -256,7 +365,12 @@ async fn discord_callback_inner(req: Request, settings: &'static Settings) -> Re
     let redirect_uri = oauth::redirect_uri(&settings.public_base_url, DISCORD_CALLBACK_PATH);
     let body = oauth::token_request_body(discord, code, &redirect_uri, &record.verifier);
     let token = exchange("Discord", &oauth::discord_token_url(discord), body).await?;
-    let me = user("Discord", &oauth::discord_user_url(discord), &token.access_token).await?;
+    let me = user(
+        "Discord",
+        &oauth::discord_user_url(discord),
+        &token.access_token,
+    )
+    .await?;
     let discord_id = oauth::parse_discord_user(&me).map_err(|e| provider_failed("Discord", e))?;
 
     let state = oauth::token(entropy());
@@ -264,12 +378,20 @@ async fn discord_callback_inner(req: Request, settings: &'static Settings) -> Re
     let pkce = Pkce::from_entropy(entropy());
     let next = FlowRecord {
         verifier: pkce.verifier.clone(),
-        stage: Stage::Roblox { discord_id, nonce: nonce.clone() },
+        stage: Stage::Roblox {
+            discord_id,
+            nonce: nonce.clone(),
+        },
         ..record
     };
-    store.put_flow(&state, &next, now().millis_until(session.expires_at)).await?;
+    store
+        .put_flow(&state, &next, now().millis_until(session.expires_at))
+        .await?;
     let redirect_uri = oauth::redirect_uri(&settings.public_base_url, ROBLOX_CALLBACK_PATH);
-    Ok(redirect(&oauth::roblox_authorize_url(roblox, &redirect_uri, &state, &nonce, &pkce), None))
+    Ok(redirect(
+        &oauth::roblox_authorize_url(roblox, &redirect_uri, &state, &nonce, &pkce),
+        None,
+    ))
 }
 
 /// `GET /v1/api/verify/roblox/callback`: Roblox done; complete the session.
@@ -277,7 +399,10 @@ pub async fn roblox_callback(req: Request, settings: &'static Settings) -> Respo
     finish(settings, roblox_callback_inner(req, settings).await)
 }
 
-async fn roblox_callback_inner(req: Request, settings: &'static Settings) -> Result<Response, Stop> {
+async fn roblox_callback_inner(
+    req: Request,
+    settings: &'static Settings,
+) -> Result<Response, Stop> {
     let (_, roblox) = providers(settings)?;
     let params = query_map(req.uri().query().unwrap_or(""));
     let store = Store::open(settings).await?;
@@ -285,31 +410,70 @@ async fn roblox_callback_inner(req: Request, settings: &'static Settings) -> Res
     if let Some(stop) = provider_refused("Roblox", &params) {
         return Err(stop);
     }
-    let Stage::Roblox { discord_id, nonce } = &record.stage else { return Err(invalid_link()) };
+    let Stage::Roblox { discord_id, nonce } = &record.stage else {
+        return Err(invalid_link());
+    };
     pending_session(&store, &record.pid, &record.sid).await?;
     let code = param(&params, "code").ok_or_else(invalid_link)?;
     let redirect_uri = oauth::redirect_uri(&settings.public_base_url, ROBLOX_CALLBACK_PATH);
     let body = oauth::token_request_body(roblox, code, &redirect_uri, &record.verifier);
     let token = exchange("Roblox", &oauth::roblox_token_url(roblox), body).await?;
-    let id_token = token.id_token.as_deref().ok_or_else(|| provider_failed("Roblox", "no ID token"))?;
-    let token_sub = oauth::check_id_token(id_token, nonce, &roblox.client_id).map_err(|e| provider_failed("Roblox", e))?;
-    let info = user("Roblox", &oauth::roblox_userinfo_url(roblox), &token.access_token).await?;
-    let roblox_id = oauth::parse_roblox_userinfo(&info).map_err(|e| provider_failed("Roblox", e))?;
+    let id_token = token
+        .id_token
+        .as_deref()
+        .ok_or_else(|| provider_failed("Roblox", "no ID token"))?;
+    let token_sub = oauth::check_id_token(id_token, nonce, &roblox.client_id)
+        .map_err(|e| provider_failed("Roblox", e))?;
+    let info = user(
+        "Roblox",
+        &oauth::roblox_userinfo_url(roblox),
+        &token.access_token,
+    )
+    .await?;
+    let roblox_id =
+        oauth::parse_roblox_userinfo(&info).map_err(|e| provider_failed("Roblox", e))?;
     if roblox_id != token_sub {
-        return Err(provider_failed("Roblox", "userinfo and ID token name different users"));
+        return Err(provider_failed(
+            "Roblox",
+            "userinfo and ID token name different users",
+        ));
     }
-    let view = match crate::admin::complete_session(&store, Some(&record.pid), &record.sid, discord_id, &roblox_id, settings).await {
+    let view = match crate::admin::complete_session(
+        &store,
+        Some(&record.pid),
+        &record.sid,
+        discord_id,
+        &roblox_id,
+        settings,
+    )
+    .await
+    {
         Ok(view) => view,
         Err(e) => {
             return Err(Stop(match e.code() {
-                ErrorCode::SessionExpired => pages::message_page(410, "Link expired", "This verification expired before you finished. Please start again from your app."),
-                ErrorCode::SessionCancelled => pages::message_page(410, "Verification cancelled", "This verification was cancelled by the app that started it."),
-                ErrorCode::CompletionConflict => pages::message_page(409, "Already verified", "This verification was already completed with other accounts."),
+                ErrorCode::SessionExpired => pages::message_page(
+                    410,
+                    "Link expired",
+                    "This verification expired before you finished. Please start again from your app.",
+                ),
+                ErrorCode::SessionCancelled => pages::message_page(
+                    410,
+                    "Verification cancelled",
+                    "This verification was cancelled by the app that started it.",
+                ),
+                ErrorCode::CompletionConflict => pages::message_page(
+                    409,
+                    "Already verified",
+                    "This verification was already completed with other accounts.",
+                ),
                 _ => return Err(e.into()),
             }));
         }
     };
     let name = app_name(&store, &record.pid).await?;
-    let result = view.result.as_ref().ok_or_else(|| Stop::from(ApiError::internal("completed without a result")))?;
+    let result = view
+        .result
+        .as_ref()
+        .ok_or_else(|| Stop::from(ApiError::internal("completed without a result")))?;
     Ok(page_response(settings, pages::success_page(&name, result)))
 }

@@ -15,7 +15,9 @@ pub type Response = http::Response<Body>;
 
 /// A body sent in one piece.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn base(status: u16, content_type: &str) -> http::response::Builder {
@@ -53,7 +55,10 @@ pub fn error(err: &ApiError) -> Response {
 
 /// 405 with the allowed methods.
 pub fn method_not_allowed(allow: &str) -> Response {
-    let err = ApiError::new(ErrorCode::MethodNotAllowed, format!("method not allowed; use {allow}"));
+    let err = ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("method not allowed; use {allow}"),
+    );
     let mut r = error(&err);
     if let Ok(v) = http::HeaderValue::from_str(allow) {
         r.headers_mut().insert(http::header::ALLOW, v);
@@ -71,9 +76,16 @@ pub fn event_stream(body: Body) -> Response {
 
 /// The bearer token of `Authorization`, if well-formed.
 pub fn bearer(req: &Request) -> Option<&str> {
-    let v = req.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = req
+        .headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = v.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// A header as text.
@@ -95,6 +107,9 @@ pub async fn read_json_body(req: Request, limit: usize) -> Result<Bytes, ApiErro
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(dock_core::request::RequestError::TooLarge { limit }.into())
         }
-        Err(e) => Err(ApiError::new(ErrorCode::InvalidJson, format!("could not read the body: {e}"))),
+        Err(e) => Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("could not read the body: {e}"),
+        )),
     }
 }

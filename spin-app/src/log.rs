@@ -2,7 +2,10 @@
 //! Never pass keys, tokens, OAuth codes or user ids here.
 
 /// Writes one line.
-#[allow(clippy::print_stderr, reason = "stderr is the component's log under Spin")]
+#[allow(
+    clippy::print_stderr,
+    reason = "stderr is the component's log under Spin"
+)]
 pub fn line(args: std::fmt::Arguments<'_>) {
     eprintln!("dock: {args}");
 }
@@ -14,7 +17,10 @@ macro_rules! log {
 pub(crate) use log;
 
 /// Writes one structured record (a JSON object) as a line on stdout.
-#[allow(clippy::print_stdout, reason = "stdout is the component's log under Spin")]
+#[allow(
+    clippy::print_stdout,
+    reason = "stdout is the component's log under Spin"
+)]
 pub fn record(value: &serde_json::Value) {
     println!("{value}");
 }

@@ -59,7 +59,11 @@ fn route_template(segments: &[&str]) -> &'static str {
 async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Response, ApiError> {
     macro_rules! only {
         ($m:expr, $allow:literal, $call:expr) => {
-            if method == $m { $call } else { Ok(method_not_allowed($allow)) }
+            if method == $m {
+                $call
+            } else {
+                Ok(method_not_allowed($allow))
+            }
         };
     }
     // The admin API does not exist without `admin_token`: not even a 405 reveals it.
@@ -70,22 +74,50 @@ async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Re
     }
     match segments {
         ["v1", "api", "verify", "discord"] => {
-            only!(Method::GET, "GET", Ok(crate::flow::verify_page(req, settings().await?).await))
+            only!(
+                Method::GET,
+                "GET",
+                Ok(crate::flow::verify_page(req, settings().await?).await)
+            )
         }
         ["v1", "api", "verify", "discord", "start"] => {
-            only!(Method::POST, "POST", Ok(crate::flow::start(req, settings().await?).await))
+            only!(
+                Method::POST,
+                "POST",
+                Ok(crate::flow::start(req, settings().await?).await)
+            )
         }
         ["v1", "api", "verify", "discord", "callback"] => {
-            only!(Method::GET, "GET", Ok(crate::flow::discord_callback(req, settings().await?).await))
+            only!(
+                Method::GET,
+                "GET",
+                Ok(crate::flow::discord_callback(req, settings().await?).await)
+            )
         }
         ["v1", "api", "verify", "roblox", "callback"] => {
-            only!(Method::GET, "GET", Ok(crate::flow::roblox_callback(req, settings().await?).await))
+            only!(
+                Method::GET,
+                "GET",
+                Ok(crate::flow::roblox_callback(req, settings().await?).await)
+            )
         }
         ["healthz"] => only!(Method::GET, "GET", Ok(sessions::healthz())),
-        ["readyz"] => only!(Method::GET, "GET", sessions::readyz(settings().await?).await),
-        ["api", "v1", "openapi.json"] => only!(Method::GET, "GET", Ok(crate::http::json(200, OPENAPI.to_owned()))),
+        ["readyz"] => only!(
+            Method::GET,
+            "GET",
+            sessions::readyz(settings().await?).await
+        ),
+        ["api", "v1", "openapi.json"] => only!(
+            Method::GET,
+            "GET",
+            Ok(crate::http::json(200, OPENAPI.to_owned()))
+        ),
         ["api", "v1", "verify", "session"] => {
-            only!(Method::POST, "POST", sessions::create(req, settings().await?).await)
+            only!(
+                Method::POST,
+                "POST",
+                sessions::create(req, settings().await?).await
+            )
         }
         ["api", "v1", "verify", "session", sid] => match *method {
             Method::GET => sessions::get(req, sid, settings().await?).await,
@@ -93,23 +125,51 @@ async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Re
             _ => Ok(method_not_allowed("GET, DELETE")),
         },
         ["api", "v1", "verify", "session", sid, "stream"] => {
-            only!(Method::GET, "GET", sessions::stream(req, sid, settings().await?).await)
+            only!(
+                Method::GET,
+                "GET",
+                sessions::stream(req, sid, settings().await?).await
+            )
         }
         ["api", "v1", "public", "discord-to-roblox"] => {
-            only!(Method::GET, "GET", sessions::discord_to_roblox(req, settings().await?).await)
+            only!(
+                Method::GET,
+                "GET",
+                sessions::discord_to_roblox(req, settings().await?).await
+            )
         }
         ["api", "v1", "public", "roblox-to-discord"] => {
-            only!(Method::GET, "GET", sessions::roblox_to_discord(req, settings().await?).await)
+            only!(
+                Method::GET,
+                "GET",
+                sessions::roblox_to_discord(req, settings().await?).await
+            )
         }
-        ["api", "v1", "admin", "pids"] => only!(Method::POST, "POST", admin::create_pid(req, settings().await?).await),
+        ["api", "v1", "admin", "pids"] => only!(
+            Method::POST,
+            "POST",
+            admin::create_pid(req, settings().await?).await
+        ),
         ["api", "v1", "admin", "pids", pid, "keys"] => {
-            only!(Method::POST, "POST", admin::issue_key(req, pid, settings().await?).await)
+            only!(
+                Method::POST,
+                "POST",
+                admin::issue_key(req, pid, settings().await?).await
+            )
         }
         ["api", "v1", "admin", "keys", key_id] => {
-            only!(Method::DELETE, "DELETE", admin::revoke_key(req, key_id, settings().await?).await)
+            only!(
+                Method::DELETE,
+                "DELETE",
+                admin::revoke_key(req, key_id, settings().await?).await
+            )
         }
         ["api", "v1", "admin", "sessions", sid, "complete"] => {
-            only!(Method::POST, "POST", admin::complete(req, sid, settings().await?).await)
+            only!(
+                Method::POST,
+                "POST",
+                admin::complete(req, sid, settings().await?).await
+            )
         }
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
     }

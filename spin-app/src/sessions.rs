@@ -6,7 +6,9 @@ use dock_core::id::reuse_digest;
 use dock_core::longpoll::{self, WaitDecision};
 use dock_core::quota::QuotaDecision;
 use dock_core::request::{CreateSessionRequest, parse_platform_id};
-use dock_core::stream::{DEFAULT_RETRY_MS, StreamCursor, StreamTimer, TimerAction, heartbeat_frame, reconnect_hint};
+use dock_core::stream::{
+    DEFAULT_RETRY_MS, StreamCursor, StreamTimer, TimerAction, heartbeat_frame, reconnect_hint,
+};
 use dock_core::verify_url::verify_url;
 use dock_core::wire::{CreatedSession, DiscordLink, Health, KeyRecord, RobloxLinks};
 use dock_core::{ApiError, CreateDecision, ErrorCode, Session, SessionId, Settings, Timestamp};
@@ -39,9 +41,23 @@ fn too_many_waiters(settings: &Settings) -> ApiError {
 }
 
 /// Takes one of the key's `max_streams_per_key` waiter slots until `lease_until`.
-async fn acquire_waiter(store: &Store, key: &KeyRecord, settings: &Settings, lease_until: Timestamp) -> Result<String, ApiError> {
+async fn acquire_waiter(
+    store: &Store,
+    key: &KeyRecord,
+    settings: &Settings,
+    lease_until: Timestamp,
+) -> Result<String, ApiError> {
     let waiter = dock_core::oauth::token(entropy());
-    if store.acquire_waiter(key, &waiter, settings.max_streams_per_key, now(), lease_until).await? {
+    if store
+        .acquire_waiter(
+            key,
+            &waiter,
+            settings.max_streams_per_key,
+            now(),
+            lease_until,
+        )
+        .await?
+    {
         Ok(waiter)
     } else {
         Err(too_many_waiters(settings))
@@ -60,12 +76,16 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
     let body = CreateSessionRequest::parse(&body, &settings.limits)?;
     if body.pid != key.pid {
         // A key only ever sees its own PID; others do not exist for it.
-        return Err(ApiError::new(ErrorCode::PidNotFound, "no such PID for this API key").with_field("pid"));
+        return Err(
+            ApiError::new(ErrorCode::PidNotFound, "no such PID for this API key").with_field("pid"),
+        );
     }
     let now = now();
     let remaining = match key.quota.decide(store.quota_hit(&key, now).await?, now) {
         QuotaDecision::Allowed { remaining } => remaining,
-        QuotaDecision::Exhausted { retry_after_secs } => return Err(ApiError::quota_exceeded(retry_after_secs)),
+        QuotaDecision::Exhausted { retry_after_secs } => {
+            return Err(ApiError::quota_exceeded(retry_after_secs));
+        }
     };
     let digest = reuse_digest(&body.client_id, body.guild_id.as_deref());
     let candidate = Session::new(
@@ -78,15 +98,20 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
     );
     let mut expected: Option<SessionId> = None;
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let (session, reused) = match store.claim_reuse(&digest, expected.as_ref(), &candidate, settings, now).await? {
+        let (session, reused) = match store
+            .claim_reuse(&digest, expected.as_ref(), &candidate, settings, now)
+            .await?
+        {
             Claim::Created => (candidate, false),
-            Claim::Taken { sid, session } => match dock_core::session::decide_create(session.as_ref(), now) {
-                CreateDecision::Reuse(existing) => (existing, true),
-                CreateDecision::CreateNew => {
-                    expected = sid;
-                    continue;
+            Claim::Taken { sid, session } => {
+                match dock_core::session::decide_create(session.as_ref(), now) {
+                    CreateDecision::Reuse(existing) => (existing, true),
+                    CreateDecision::CreateNew => {
+                        expected = sid;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let data = CreatedSession {
             verify_url: verify_url(&settings.public_base_url, &session.pid, &session.sid),
@@ -102,11 +127,16 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
 }
 
 /// `GET /api/v1/verify/session/:sid[?wait=N]`.
-pub async fn get(req: Request, sid: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+pub async fn get(
+    req: Request,
+    sid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
     let store = Store::open(settings).await?;
     let key = auth::api_key(&req, &store).await?;
     let sid = SessionId::parse(sid)?;
-    let query = longpoll::parse_session_query(req.uri().query().unwrap_or(""), settings.max_wait_secs)?;
+    let query =
+        longpoll::parse_session_query(req.uri().query().unwrap_or(""), settings.max_wait_secs)?;
     let deadline = longpoll::deadline(now(), query.wait_secs.unwrap_or(0));
     let mut waiter: Option<String> = None;
     let answer = long_poll(&store, &key, &sid, deadline, settings, &mut waiter).await;
@@ -135,21 +165,33 @@ async fn long_poll(
             WaitDecision::AnswerNow => return Ok(ok(session.view_at(now), now, None)),
             WaitDecision::WaitUntil(until) => {
                 if waiter.is_none() {
-                    *waiter = Some(acquire_waiter(store, key, settings, deadline.plus_secs(LEASE_GRACE_SECS)).await?);
+                    *waiter = Some(
+                        acquire_waiter(store, key, settings, deadline.plus_secs(LEASE_GRACE_SECS))
+                            .await?,
+                    );
                 }
-                store.wait_change(&key.pid, sid, &cursor, until, settings).await?
+                store
+                    .wait_change(&key.pid, sid, &cursor, until, settings)
+                    .await?
             }
         }
     }
 }
 
 /// `DELETE /api/v1/verify/session/:sid`.
-pub async fn cancel(req: Request, sid: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+pub async fn cancel(
+    req: Request,
+    sid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
     let store = Store::open(settings).await?;
     let key = auth::api_key(&req, &store).await?;
     let sid = SessionId::parse(sid)?;
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let loaded = store.load_session(Some(&key.pid), &sid).await?.ok_or_else(ApiError::session_not_found)?;
+        let loaded = store
+            .load_session(Some(&key.pid), &sid)
+            .await?
+            .ok_or_else(ApiError::session_not_found)?;
         let now = now();
         let next = loaded.session.cancel(now)?;
         if store.commit(&loaded, &next, None, settings, now).await? {
@@ -160,12 +202,19 @@ pub async fn cancel(req: Request, sid: &str, settings: &'static Settings) -> Res
 }
 
 /// `GET /api/v1/verify/session/:sid/stream`.
-pub async fn stream(req: Request, sid: &str, settings: &'static Settings) -> Result<Response, ApiError> {
+pub async fn stream(
+    req: Request,
+    sid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
     let store = Store::open(settings).await?;
     let key = auth::api_key(&req, &store).await?;
     let sid = SessionId::parse(sid)?;
-    let query = longpoll::parse_session_query(req.uri().query().unwrap_or(""), settings.max_wait_secs)?;
-    let last_event_id = header(&req, "last-event-id").map(str::to_owned).or(query.last_event_id);
+    let query =
+        longpoll::parse_session_query(req.uri().query().unwrap_or(""), settings.max_wait_secs)?;
+    let last_event_id = header(&req, "last-event-id")
+        .map(str::to_owned)
+        .or(query.last_event_id);
     // Look the session up before answering, so an unknown sid is a real 404.
     let (session, cursor) = store
         .read_with_cursor(&key.pid, &sid)
@@ -175,7 +224,14 @@ pub async fn stream(req: Request, sid: &str, settings: &'static Settings) -> Res
     let waiter = acquire_waiter(&store, &key, settings, lease_end(settings)).await?;
     let (tx, body) = spin_sdk::http::body::stream::<Bytes>();
     spin_sdk::wasip3::spawn(async move {
-        let mut task = StreamTask { store, key, sid, settings, tx, waiter };
+        let mut task = StreamTask {
+            store,
+            key,
+            sid,
+            settings,
+            tx,
+            waiter,
+        };
         run_stream(&mut task, session, cursor, cursor_state).await;
         let _ = task.store.release_waiter(&task.key, &task.waiter).await;
     });
@@ -206,8 +262,17 @@ impl StreamTask {
 /// Writes events until the session is terminal, the client leaves, the
 /// stream's maximum duration passes (then a `retry:` hint), or the store fails
 /// (then the stream ends and the client resumes with `Last-Event-ID`).
-async fn run_stream(task: &mut StreamTask, mut session: Session, mut cursor: Cursor, mut seen: StreamCursor) {
-    let mut timer = StreamTimer::new(now(), task.settings.heartbeat_secs, task.settings.stream_max_secs);
+async fn run_stream(
+    task: &mut StreamTask,
+    mut session: Session,
+    mut cursor: Cursor,
+    mut seen: StreamCursor,
+) {
+    let mut timer = StreamTimer::new(
+        now(),
+        task.settings.heartbeat_secs,
+        task.settings.stream_max_secs,
+    );
     loop {
         let t = now();
         let step = seen.step(&session.view_at(t));
@@ -234,11 +299,19 @@ async fn run_stream(task: &mut StreamTask, mut session: Session, mut cursor: Cur
             }
             TimerAction::SleepUntil(at) => session.next_deadline(t).map_or(at, |exp| exp.min(at)),
         };
-        if let Err(e) = task.store.wait_change(&task.key.pid, &task.sid, &cursor, until, task.settings).await {
+        if let Err(e) = task
+            .store
+            .wait_change(&task.key.pid, &task.sid, &cursor, until, task.settings)
+            .await
+        {
             log!("stream ended by the store: {e}");
             return;
         }
-        if let Err(e) = task.store.renew_waiter(&task.key, &task.waiter, lease_end(task.settings)).await {
+        if let Err(e) = task
+            .store
+            .renew_waiter(&task.key, &task.waiter, lease_end(task.settings))
+            .await
+        {
             log!("stream ended by the store: {e}");
             return;
         }
@@ -259,7 +332,11 @@ async fn run_stream(task: &mut StreamTask, mut session: Session, mut cursor: Cur
 fn query_param(req: &Request, name: &str) -> Result<String, ApiError> {
     let q = req.uri().query().unwrap_or("");
     form_value(q, name).ok_or_else(|| {
-        ApiError::new(ErrorCode::MissingField, format!("query parameter `{name}` is required")).with_field(name)
+        ApiError::new(
+            ErrorCode::MissingField,
+            format!("query parameter `{name}` is required"),
+        )
+        .with_field(name)
     })
 }
 
@@ -268,37 +345,76 @@ fn form_value(query: &str, name: &str) -> Option<String> {
 }
 
 /// `GET /api/v1/public/discord-to-roblox?discordId=…`.
-pub async fn discord_to_roblox(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
+pub async fn discord_to_roblox(
+    req: Request,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
     let store = Store::open(settings).await?;
     let key = auth::api_key(&req, &store).await?;
     let discord_id = parse_platform_id("discordId", &query_param(&req, "discordId")?)?;
-    let roblox_id = store
-        .link_of(&key.pid, &discord_id)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::LinkNotFound, "this Discord user is not linked in this PID"))?;
-    Ok(ok(DiscordLink { discord_id, roblox_id }, now(), None))
+    let roblox_id = store.link_of(&key.pid, &discord_id).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::LinkNotFound,
+            "this Discord user is not linked in this PID",
+        )
+    })?;
+    Ok(ok(
+        DiscordLink {
+            discord_id,
+            roblox_id,
+        },
+        now(),
+        None,
+    ))
 }
 
 /// `GET /api/v1/public/roblox-to-discord?robloxId=…`.
-pub async fn roblox_to_discord(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
+pub async fn roblox_to_discord(
+    req: Request,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
     let store = Store::open(settings).await?;
     let key = auth::api_key(&req, &store).await?;
     let roblox_id = parse_platform_id("robloxId", &query_param(&req, "robloxId")?)?;
     let discord_ids = store.discord_ids_of(&key.pid, &roblox_id).await?;
     if discord_ids.is_empty() {
-        return Err(ApiError::new(ErrorCode::LinkNotFound, "no Discord user is linked to this Roblox account in this PID"));
+        return Err(ApiError::new(
+            ErrorCode::LinkNotFound,
+            "no Discord user is linked to this Roblox account in this PID",
+        ));
     }
-    Ok(ok(RobloxLinks { roblox_id, discord_ids }, now(), None))
+    Ok(ok(
+        RobloxLinks {
+            roblox_id,
+            discord_ids,
+        },
+        now(),
+        None,
+    ))
 }
 
 /// `GET /healthz`: liveness, no store access.
 pub fn healthz() -> Response {
-    ok(Health { status: "ok".into(), store: None }, now(), None)
+    ok(
+        Health {
+            status: "ok".into(),
+            store: None,
+        },
+        now(),
+        None,
+    )
 }
 
 /// `GET /readyz`: the store answers.
 pub async fn readyz(settings: &'static Settings) -> Result<Response, ApiError> {
     let store = Store::open(settings).await?;
     store.ping().await?;
-    Ok(ok(Health { status: "ready".into(), store: Some(store.kind().into()) }, now(), None))
+    Ok(ok(
+        Health {
+            status: "ready".into(),
+            store: Some(store.kind().into()),
+        },
+        now(),
+        None,
+    ))
 }

@@ -81,7 +81,12 @@ impl Drop for FakeProvider {
 
 impl FakeProvider {
     /// Starts on a free loopback port (inside the current tokio runtime).
-    pub async fn start(kind: Kind, client_id: &str, client_secret: &str, default_user: &str) -> Result<Self> {
+    pub async fn start(
+        kind: Kind,
+        client_id: &str,
+        client_secret: &str,
+        default_user: &str,
+    ) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -97,7 +102,9 @@ impl FakeProvider {
         let s = shared.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let s = s.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
@@ -125,14 +132,21 @@ impl FakeProvider {
 
     /// Token requests whose PKCE verifier matched / did not match.
     pub fn pkce_counts(&self) -> (usize, usize) {
-        (self.shared.pkce_ok.load(Ordering::SeqCst), self.shared.pkce_bad.load(Ordering::SeqCst))
+        (
+            self.shared.pkce_ok.load(Ordering::SeqCst),
+            self.shared.pkce_bad.load(Ordering::SeqCst),
+        )
     }
 }
 
 fn paths(kind: Kind) -> (&'static str, &'static str, &'static str) {
     match kind {
         Kind::Discord => ("/oauth2/authorize", "/api/oauth2/token", "/api/users/@me"),
-        Kind::Roblox => ("/oauth/v1/authorize", "/oauth/v1/token", "/oauth/v1/userinfo"),
+        Kind::Roblox => (
+            "/oauth/v1/authorize",
+            "/oauth/v1/token",
+            "/oauth/v1/userinfo",
+        ),
     }
 }
 
@@ -149,7 +163,11 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
 }
 
 fn redirect(to: String) -> Response<Full<Bytes>> {
-    Response::builder().status(302).header("location", to).body(Full::new(Bytes::new())).expect("response")
+    Response::builder()
+        .status(302)
+        .header("location", to)
+        .body(Full::new(Bytes::new()))
+        .expect("response")
 }
 
 fn form(q: &[u8]) -> HashMap<String, String> {
@@ -157,11 +175,15 @@ fn form(q: &[u8]) -> HashMap<String, String> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('"', "&quot;")
 }
 
 fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
-    let q = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    let q = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
     format!("{base}{}{q}", if base.contains('?') { '&' } else { '?' })
 }
 
@@ -177,7 +199,9 @@ async fn handle(s: &Shared, req: Request<hyper::body::Incoming>) -> Response<Ful
         let need = |k: &str| query.get(k).filter(|v| !v.is_empty()).is_some();
         let scope_ok = match s.kind {
             Kind::Discord => query.get("scope").map(String::as_str) == Some("identify"),
-            Kind::Roblox => query.get("scope").map(String::as_str) == Some("openid profile") && need("nonce"),
+            Kind::Roblox => {
+                query.get("scope").map(String::as_str) == Some("openid profile") && need("nonce")
+            }
         };
         if query.get("client_id") != Some(&s.client_id)
             || query.get("response_type").map(String::as_str) != Some("code")
@@ -187,11 +211,19 @@ async fn handle(s: &Shared, req: Request<hyper::body::Incoming>) -> Response<Ful
             || !need("redirect_uri")
             || !scope_ok
         {
-            return resp(StatusCode::BAD_REQUEST, "text/plain", "invalid authorization request");
+            return resp(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                "invalid authorization request",
+            );
         }
         let hidden: String = ["redirect_uri", "state", "code_challenge", "nonce"]
             .iter()
-            .filter_map(|k| query.get(*k).map(|v| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", esc(v))))
+            .filter_map(|k| {
+                query
+                    .get(*k)
+                    .map(|v| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", esc(v)))
+            })
             .collect();
         let page = format!(
             "<!doctype html><html><head><title>Fake {name}</title></head><body><h1>Fake {name}</h1>\
@@ -209,14 +241,25 @@ async fn handle(s: &Shared, req: Request<hyper::body::Incoming>) -> Response<Ful
         if let Some(v) = query.get("fail_tokens") {
             s.fail_tokens.store(v == "1", Ordering::SeqCst);
         }
-        return json(StatusCode::OK, serde_json::json!({"failTokens": s.fail_tokens.load(Ordering::SeqCst)}));
+        return json(
+            StatusCode::OK,
+            serde_json::json!({"failTokens": s.fail_tokens.load(Ordering::SeqCst)}),
+        );
     }
     if path == "/fake/decide" {
-        let (Some(redirect_uri), Some(state)) = (query.get("redirect_uri"), query.get("state")) else {
-            return resp(StatusCode::BAD_REQUEST, "text/plain", "missing redirect_uri/state");
+        let (Some(redirect_uri), Some(state)) = (query.get("redirect_uri"), query.get("state"))
+        else {
+            return resp(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                "missing redirect_uri/state",
+            );
         };
         if query.get("decision").map(String::as_str) != Some("allow") {
-            return redirect(with_query(redirect_uri, &[("error", "access_denied"), ("state", state)]));
+            return redirect(with_query(
+                redirect_uri,
+                &[("error", "access_denied"), ("state", state)],
+            ));
         }
         let code = {
             let mut st = s.state.lock().expect("lock");
@@ -227,29 +270,49 @@ async fn handle(s: &Shared, req: Request<hyper::body::Incoming>) -> Response<Ful
                 Grant {
                     challenge: query.get("code_challenge").cloned().unwrap_or_default(),
                     redirect_uri: redirect_uri.clone(),
-                    user_id: query.get("user_id").cloned().unwrap_or_else(|| s.default_user.clone()),
+                    user_id: query
+                        .get("user_id")
+                        .cloned()
+                        .unwrap_or_else(|| s.default_user.clone()),
                     nonce: query.get("nonce").cloned(),
                 },
             );
             code
         };
-        return redirect(with_query(redirect_uri, &[("code", &code), ("state", state)]));
+        return redirect(with_query(
+            redirect_uri,
+            &[("code", &code), ("state", state)],
+        ));
     }
     if path == token && req.method() == hyper::Method::POST {
-        let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
         if s.fail_tokens.load(Ordering::SeqCst) {
-            return json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": "server_error"}));
+            return json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({"error": "server_error"}),
+            );
         }
         let f = form(&body);
         let bad = |e: &str| json(StatusCode::BAD_REQUEST, serde_json::json!({"error": e}));
-        if f.get("client_id") != Some(&s.client_id) || f.get("client_secret") != Some(&s.client_secret) {
+        if f.get("client_id") != Some(&s.client_id)
+            || f.get("client_secret") != Some(&s.client_secret)
+        {
             return bad("invalid_client");
         }
         if f.get("grant_type").map(String::as_str) != Some("authorization_code") {
             return bad("unsupported_grant_type");
         }
-        let grant = f.get("code").and_then(|c| s.state.lock().expect("lock").codes.remove(c));
-        let Some(grant) = grant else { return bad("invalid_grant") };
+        let grant = f
+            .get("code")
+            .and_then(|c| s.state.lock().expect("lock").codes.remove(c));
+        let Some(grant) = grant else {
+            return bad("invalid_grant");
+        };
         if f.get("redirect_uri") != Some(&grant.redirect_uri) {
             return bad("invalid_grant");
         }
@@ -266,13 +329,18 @@ async fn handle(s: &Shared, req: Request<hyper::body::Incoming>) -> Response<Ful
             st.tokens.insert(t.clone(), grant.user_id.clone());
             t
         };
-        let mut answer = serde_json::json!({"access_token": access, "token_type": "Bearer", "expires_in": 600});
+        let mut answer =
+            serde_json::json!({"access_token": access, "token_type": "Bearer", "expires_in": 600});
         if s.kind == Kind::Roblox {
             let claims = serde_json::json!({
                 "iss": "fake-roblox", "aud": s.client_id, "sub": grant.user_id,
                 "nonce": grant.nonce, "iat": 0, "exp": 4_000_000_000u64
             });
-            answer["id_token"] = format!("eyJhbGciOiJub25lIn0.{}.", URL_SAFE_NO_PAD.encode(claims.to_string())).into();
+            answer["id_token"] = format!(
+                "eyJhbGciOiJub25lIn0.{}.",
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            )
+            .into();
         }
         return json(StatusCode::OK, answer);
     }
@@ -285,10 +353,19 @@ async fn handle(s: &Shared, req: Request<hyper::body::Incoming>) -> Response<Ful
             .map(str::to_owned);
         let who = token.and_then(|t| s.state.lock().expect("lock").tokens.get(&t).cloned());
         return match who {
-            None => json(StatusCode::UNAUTHORIZED, serde_json::json!({"message": "401: Unauthorized"})),
+            None => json(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"message": "401: Unauthorized"}),
+            ),
             Some(id) => match s.kind {
-                Kind::Discord => json(StatusCode::OK, serde_json::json!({"id": id, "username": "fake"})),
-                Kind::Roblox => json(StatusCode::OK, serde_json::json!({"sub": id, "name": "fake"})),
+                Kind::Discord => json(
+                    StatusCode::OK,
+                    serde_json::json!({"id": id, "username": "fake"}),
+                ),
+                Kind::Roblox => json(
+                    StatusCode::OK,
+                    serde_json::json!({"sub": id, "name": "fake"}),
+                ),
             },
         };
     }

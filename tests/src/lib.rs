@@ -44,7 +44,11 @@ pub fn free_port() -> u16 {
 
 /// Polls `condition` until it holds or `timeout` passes, sleeping briefly
 /// between attempts (backing off from 5 ms to 100 ms). Errors name `what`.
-pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) -> Result<()> {
+pub fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(5);
     loop {

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 
 /// JSON-pointer escaping of one path segment.
 fn esc(s: &str) -> String {
-    s.replace('~', "~0").replace('/', "~1").replace('{', "%7B").replace('}', "%7D")
+    s.replace('~', "~0")
+        .replace('/', "~1")
+        .replace('{', "%7B")
+        .replace('}', "%7D")
 }
 
 /// Validates `body` against the response schema of (template, method, status).
@@ -30,11 +33,20 @@ fn check(doc: &Value, template: &str, method: &str, status: u16, body: &Value) -
     }
     let mut root = doc.clone();
     root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
-    root["$ref"] = json!(format!("{pointer}/content/{}/schema", esc("application/json")));
+    root["$ref"] = json!(format!(
+        "{pointer}/content/{}/schema",
+        esc("application/json")
+    ));
     let validator = jsonschema::draft202012::new(&root).context("compile schema")?;
-    let errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
     if !errors.is_empty() {
-        bail!("{method} {template} {status}: {body}\n{}", errors.join("\n"));
+        bail!(
+            "{method} {template} {status}: {body}\n{}",
+            errors.join("\n")
+        );
     }
     Ok(())
 }
@@ -48,7 +60,10 @@ async fn responses_match_the_openapi_document() -> Result<()> {
         dock_tests::artifacts::workspace_root().join("spin-app/openapi.json"),
     )?)?;
     assert_eq!(doc, repo, "the service serves the document in the repo");
-    assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with("3.1")), Some(true));
+    assert_eq!(
+        doc["openapi"].as_str().map(|v| v.starts_with("3.1")),
+        Some(true)
+    );
 
     let mut checked = 0;
     let mut ok = |t: &str, m: &str, (s, b): (u16, Value)| -> Result<()> {
@@ -59,35 +74,132 @@ async fn responses_match_the_openapi_document() -> Result<()> {
     const ONE: &str = "/api/v1/verify/session/{sid}";
 
     // Admin.
-    ok("/api/v1/admin/pids", "post", svc.admin_post("/api/v1/admin/pids", json!({"pid": "pid-a", "name": "A"})).await?)?;
-    ok("/api/v1/admin/pids", "post", svc.admin_post("/api/v1/admin/pids", json!({"pid": "pid-a", "name": "A"})).await?)?; // 409
-    ok("/api/v1/admin/pids", "post", svc.admin_post("/api/v1/admin/pids", json!({"pid": "pid a"})).await?)?; // 400
-    ok("/api/v1/admin/pids/{pid}/keys", "post", svc.admin_post("/api/v1/admin/pids/pid-a/keys", json!({})).await?)?;
-    ok("/api/v1/admin/pids/{pid}/keys", "post", svc.admin_post("/api/v1/admin/pids/pid-zzz/keys", json!({})).await?)?; // 404
-    let key = svc.issue_key("pid-a", json!({"quota": {"limit": 3, "windowSeconds": 60}})).await?;
-    let (_, issued) = svc.admin_post("/api/v1/admin/pids/pid-a/keys", json!({})).await?;
+    ok(
+        "/api/v1/admin/pids",
+        "post",
+        svc.admin_post("/api/v1/admin/pids", json!({"pid": "pid-a", "name": "A"}))
+            .await?,
+    )?;
+    ok(
+        "/api/v1/admin/pids",
+        "post",
+        svc.admin_post("/api/v1/admin/pids", json!({"pid": "pid-a", "name": "A"}))
+            .await?,
+    )?; // 409
+    ok(
+        "/api/v1/admin/pids",
+        "post",
+        svc.admin_post("/api/v1/admin/pids", json!({"pid": "pid a"}))
+            .await?,
+    )?; // 400
+    ok(
+        "/api/v1/admin/pids/{pid}/keys",
+        "post",
+        svc.admin_post("/api/v1/admin/pids/pid-a/keys", json!({}))
+            .await?,
+    )?;
+    ok(
+        "/api/v1/admin/pids/{pid}/keys",
+        "post",
+        svc.admin_post("/api/v1/admin/pids/pid-zzz/keys", json!({}))
+            .await?,
+    )?; // 404
+    let key = svc
+        .issue_key("pid-a", json!({"quota": {"limit": 3, "windowSeconds": 60}}))
+        .await?;
+    let (_, issued) = svc
+        .admin_post("/api/v1/admin/pids/pid-a/keys", json!({}))
+        .await?;
     let key_id = issued["data"]["keyId"].as_str().context("keyId")?;
-    let revoke = |id: String| api_support::send(svc.http.delete(svc.url(&format!("/api/v1/admin/keys/{id}"))).bearer_auth(ADMIN_TOKEN));
-    ok("/api/v1/admin/keys/{keyId}", "delete", revoke(key_id.to_owned()).await?)?;
-    ok("/api/v1/admin/keys/{keyId}", "delete", revoke(key_id.to_owned()).await?)?; // 404
+    let revoke = |id: String| {
+        api_support::send(
+            svc.http
+                .delete(svc.url(&format!("/api/v1/admin/keys/{id}")))
+                .bearer_auth(ADMIN_TOKEN),
+        )
+    };
+    ok(
+        "/api/v1/admin/keys/{keyId}",
+        "delete",
+        revoke(key_id.to_owned()).await?,
+    )?;
+    ok(
+        "/api/v1/admin/keys/{keyId}",
+        "delete",
+        revoke(key_id.to_owned()).await?,
+    )?; // 404
 
     // Sessions.
-    let created = svc.create(&key, json!({"pid": "pid-a", "clientId": "u1", "guildId": "g"})).await?;
+    let created = svc
+        .create(
+            &key,
+            json!({"pid": "pid-a", "clientId": "u1", "guildId": "g"}),
+        )
+        .await?;
     let sid = created.1["data"]["sid"].as_str().context("sid")?.to_owned();
     ok(S, "post", created)?;
-    ok(S, "post", svc.create(&key, json!({"pid": "pid-a", "clientId": "u1", "guildId": "g"})).await?)?; // reused
+    ok(
+        S,
+        "post",
+        svc.create(
+            &key,
+            json!({"pid": "pid-a", "clientId": "u1", "guildId": "g"}),
+        )
+        .await?,
+    )?; // reused
     ok(S, "post", svc.create(&key, json!({"pid": "pid-a"})).await?)?; // 400
-    ok(S, "post", svc.create("dock_wrong", json!({"pid": "pid-a", "clientId": "u"})).await?)?; // 401
-    ok(S, "post", svc.create(&key, json!({"pid": "pid-b", "clientId": "u"})).await?)?; // 404
-    ok(S, "post", svc.create(&key, json!({"pid": "pid-a", "clientId": "u9"})).await?)?;
-    ok(S, "post", svc.create(&key, json!({"pid": "pid-a", "clientId": "u10"})).await?)?; // 429
+    ok(
+        S,
+        "post",
+        svc.create("dock_wrong", json!({"pid": "pid-a", "clientId": "u"}))
+            .await?,
+    )?; // 401
+    ok(
+        S,
+        "post",
+        svc.create(&key, json!({"pid": "pid-b", "clientId": "u"}))
+            .await?,
+    )?; // 404
+    ok(
+        S,
+        "post",
+        svc.create(&key, json!({"pid": "pid-a", "clientId": "u9"}))
+            .await?,
+    )?;
+    ok(
+        S,
+        "post",
+        svc.create(&key, json!({"pid": "pid-a", "clientId": "u10"}))
+            .await?,
+    )?; // 429
     ok(ONE, "get", svc.get(&key, &sid, "").await?)?;
     ok(ONE, "get", svc.get(&key, &sid, "?wait=x").await?)?; // 400
-    ok(ONE, "get", svc.get(&key, "vsn_A1b2C3d4E5f6G7h8J9k0L1", "").await?)?; // 404
-    ok("/api/v1/admin/sessions/{sid}/complete", "post", svc.complete(&sid, "1", "2").await?)?;
-    ok("/api/v1/admin/sessions/{sid}/complete", "post", svc.complete(&sid, "1", "3").await?)?; // 409
+    ok(
+        ONE,
+        "get",
+        svc.get(&key, "vsn_A1b2C3d4E5f6G7h8J9k0L1", "").await?,
+    )?; // 404
+    ok(
+        "/api/v1/admin/sessions/{sid}/complete",
+        "post",
+        svc.complete(&sid, "1", "2").await?,
+    )?;
+    ok(
+        "/api/v1/admin/sessions/{sid}/complete",
+        "post",
+        svc.complete(&sid, "1", "3").await?,
+    )?; // 409
     ok(ONE, "get", svc.get(&key, &sid, "").await?)?; // completed view
-    ok(ONE, "delete", api_support::send(svc.http.delete(svc.url(&format!("/api/v1/verify/session/{sid}"))).bearer_auth(&key)).await?)?; // 409
+    ok(
+        ONE,
+        "delete",
+        api_support::send(
+            svc.http
+                .delete(svc.url(&format!("/api/v1/verify/session/{sid}")))
+                .bearer_auth(&key),
+        )
+        .await?,
+    )?; // 409
 
     // Lookups and health.
     let get = |p: &str, k: Option<&str>| {
@@ -97,9 +209,21 @@ async fn responses_match_the_openapi_document() -> Result<()> {
         }
         api_support::send(r)
     };
-    ok("/api/v1/public/discord-to-roblox", "get", get("/api/v1/public/discord-to-roblox?discordId=1", Some(&key)).await?)?;
-    ok("/api/v1/public/discord-to-roblox", "get", get("/api/v1/public/discord-to-roblox?discordId=9", Some(&key)).await?)?;
-    ok("/api/v1/public/roblox-to-discord", "get", get("/api/v1/public/roblox-to-discord?robloxId=2", Some(&key)).await?)?;
+    ok(
+        "/api/v1/public/discord-to-roblox",
+        "get",
+        get("/api/v1/public/discord-to-roblox?discordId=1", Some(&key)).await?,
+    )?;
+    ok(
+        "/api/v1/public/discord-to-roblox",
+        "get",
+        get("/api/v1/public/discord-to-roblox?discordId=9", Some(&key)).await?,
+    )?;
+    ok(
+        "/api/v1/public/roblox-to-discord",
+        "get",
+        get("/api/v1/public/roblox-to-discord?robloxId=2", Some(&key)).await?,
+    )?;
     ok("/healthz", "get", get("/healthz", None).await?)?;
     ok("/readyz", "get", get("/readyz", None).await?)?;
     assert!(checked >= 25, "{checked}");

@@ -21,7 +21,11 @@ async fn waiters_wake_across_instances() -> Result<()> {
     let mut sse = svc.stream_on(1, &key, &sid, None).await?;
     assert_eq!(sse.expect(T).await?.event, "pending");
     let poll = {
-        let (http, url, key) = (svc.http.clone(), svc.url_on(1, &format!("/api/v1/verify/session/{sid}?wait=25")), key.clone());
+        let (http, url, key) = (
+            svc.http.clone(),
+            svc.url_on(1, &format!("/api/v1/verify/session/{sid}?wait=25")),
+            key.clone(),
+        );
         tokio::spawn(async move { api_support::send(http.get(url).bearer_auth(key)).await })
     };
     svc.wait_for_waiters(1, &sid, 2).await?;
@@ -48,10 +52,17 @@ async fn redis_down_then_back() -> Result<()> {
     let mut sse = svc.stream(&key, &sid, None).await?;
     assert_eq!(sse.expect(T).await?.event, "pending");
     let poll = {
-        let (http, url, key) = (svc.http.clone(), svc.url(&format!("/api/v1/verify/session/{sid}?wait=25")), key.clone());
+        let (http, url, key) = (
+            svc.http.clone(),
+            svc.url(&format!("/api/v1/verify/session/{sid}?wait=25")),
+            key.clone(),
+        );
         tokio::spawn(async move {
             let t = Instant::now();
-            (api_support::send(http.get(url).bearer_auth(key)).await, t.elapsed())
+            (
+                api_support::send(http.get(url).bearer_auth(key)).await,
+                t.elapsed(),
+            )
         })
     };
     svc.wait_for_waiters(0, &sid, 2).await?;
@@ -60,7 +71,11 @@ async fn redis_down_then_back() -> Result<()> {
 
     let (r, elapsed) = tokio::time::timeout(T, poll).await??;
     let (s, body) = r?;
-    assert_eq!((s, body["error"]["code"].as_str()), (503, Some("store_unavailable")), "{body}");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
     assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
     sse.expect_end(T).await?;
     let resp = svc

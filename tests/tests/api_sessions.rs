@@ -29,7 +29,9 @@ both_stores!(
 );
 
 fn is_iso_millis(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| s.len() == 24 && s.ends_with('Z') && dock_core::Timestamp::parse_iso8601(s).is_ok())
+    v.as_str().is_some_and(|s| {
+        s.len() == 24 && s.ends_with('Z') && dock_core::Timestamp::parse_iso8601(s).is_ok()
+    })
 }
 
 /// The spec's curl call (same headers, same body) answers with every field of
@@ -61,31 +63,70 @@ async fn spec_curl_call_returns_every_field(store: Cfg) -> Result<()> {
     assert!(body["version"].is_string());
     assert_eq!(body["verifyRequestsRemaining"], 1999);
     // Field order is the spec's.
-    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["status", "data", "timestamp", "version", "verifyRequestsRemaining"]);
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "status",
+            "data",
+            "timestamp",
+            "version",
+            "verifyRequestsRemaining"
+        ]
+    );
     let dkeys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(dkeys, ["sid", "pid", "clientId", "expiresAt", "reusedExisting", "verifyUrl"]);
+    assert_eq!(
+        dkeys,
+        [
+            "sid",
+            "pid",
+            "clientId",
+            "expiresAt",
+            "reusedExisting",
+            "verifyUrl"
+        ]
+    );
     // expiresAt is 5 minutes after the timestamp.
     let t0 = dock_core::Timestamp::parse_iso8601(body["timestamp"].as_str().unwrap())?;
     let exp = dock_core::Timestamp::parse_iso8601(d["expiresAt"].as_str().unwrap())?;
     assert_eq!(t0.millis_until(exp), 300_000);
 
     // The same call again reuses the session and counts against the bucket.
-    let (s, again) = svc.create(&key, json!({"pid": "pid-yourapp", "clientId": "user_123", "guildId": "optional"})).await?;
+    let (s, again) = svc
+        .create(
+            &key,
+            json!({"pid": "pid-yourapp", "clientId": "user_123", "guildId": "optional"}),
+        )
+        .await?;
     assert_eq!(s, 200);
     assert_eq!(again["data"]["sid"], sid);
     assert_eq!(again["data"]["reusedExisting"], true);
-    assert_eq!(again["data"]["expiresAt"], d["expiresAt"], "reuse does not extend expiresAt");
+    assert_eq!(
+        again["data"]["expiresAt"], d["expiresAt"],
+        "reuse does not extend expiresAt"
+    );
     assert_eq!(again["verifyRequestsRemaining"], 1998);
     // Another guild is another session.
-    let (_, other) = svc.create(&key, json!({"pid": "pid-yourapp", "clientId": "user_123"})).await?;
+    let (_, other) = svc
+        .create(&key, json!({"pid": "pid-yourapp", "clientId": "user_123"}))
+        .await?;
     assert_ne!(other["data"]["sid"], sid);
     assert_eq!(other["data"]["reusedExisting"], false);
     Ok(())
 }
 
 /// Runs the spec's sample Node client (unchanged but API_BASE) and returns its output lines.
-async fn spec_client(svc: &Service, key: &str, pid: &str, client_id: &str) -> Result<tokio::process::Child> {
+async fn spec_client(
+    svc: &Service,
+    key: &str,
+    pid: &str,
+    client_id: &str,
+) -> Result<tokio::process::Child> {
     let script = dock_tests::artifacts::workspace_root().join("tests/node/spec-client.mjs");
     Ok(tokio::process::Command::new("node")
         .arg(script)
@@ -98,8 +139,13 @@ async fn spec_client(svc: &Service, key: &str, pid: &str, client_id: &str) -> Re
         .context("run node")?)
 }
 
-async fn next_line(lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>) -> Result<Value> {
-    let line = tokio::time::timeout(T, lines.next_line()).await.context("node printed nothing")??.context("node ended")?;
+async fn next_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> Result<Value> {
+    let line = tokio::time::timeout(T, lines.next_line())
+        .await
+        .context("node printed nothing")??
+        .context("node ended")?;
     Ok(serde_json::from_str(&line)?)
 }
 
@@ -110,7 +156,10 @@ async fn spec_sample_client_gets_completion(store: Cfg) -> Result<()> {
     let mut child = spec_client(&svc, &key, "pid-yourapp", "user_123").await?;
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let created = next_line(&mut lines).await?;
-    let sid = created["created"]["sid"].as_str().context("sid")?.to_owned();
+    let sid = created["created"]["sid"]
+        .as_str()
+        .context("sid")?
+        .to_owned();
     // The client is streaming now; complete the session and it must return the completed data.
     let (s, done) = svc.complete(&sid, "80351110224678912", "1").await?;
     assert_eq!(s, 200, "{done}");
@@ -133,7 +182,10 @@ async fn spec_sample_client_sees_expiry(store: Cfg) -> Result<()> {
     let created = next_line(&mut lines).await?;
     ensure!(created["created"]["sid"].is_string(), "{created}");
     let out = next_line(&mut lines).await?;
-    assert_eq!(out["error"], "Verification session expired before completion", "{out}");
+    assert_eq!(
+        out["error"], "Verification session expired before completion",
+        "{out}"
+    );
     Ok(())
 }
 
@@ -144,25 +196,43 @@ async fn long_poll_wakes_times_out_and_clamps(store: Cfg) -> Result<()> {
     // Timeout: the pending view with 200, after the wait.
     let t = Instant::now();
     let (s, body) = svc.get(&key, &sid, "?wait=1").await?;
-    assert_eq!((s, body["data"]["status"].as_str()), (200, Some("pending")), "{body}");
+    assert_eq!(
+        (s, body["data"]["status"].as_str()),
+        (200, Some("pending")),
+        "{body}"
+    );
     assert_eq!(body["data"]["result"], Value::Null);
-    assert!(t.elapsed() >= Duration::from_millis(900), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
     // Over the max is clamped (to 2 s here), not refused and not honoured.
     let t = Instant::now();
     let (s, body) = svc.get(&key, &sid, "?wait=600").await?;
     assert_eq!((s, body["data"]["status"].as_str()), (200, Some("pending")));
     let e = t.elapsed();
-    assert!(e >= Duration::from_millis(1900) && e < Duration::from_secs(15), "{e:?}");
+    assert!(
+        e >= Duration::from_millis(1900) && e < Duration::from_secs(15),
+        "{e:?}"
+    );
     // Garbage is a 400.
     let (s, body) = svc.get(&key, &sid, "?wait=soon").await?;
-    assert_eq!((s, body["error"]["code"].as_str()), (400, Some("invalid_wait")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("invalid_wait"))
+    );
     drop(svc);
 
     let svc = Service::start(store, &[]).await?;
     let key = svc.tenant("pid-a").await?;
     let sid = svc.create_sid(&key, "pid-a", "u1").await?;
     let waiter = {
-        let (http, url, key) = (svc.http.clone(), svc.url(&format!("/api/v1/verify/session/{sid}?wait=25")), key.clone());
+        let (http, url, key) = (
+            svc.http.clone(),
+            svc.url(&format!("/api/v1/verify/session/{sid}?wait=25")),
+            key.clone(),
+        );
         tokio::spawn(async move {
             let t = Instant::now();
             let r = api_support::send(http.get(url).bearer_auth(key)).await;
@@ -175,7 +245,11 @@ async fn long_poll_wakes_times_out_and_clamps(store: Cfg) -> Result<()> {
     assert_eq!(s, 200);
     let (r, elapsed) = waiter.await?;
     let (s, body) = r?;
-    assert_eq!((s, body["data"]["status"].as_str()), (200, Some("completed")), "{body}");
+    assert_eq!(
+        (s, body["data"]["status"].as_str()),
+        (200, Some("completed")),
+        "{body}"
+    );
     // Answered on completion, long before the 25 s deadline.
     assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
     Ok(())
@@ -199,14 +273,21 @@ async fn sse_resume_with_last_event_id(store: Cfg) -> Result<()> {
     // Reconnecting with the last id seen gets what it missed, and only that.
     let mut s = svc.stream(&key, &sid, Some("1")).await?;
     let e = s.expect(T).await?;
-    assert_eq!((e.event.as_str(), e.id.as_str()), ("complete", "2"), "{}", s.raw);
+    assert_eq!(
+        (e.event.as_str(), e.id.as_str()),
+        ("complete", "2"),
+        "{}",
+        s.raw
+    );
     let view: Value = serde_json::from_str(&e.data)?;
     assert_eq!(view["result"]["robloxId"], "20");
     s.expect_end(T).await?;
     // Browsers pass it as a query parameter; having seen everything, the stream just ends.
     let resp = svc
         .http
-        .get(svc.url(&format!("/api/v1/verify/session/{sid}/stream?lastEventId=2")))
+        .get(svc.url(&format!(
+            "/api/v1/verify/session/{sid}/stream?lastEventId=2"
+        )))
         .bearer_auth(&key)
         .send()
         .await?;
@@ -224,9 +305,18 @@ async fn parallel_creates_yield_one_session(store: Cfg) -> Result<()> {
     let key = svc.tenant("pid-a").await?;
     let mut tasks = Vec::new();
     for _ in 0..50 {
-        let (http, url, key) = (svc.http.clone(), svc.url("/api/v1/verify/session"), key.clone());
+        let (http, url, key) = (
+            svc.http.clone(),
+            svc.url("/api/v1/verify/session"),
+            key.clone(),
+        );
         tasks.push(tokio::spawn(async move {
-            api_support::send(http.post(url).bearer_auth(key).json(&json!({"pid": "pid-a", "clientId": "same-user"}))).await
+            api_support::send(
+                http.post(url)
+                    .bearer_auth(key)
+                    .json(&json!({"pid": "pid-a", "clientId": "same-user"})),
+            )
+            .await
         }));
     }
     let mut sids = std::collections::BTreeSet::new();
@@ -250,17 +340,30 @@ async fn parallel_completions_yield_one_winner(store: Cfg) -> Result<()> {
     let sid = svc.create_sid(&key, "pid-a", "u1").await?;
     let mut tasks = Vec::new();
     for i in 0..20 {
-        let (http, url) = (svc.http.clone(), svc.url(&format!("/api/v1/admin/sessions/{sid}/complete")));
+        let (http, url) = (
+            svc.http.clone(),
+            svc.url(&format!("/api/v1/admin/sessions/{sid}/complete")),
+        );
         tasks.push(tokio::spawn(async move {
             let body = json!({"discordId": "555", "robloxId": (1000 + i).to_string()});
-            api_support::send(http.post(url).bearer_auth(api_support::ADMIN_TOKEN).json(&body)).await
+            api_support::send(
+                http.post(url)
+                    .bearer_auth(api_support::ADMIN_TOKEN)
+                    .json(&body),
+            )
+            .await
         }));
     }
     let mut winners = Vec::new();
     for t in tasks {
         let (s, body) = t.await??;
         match s {
-            200 => winners.push(body["data"]["result"]["robloxId"].as_str().unwrap().to_owned()),
+            200 => winners.push(
+                body["data"]["result"]["robloxId"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
             409 => assert_eq!(body["error"]["code"], "completion_conflict", "{body}"),
             other => panic!("unexpected {other}: {body}"),
         }
@@ -278,28 +381,51 @@ async fn tenants_are_isolated(store: Cfg) -> Result<()> {
     let sid_b = svc.create_sid(&key_b, "pid-b", "u1").await?;
     // Every endpoint: B's session does not exist for A's key.
     let (s, body) = svc.get(&key_a, &sid_b, "").await?;
-    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("session_not_found")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("session_not_found"))
+    );
     let (s, _) = svc.get(&key_a, &sid_b, "?wait=1").await?;
     assert_eq!(s, 404);
     let st = svc.stream(&key_a, &sid_b, None).await?;
     assert_eq!(st.status, 404);
-    let (s, _) = api_support::send(svc.http.delete(svc.url(&format!("/api/v1/verify/session/{sid_b}"))).bearer_auth(&key_a)).await?;
+    let (s, _) = api_support::send(
+        svc.http
+            .delete(svc.url(&format!("/api/v1/verify/session/{sid_b}")))
+            .bearer_auth(&key_a),
+    )
+    .await?;
     assert_eq!(s, 404);
     // A's key cannot create in B's PID.
-    let (s, body) = svc.create(&key_a, json!({"pid": "pid-b", "clientId": "x"})).await?;
-    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("pid_not_found")));
+    let (s, body) = svc
+        .create(&key_a, json!({"pid": "pid-b", "clientId": "x"}))
+        .await?;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("pid_not_found"))
+    );
     // B's own key still sees it.
     let (s, _) = svc.get(&key_b, &sid_b, "").await?;
     assert_eq!(s, 200);
     // No key, a wrong key, a revoked key: 401.
-    let (s, _) = api_support::send(svc.http.get(svc.url(&format!("/api/v1/verify/session/{sid_b}")))).await?;
+    let (s, _) = api_support::send(
+        svc.http
+            .get(svc.url(&format!("/api/v1/verify/session/{sid_b}"))),
+    )
+    .await?;
     assert_eq!(s, 401);
     let (s, _) = svc.get("dock_not-a-real-key", &sid_b, "").await?;
     assert_eq!(s, 401);
     // One structured log line per request, by route template; no key in any log.
     let log = svc.hosts[0].output();
-    assert!(log.contains(r#""route":"/api/v1/verify/session/:sid","status":404"#), "{log}");
-    assert!(!log.contains(&key_a) && !log.contains(&key_b), "an API key in the log");
+    assert!(
+        log.contains(r#""route":"/api/v1/verify/session/:sid","status":404"#),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&key_a) && !log.contains(&key_b),
+        "an API key in the log"
+    );
     // The store holds no plaintext key.
     if let Some(redis) = &svc.redis {
         let dump = redis.cli(&["--scan"])?;
@@ -307,8 +433,14 @@ async fn tenants_are_isolated(store: Cfg) -> Result<()> {
         for k in dump.lines().filter(|l| !l.is_empty()) {
             all.push_str(&redis.cli(&["DUMP", k]).unwrap_or_default());
         }
-        assert!(!all.contains(&key_a) && !all.contains(&key_b), "plaintext key in Redis");
-        assert!(!all.contains(&key_a["dock_".len()..]), "plaintext key in Redis");
+        assert!(
+            !all.contains(&key_a) && !all.contains(&key_b),
+            "plaintext key in Redis"
+        );
+        assert!(
+            !all.contains(&key_a["dock_".len()..]),
+            "plaintext key in Redis"
+        );
     }
     Ok(())
 }
@@ -319,18 +451,36 @@ async fn cancel_and_its_event(store: Cfg) -> Result<()> {
     let sid = svc.create_sid(&key, "pid-a", "u1").await?;
     let mut st = svc.stream(&key, &sid, None).await?;
     assert_eq!(st.expect(T).await?.event, "pending");
-    let del = || api_support::send(svc.http.delete(svc.url(&format!("/api/v1/verify/session/{sid}"))).bearer_auth(&key));
+    let del = || {
+        api_support::send(
+            svc.http
+                .delete(svc.url(&format!("/api/v1/verify/session/{sid}")))
+                .bearer_auth(&key),
+        )
+    };
     let (s, body) = del().await?;
-    assert_eq!((s, body["data"]["status"].as_str()), (200, Some("cancelled")), "{body}");
+    assert_eq!(
+        (s, body["data"]["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
     let e = st.expect(T).await?;
     assert_eq!((e.event.as_str(), e.id.as_str()), ("cancelled", "2"));
     st.expect_end(T).await?;
     let (s, body) = del().await?;
-    assert_eq!((s, body["error"]["code"].as_str()), (409, Some("session_cancelled")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (409, Some("session_cancelled"))
+    );
     let (s, body) = svc.complete(&sid, "1", "2").await?;
-    assert_eq!((s, body["error"]["code"].as_str()), (409, Some("session_cancelled")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (409, Some("session_cancelled"))
+    );
     // A cancelled session is not reused.
-    let (_, again) = svc.create(&key, json!({"pid": "pid-a", "clientId": "u1"})).await?;
+    let (_, again) = svc
+        .create(&key, json!({"pid": "pid-a", "clientId": "u1"}))
+        .await?;
     assert_ne!(again["data"]["sid"], sid);
     Ok(())
 }
@@ -341,14 +491,20 @@ async fn link_dataset_and_lookups(store: Cfg) -> Result<()> {
     let other = svc.tenant("pid-b").await?;
     let s1 = svc.create_sid(&key, "pid-a", "u1").await?;
     let (_, r1) = svc.complete(&s1, "777", "100").await?;
-    assert_eq!(r1["data"]["result"], json!({"discordId": "777", "robloxId": "100", "linkChanged": false, "previousRobloxId": null}));
+    assert_eq!(
+        r1["data"]["result"],
+        json!({"discordId": "777", "robloxId": "100", "linkChanged": false, "previousRobloxId": null})
+    );
     // Idempotent for the same ids.
     let (s, again) = svc.complete(&s1, "777", "100").await?;
     assert_eq!((s, &again["data"]), (200, &r1["data"]));
     // Same Discord user, another Roblox account: linkChanged with the old id.
     let s2 = svc.create_sid(&key, "pid-a", "u2").await?;
     let (_, r2) = svc.complete(&s2, "777", "200").await?;
-    assert_eq!(r2["data"]["result"], json!({"discordId": "777", "robloxId": "200", "linkChanged": true, "previousRobloxId": "100"}));
+    assert_eq!(
+        r2["data"]["result"],
+        json!({"discordId": "777", "robloxId": "200", "linkChanged": true, "previousRobloxId": "100"})
+    );
     // Same account again: no change.
     let s3 = svc.create_sid(&key, "pid-a", "u3").await?;
     let (_, r3) = svc.complete(&s3, "777", "200").await?;
@@ -358,29 +514,55 @@ async fn link_dataset_and_lookups(store: Cfg) -> Result<()> {
     let (_, r4) = svc.complete(&s4, "777", "300").await?;
     assert_eq!(r4["data"]["result"]["linkChanged"], false);
 
-    let lookup = |k: &str, path: &str| api_support::send(svc.http.get(svc.url(path)).bearer_auth(k.to_owned()));
+    let lookup = |k: &str, path: &str| {
+        api_support::send(svc.http.get(svc.url(path)).bearer_auth(k.to_owned()))
+    };
     let (s, body) = lookup(&key, "/api/v1/public/discord-to-roblox?discordId=777").await?;
-    assert_eq!((s, &body["data"]), (200, &json!({"discordId": "777", "robloxId": "200"})));
+    assert_eq!(
+        (s, &body["data"]),
+        (200, &json!({"discordId": "777", "robloxId": "200"}))
+    );
     let (s, body) = lookup(&other, "/api/v1/public/discord-to-roblox?discordId=777").await?;
     assert_eq!((s, &body["data"]["robloxId"]), (200, &json!("300")));
     let (s, body) = lookup(&key, "/api/v1/public/roblox-to-discord?robloxId=200").await?;
-    assert_eq!((s, &body["data"]), (200, &json!({"robloxId": "200", "discordIds": ["777"]})));
+    assert_eq!(
+        (s, &body["data"]),
+        (200, &json!({"robloxId": "200", "discordIds": ["777"]}))
+    );
     let (s, body) = lookup(&key, "/api/v1/public/roblox-to-discord?robloxId=100").await?;
-    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("link_not_found")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("link_not_found"))
+    );
     let (s, body) = lookup(&key, "/api/v1/public/discord-to-roblox?discordId=1").await?;
-    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("link_not_found")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("link_not_found"))
+    );
     let (s, body) = lookup(&key, "/api/v1/public/discord-to-roblox?discordId=abc").await?;
-    assert_eq!((s, body["error"]["code"].as_str()), (400, Some("invalid_field")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("invalid_field"))
+    );
     Ok(())
 }
 
 async fn quota_bucket(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[]).await?;
     svc.tenant("pid-a").await?;
-    let key = svc.issue_key("pid-a", json!({"quota": {"limit": 2, "windowSeconds": 3600}})).await?;
-    let (_, b1) = svc.create(&key, json!({"pid": "pid-a", "clientId": "u1"})).await?;
+    let key = svc
+        .issue_key(
+            "pid-a",
+            json!({"quota": {"limit": 2, "windowSeconds": 3600}}),
+        )
+        .await?;
+    let (_, b1) = svc
+        .create(&key, json!({"pid": "pid-a", "clientId": "u1"}))
+        .await?;
     assert_eq!(b1["verifyRequestsRemaining"], 1);
-    let (_, b2) = svc.create(&key, json!({"pid": "pid-a", "clientId": "u2"})).await?;
+    let (_, b2) = svc
+        .create(&key, json!({"pid": "pid-a", "clientId": "u2"}))
+        .await?;
     assert_eq!(b2["verifyRequestsRemaining"], 0);
     let resp = svc
         .http
@@ -405,7 +587,11 @@ async fn bad_input_gets_json_errors(store: Cfg) -> Result<()> {
     let svc = Service::start(store, &[]).await?;
     let key = svc.tenant("pid-a").await?;
     let post = |body: &'static str, ct: Option<&'static str>| {
-        let mut r = svc.http.post(svc.url("/api/v1/verify/session")).bearer_auth(key.clone()).body(body);
+        let mut r = svc
+            .http
+            .post(svc.url("/api/v1/verify/session"))
+            .bearer_auth(key.clone())
+            .body(body);
         if let Some(ct) = ct {
             r = r.header("content-type", ct);
         }
@@ -417,27 +603,71 @@ async fn bad_input_gets_json_errors(store: Cfg) -> Result<()> {
         (r#"{"clientId":"u"}"#, None, 400, "missing_field"),
         (r#"{"pid":"pid-a","clientId":""}"#, None, 400, "empty_field"),
         (r#"{"pid":"pid-a","clientId":5}"#, None, 400, "invalid_type"),
-        (r#"{"pid":"pid-a","clientId":"u","x":1}"#, None, 400, "unknown_field"),
-        (r#"{"pid":"pid-a","clientId":"a\u0007b"}"#, None, 400, "invalid_field"),
-        (r#"{"pid":"pid-a","clientId":"u"}"#, Some("text/plain"), 415, "unsupported_media_type"),
+        (
+            r#"{"pid":"pid-a","clientId":"u","x":1}"#,
+            None,
+            400,
+            "unknown_field",
+        ),
+        (
+            r#"{"pid":"pid-a","clientId":"a\u0007b"}"#,
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"pid":"pid-a","clientId":"u"}"#,
+            Some("text/plain"),
+            415,
+            "unsupported_media_type",
+        ),
     ];
     for &(body, ct, status, code) in cases {
         let (s, b) = post(body, ct).await?;
-        assert_eq!((s, b["error"]["code"].as_str()), (status, Some(code)), "{body}: {b}");
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {b}"
+        );
     }
     let big = format!(r#"{{"pid":"pid-a","clientId":"{}"}}"#, "x".repeat(20_000));
-    let (s, b) = api_support::send(svc.http.post(svc.url("/api/v1/verify/session")).bearer_auth(&key).body(big)).await?;
-    assert_eq!((s, b["error"]["code"].as_str()), (413, Some("body_too_large")));
-    for (sid, code) in [("nope", "invalid_id"), ("vsn_A1b2C3d4E5f6G7h8J9k0L1", "session_not_found"), ("vsn_A1b2C3d4E5f6G7h8J9k0L%2F", "invalid_id")] {
+    let (s, b) = api_support::send(
+        svc.http
+            .post(svc.url("/api/v1/verify/session"))
+            .bearer_auth(&key)
+            .body(big),
+    )
+    .await?;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("body_too_large"))
+    );
+    for (sid, code) in [
+        ("nope", "invalid_id"),
+        ("vsn_A1b2C3d4E5f6G7h8J9k0L1", "session_not_found"),
+        ("vsn_A1b2C3d4E5f6G7h8J9k0L%2F", "invalid_id"),
+    ] {
         let (s, b) = svc.get(&key, sid, "").await?;
         assert_eq!(b["error"]["code"], code, "{sid}: {s} {b}");
     }
     let (s, b) = api_support::send(svc.http.get(svc.url("/no/such/route"))).await?;
     assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")));
     let (s, b) = api_support::send(svc.http.put(svc.url("/api/v1/verify/session"))).await?;
-    assert_eq!((s, b["error"]["code"].as_str()), (405, Some("method_not_allowed")));
-    let (s, b) = api_support::send(svc.http.post(svc.url("/api/v1/admin/pids")).bearer_auth("wrong").json(&json!({}))).await?;
-    assert_eq!((s, b["error"]["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let (s, b) = api_support::send(
+        svc.http
+            .post(svc.url("/api/v1/admin/pids"))
+            .bearer_auth("wrong")
+            .json(&json!({})),
+    )
+    .await?;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
     Ok(())
 }
 
@@ -448,7 +678,11 @@ async fn bad_input_gets_json_errors(store: Cfg) -> Result<()> {
 async fn stream_limits_heartbeats_and_max_duration(store: Cfg) -> Result<()> {
     let svc = Service::start(
         store,
-        &[("max_streams_per_key", "2"), ("stream_max_seconds", "3"), ("heartbeat_seconds", "1")],
+        &[
+            ("max_streams_per_key", "2"),
+            ("stream_max_seconds", "3"),
+            ("heartbeat_seconds", "1"),
+        ],
     )
     .await?;
     let key = svc.tenant("pid-a").await?;
@@ -463,7 +697,11 @@ async fn stream_limits_heartbeats_and_max_duration(store: Cfg) -> Result<()> {
     assert_eq!(s3.status, 429);
     assert_eq!(s3.headers["retry-after"], "1");
     let (s, body) = svc.get(&key, &sid, "?wait=5").await?;
-    assert_eq!((s, body["error"]["code"].as_str()), (429, Some("too_many_streams")), "{body}");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (429, Some("too_many_streams")),
+        "{body}"
+    );
     // ...but a plain read is not a waiter, and another key has its own slots.
     assert_eq!(svc.get(&key, &sid, "").await?.0, 200);
     let mut o = svc.stream(&other_key, &sid, Some("1")).await?;

@@ -12,8 +12,15 @@ use dock_tests::fake_oauth::{FakeProvider, Kind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_flow_in_chromium() -> Result<()> {
-    let discord = FakeProvider::start(Kind::Discord, "discord-client", "discord-secret", "80351110224678912").await?;
-    let roblox = FakeProvider::start(Kind::Roblox, "roblox-client", "roblox-secret", "1001").await?;
+    let discord = FakeProvider::start(
+        Kind::Discord,
+        "discord-client",
+        "discord-secret",
+        "80351110224678912",
+    )
+    .await?;
+    let roblox =
+        FakeProvider::start(Kind::Roblox, "roblox-client", "roblox-secret", "1001").await?;
     let (d, r) = (discord.origin(), roblox.origin());
     let vars = [
         ("discord_oauth_base", d.as_str()),
@@ -57,7 +64,10 @@ async fn oauth_flow_in_chromium() -> Result<()> {
     // Every token exchange proved its PKCE verifier; none failed it.
     let (ok_d, bad_d) = discord.pkce_counts();
     let (ok_r, bad_r) = roblox.pkce_counts();
-    ensure!(ok_d >= 2 && ok_r >= 2 && bad_d == 0 && bad_r == 0, "pkce: discord {ok_d}/{bad_d}, roblox {ok_r}/{bad_r}");
+    ensure!(
+        ok_d >= 2 && ok_r >= 2 && bad_d == 0 && bad_r == 0,
+        "pkce: discord {ok_d}/{bad_d}, roblox {ok_r}/{bad_r}"
+    );
     // Nothing secret reached the host's log.
     let log = svc.hosts[0].output();
     for secret in ["discord-secret", "roblox-secret", "at-", "code-"] {

@@ -17,7 +17,10 @@ async fn npm_package_unit_and_end_to_end() -> Result<()> {
     let mut svc = Service::start_public(StoreKind::Redis, &[("session_ttl_seconds", "30")]).await?;
     let base = svc.url("");
     let control = tempfile::tempdir()?;
-    let (request, done) = (control.path().join("restart"), control.path().join("restarted"));
+    let (request, done) = (
+        control.path().join("restart"),
+        control.path().join("restarted"),
+    );
     // The e2e suite runs this command to restart the server; we do the restart.
     let restart_cmd = format!(
         "touch '{r}' && while [ ! -e '{d}' ]; do sleep 0.05; done && rm -f '{d}'",
@@ -58,9 +61,19 @@ async fn npm_package_unit_and_end_to_end() -> Result<()> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}\n{stderr}");
-    ensure!(out.status.success(), "bindings/test.sh failed\n{stdout}\n{stderr}\nhost:\n{}", svc.hosts[0].output());
-    ensure!(stdout.contains("# fail 0"), "node --test reported failures:\n{stdout}");
-    ensure!(!stdout.contains("# skipped") || stdout.contains("# skipped 0"), "skipped tests:\n{stdout}");
+    ensure!(
+        out.status.success(),
+        "bindings/test.sh failed\n{stdout}\n{stderr}\nhost:\n{}",
+        svc.hosts[0].output()
+    );
+    ensure!(
+        stdout.contains("# fail 0"),
+        "node --test reported failures:\n{stdout}"
+    );
+    ensure!(
+        !stdout.contains("# skipped") || stdout.contains("# skipped 0"),
+        "skipped tests:\n{stdout}"
+    );
     ensure!(restarts >= 1, "the restart test never asked for a restart");
     Ok(())
 }

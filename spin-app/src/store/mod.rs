@@ -37,7 +37,10 @@ impl From<StoreError> for ApiError {
         crate::log::log!("{e}");
         match e {
             StoreError::Unavailable(_) => ApiError::store_unavailable(UNAVAILABLE_RETRY_AFTER_SECS),
-            StoreError::Corrupt(m) => ApiError::new(ErrorCode::InternalError, format!("unreadable stored data: {m}")),
+            StoreError::Corrupt(m) => ApiError::new(
+                ErrorCode::InternalError,
+                format!("unreadable stored data: {m}"),
+            ),
         }
     }
 }
@@ -135,7 +138,10 @@ impl Store {
 
     /// The key whose secret hashes to `hash`.
     pub async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        parse_record("key record", dispatch!(self, s => s.lookup_key(hash).await)?)
+        parse_record(
+            "key record",
+            dispatch!(self, s => s.lookup_key(hash).await)?,
+        )
     }
 
     /// Counts one create against `key`'s current window; returns the count after it.
@@ -179,7 +185,11 @@ impl Store {
     }
 
     /// A session by id, scoped to `pid` (None: any PID; the admin API).
-    pub async fn load_session(&self, pid: Option<&Pid>, sid: &SessionId) -> Result<Option<Loaded>, StoreError> {
+    pub async fn load_session(
+        &self,
+        pid: Option<&Pid>,
+        sid: &SessionId,
+    ) -> Result<Option<Loaded>, StoreError> {
         dispatch!(self, s => s.load_session(pid, sid).await)
     }
 
@@ -189,7 +199,11 @@ impl Store {
     }
 
     /// Every Discord id the PID's dataset links to `roblox_id`.
-    pub async fn discord_ids_of(&self, pid: &Pid, roblox_id: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn discord_ids_of(
+        &self,
+        pid: &Pid,
+        roblox_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
         dispatch!(self, s => s.discord_ids_of(pid, roblox_id).await)
     }
 
@@ -207,18 +221,33 @@ impl Store {
     }
 
     /// Stores a flow record under its `state` for `ttl_ms`.
-    pub async fn put_flow(&self, state: &str, rec: &dock_core::oauth::FlowRecord, ttl_ms: u64) -> Result<(), StoreError> {
+    pub async fn put_flow(
+        &self,
+        state: &str,
+        rec: &dock_core::oauth::FlowRecord,
+        ttl_ms: u64,
+    ) -> Result<(), StoreError> {
         let json = record_json(rec);
         dispatch!(self, s => s.put_flow(state, &json, ttl_ms.max(1)).await)
     }
 
     /// Takes the flow record under `state`, atomically: a state is usable once.
-    pub async fn take_flow(&self, state: &str) -> Result<Option<dock_core::oauth::FlowRecord>, StoreError> {
-        parse_record("flow record", dispatch!(self, s => s.take_flow(state).await)?)
+    pub async fn take_flow(
+        &self,
+        state: &str,
+    ) -> Result<Option<dock_core::oauth::FlowRecord>, StoreError> {
+        parse_record(
+            "flow record",
+            dispatch!(self, s => s.take_flow(state).await)?,
+        )
     }
 
     /// A session with the change-feed position read in the same step.
-    pub async fn read_with_cursor(&self, pid: &Pid, sid: &SessionId) -> Result<Option<(Session, Cursor)>, StoreError> {
+    pub async fn read_with_cursor(
+        &self,
+        pid: &Pid,
+        sid: &SessionId,
+    ) -> Result<Option<(Session, Cursor)>, StoreError> {
         dispatch!(self, s => s.read_with_cursor(pid, sid).await)
     }
 
@@ -237,7 +266,12 @@ impl Store {
     }
 
     /// Extends a waiter's lease.
-    pub async fn renew_waiter(&self, key: &KeyRecord, waiter: &str, lease_until: Timestamp) -> Result<(), StoreError> {
+    pub async fn renew_waiter(
+        &self,
+        key: &KeyRecord,
+        waiter: &str,
+        lease_until: Timestamp,
+    ) -> Result<(), StoreError> {
         dispatch!(self, s => s.renew_waiter(key, waiter, lease_until).await)
     }
 
@@ -260,8 +294,12 @@ impl Store {
 }
 
 /// Parses a stored record (key, PID, flow) if there is one.
-fn parse_record<T: serde::de::DeserializeOwned>(what: &str, json: Option<String>) -> Result<Option<T>, StoreError> {
-    json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))).transpose()
+fn parse_record<T: serde::de::DeserializeOwned>(
+    what: &str,
+    json: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("{what}: {e}"))))
+        .transpose()
 }
 
 /// Serializes a record for storage (our records serialize infallibly).
@@ -283,5 +321,9 @@ pub(crate) fn session_json(s: &Session) -> String {
 /// retention after it is terminal.
 pub(crate) fn retention_ms(s: &Session, settings: &Settings, now: Timestamp) -> u64 {
     let retention = settings.session_retention_secs * 1000;
-    if s.is_pending_at(now) { now.millis_until(s.expires_at) + retention } else { retention }
+    if s.is_pending_at(now) {
+        now.millis_until(s.expires_at) + retention
+    } else {
+        retention
+    }
 }

@@ -29,7 +29,10 @@ use dock_core::wire::KeyRecord;
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
-use super::{Claim, Cursor, Loaded, LinkWrite, StoreError, Version, parse_session, retention_ms, session_json};
+use super::{
+    Claim, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session, retention_ms,
+    session_json,
+};
 
 /// Creates the live session for a reuse slot if the slot holds what the
 /// caller expects; else returns what it holds.
@@ -156,14 +159,27 @@ impl RedisStore {
     /// Opens a connection (Spin opens a new one per `open`).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let conn = Connection::open(url).await.map_err(unavailable)?;
-        Ok(RedisStore { url: url.to_owned(), conn, blocking: RefCell::new(None) })
+        Ok(RedisStore {
+            url: url.to_owned(),
+            conn,
+            blocking: RefCell::new(None),
+        })
     }
 
-    async fn exec(&self, cmd: &str, args: Vec<RedisParameter>) -> Result<Vec<RedisResult>, StoreError> {
+    async fn exec(
+        &self,
+        cmd: &str,
+        args: Vec<RedisParameter>,
+    ) -> Result<Vec<RedisResult>, StoreError> {
         self.conn.execute(cmd, args).await.map_err(unavailable)
     }
 
-    async fn eval(&self, script: &str, keys: &[String], args: Vec<RedisParameter>) -> Result<Vec<RedisResult>, StoreError> {
+    async fn eval(
+        &self,
+        script: &str,
+        keys: &[String],
+        args: Vec<RedisParameter>,
+    ) -> Result<Vec<RedisResult>, StoreError> {
         let mut all = Vec::with_capacity(2 + keys.len() + args.len());
         all.push(p(script));
         all.push(RedisParameter::Int64(keys.len() as i64));
@@ -189,10 +205,14 @@ impl RedisStore {
         let window = key.quota.window_index(now);
         let k = format!("{}:q:{}:{window}", tag(&key.pid), key.key_id);
         let end = key.quota.window_end(now).as_millis() as i64;
-        let r = self.eval(QUOTA, &[k], vec![RedisParameter::Int64(end)]).await?;
+        let r = self
+            .eval(QUOTA, &[k], vec![RedisParameter::Int64(end)])
+            .await?;
         match r.first() {
             Some(RedisResult::Int64(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
-            other => Err(StoreError::Corrupt(format!("quota counter reply {other:?}"))),
+            other => Err(StoreError::Corrupt(format!(
+                "quota counter reply {other:?}"
+            ))),
         }
     }
 
@@ -201,22 +221,37 @@ impl RedisStore {
     }
 
     pub async fn create_pid(&self, pid: &Pid, json: &str) -> Result<bool, StoreError> {
-        let r = self.exec("SET", vec![p(format!("{}:meta", tag(pid))), p(json), p("NX")]).await?;
+        let r = self
+            .exec(
+                "SET",
+                vec![p(format!("{}:meta", tag(pid))), p(json), p("NX")],
+            )
+            .await?;
         Ok(!matches!(r.first(), None | Some(RedisResult::Nil)))
     }
 
-    pub async fn issue_key(&self, hash: &str, key_id: &KeyId, json: &str) -> Result<(), StoreError> {
+    pub async fn issue_key(
+        &self,
+        hash: &str,
+        key_id: &KeyId,
+        json: &str,
+    ) -> Result<(), StoreError> {
         // The key id index first: a half-issued key is revocable and never usable.
-        self.exec("SET", vec![p(format!("dock:keyid:{key_id}")), p(hash)]).await?;
-        self.exec("SET", vec![p(format!("dock:key:{hash}")), p(json)]).await?;
+        self.exec("SET", vec![p(format!("dock:keyid:{key_id}")), p(hash)])
+            .await?;
+        self.exec("SET", vec![p(format!("dock:key:{hash}")), p(json)])
+            .await?;
         Ok(())
     }
 
     pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
         let idx = format!("dock:keyid:{key_id}");
-        let Some(hash) = self.get(&idx).await? else { return Ok(false) };
+        let Some(hash) = self.get(&idx).await? else {
+            return Ok(false);
+        };
         // The usable record first, so a failure in between leaves the key revoked.
-        self.exec("DEL", vec![p(format!("dock:key:{hash}"))]).await?;
+        self.exec("DEL", vec![p(format!("dock:key:{hash}"))])
+            .await?;
         self.exec("DEL", vec![p(idx)]).await?;
         Ok(true)
     }
@@ -235,7 +270,12 @@ impl RedisStore {
         // Written first (it names no state); a lost race leaves an index that expires.
         self.exec(
             "SET",
-            vec![p(format!("dock:sid:{}", candidate.sid)), p(pid.as_str()), p("PX"), RedisParameter::Int64(px)],
+            vec![
+                p(format!("dock:sid:{}", candidate.sid)),
+                p(pid.as_str()),
+                p("PX"),
+                RedisParameter::Int64(px),
+            ],
         )
         .await?;
         let reuse_px = now.millis_until(candidate.expires_at).max(1) as i64;
@@ -266,41 +306,67 @@ impl RedisStore {
         match parts.as_slice() {
             [Some(ok)] if ok == "ok" => Ok(Claim::Created),
             [Some(t), cur, sess] if t == "taken" => {
-                let sid = cur.as_deref().filter(|s| !s.is_empty()).and_then(|s| SessionId::parse(s).ok());
+                let sid = cur
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .and_then(|s| SessionId::parse(s).ok());
                 let session = match sess.as_deref().filter(|s| !s.is_empty()) {
                     Some(json) => Some(parse_session(json)?),
                     None => None,
                 };
                 Ok(Claim::Taken { sid, session })
             }
-            other => Err(StoreError::Corrupt(format!("create script reply {other:?}"))),
+            other => Err(StoreError::Corrupt(format!(
+                "create script reply {other:?}"
+            ))),
         }
     }
 
-    pub async fn load_session(&self, pid: Option<&Pid>, sid: &SessionId) -> Result<Option<Loaded>, StoreError> {
+    pub async fn load_session(
+        &self,
+        pid: Option<&Pid>,
+        sid: &SessionId,
+    ) -> Result<Option<Loaded>, StoreError> {
         let pid = match pid {
             Some(p) => p.clone(),
-            None => match self.get(&format!("dock:sid:{sid}")).await?.and_then(|s| Pid::parse(&s).ok()) {
+            None => match self
+                .get(&format!("dock:sid:{sid}"))
+                .await?
+                .and_then(|s| Pid::parse(&s).ok())
+            {
                 Some(p) => p,
                 None => return Ok(None),
             },
         };
-        let Some(json) = self.get(&k_session(&pid, sid)).await? else { return Ok(None) };
+        let Some(json) = self.get(&k_session(&pid, sid)).await? else {
+            return Ok(None);
+        };
         let session = parse_session(&json)?;
         // Defence in depth: the key is PID-scoped, and so must the record be.
         if session.pid != pid || &session.sid != sid {
             return Ok(None);
         }
-        Ok(Some(Loaded { session, version: Version::Json(json) }))
+        Ok(Some(Loaded {
+            session,
+            version: Version::Json(json),
+        }))
     }
 
     pub async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
-        let r = self.exec("HGET", vec![p(k_links(pid)), p(discord_id)]).await?;
+        let r = self
+            .exec("HGET", vec![p(k_links(pid)), p(discord_id)])
+            .await?;
         Ok(r.first().and_then(text))
     }
 
-    pub async fn discord_ids_of(&self, pid: &Pid, roblox_id: &str) -> Result<Vec<String>, StoreError> {
-        let r = self.exec("SMEMBERS", vec![p(k_roblox(pid, roblox_id))]).await?;
+    pub async fn discord_ids_of(
+        &self,
+        pid: &Pid,
+        roblox_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let r = self
+            .exec("SMEMBERS", vec![p(k_roblox(pid, roblox_id))])
+            .await?;
         let mut ids: Vec<String> = r.iter().filter_map(text).collect();
         ids.sort();
         Ok(ids)
@@ -315,11 +381,17 @@ impl RedisStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let Version::Json(expected) = &prev.version else {
-            return Err(StoreError::Corrupt("a SQLite version reached the Redis store".into()));
+            return Err(StoreError::Corrupt(
+                "a SQLite version reached the Redis store".into(),
+            ));
         };
         let pid = &next.pid;
         let (discord, roblox, previous) = match link {
-            Some(l) => (l.discord_id.as_str(), l.roblox_id.as_str(), l.expected_previous.as_deref().unwrap_or("")),
+            Some(l) => (
+                l.discord_id.as_str(),
+                l.roblox_id.as_str(),
+                l.expected_previous.as_deref().unwrap_or(""),
+            ),
             None => ("", "", ""),
         };
         let keys = [
@@ -350,7 +422,9 @@ impl RedisStore {
         match r.first().and_then(text).as_deref() {
             Some("ok") => Ok(true),
             Some("conflict") => Ok(false),
-            other => Err(StoreError::Corrupt(format!("commit script reply {other:?}"))),
+            other => Err(StoreError::Corrupt(format!(
+                "commit script reply {other:?}"
+            ))),
         }
     }
 
@@ -377,31 +451,57 @@ impl RedisStore {
         Ok(matches!(r.first(), Some(RedisResult::Int64(1))))
     }
 
-    pub async fn renew_waiter(&self, key: &KeyRecord, waiter: &str, lease_until: Timestamp) -> Result<(), StoreError> {
+    pub async fn renew_waiter(
+        &self,
+        key: &KeyRecord,
+        waiter: &str,
+        lease_until: Timestamp,
+    ) -> Result<(), StoreError> {
         let k = k_waiters(key);
         let end = RedisParameter::Int64(lease_until.as_millis() as i64);
-        self.exec("ZADD", vec![p(&k), p("XX"), end.clone(), p(waiter)]).await?;
+        self.exec("ZADD", vec![p(&k), p("XX"), end.clone(), p(waiter)])
+            .await?;
         // The set lives as long as its longest lease.
-        self.exec("PEXPIREAT", vec![p(&k), end, p("GT")]).await.map(drop)
-    }
-
-    pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
-        self.exec("ZREM", vec![p(k_waiters(key)), p(waiter)]).await.map(drop)
-    }
-
-    pub async fn put_flow(&self, state: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {
-        self.exec("SET", vec![p(format!("dock:flow:{state}")), p(json), p("PX"), RedisParameter::Int64(ttl_ms as i64)])
+        self.exec("PEXPIREAT", vec![p(&k), end, p("GT")])
             .await
             .map(drop)
     }
 
+    pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
+        self.exec("ZREM", vec![p(k_waiters(key)), p(waiter)])
+            .await
+            .map(drop)
+    }
+
+    pub async fn put_flow(&self, state: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        self.exec(
+            "SET",
+            vec![
+                p(format!("dock:flow:{state}")),
+                p(json),
+                p("PX"),
+                RedisParameter::Int64(ttl_ms as i64),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn take_flow(&self, state: &str) -> Result<Option<String>, StoreError> {
-        let r = self.exec("GETDEL", vec![p(format!("dock:flow:{state}"))]).await?;
+        let r = self
+            .exec("GETDEL", vec![p(format!("dock:flow:{state}"))])
+            .await?;
         Ok(r.first().and_then(text))
     }
 
-    pub async fn read_with_cursor(&self, pid: &Pid, sid: &SessionId) -> Result<Option<(Session, Cursor)>, StoreError> {
-        let r = self.eval(READ, &[k_session(pid, sid), k_events(pid, sid)], vec![]).await?;
+    pub async fn read_with_cursor(
+        &self,
+        pid: &Pid,
+        sid: &SessionId,
+    ) -> Result<Option<(Session, Cursor)>, StoreError> {
+        let r = self
+            .eval(READ, &[k_session(pid, sid), k_events(pid, sid)], vec![])
+            .await?;
         let parts: Vec<Option<String>> = r.iter().map(text).collect();
         match parts.as_slice() {
             [Some(json), Some(id)] => {
@@ -427,7 +527,9 @@ impl RedisStore {
         _settings: &Settings,
     ) -> Result<(), StoreError> {
         let Cursor::Stream(id) = cursor else {
-            return Err(StoreError::Corrupt("a SQLite cursor reached the Redis store".into()));
+            return Err(StoreError::Corrupt(
+                "a SQLite cursor reached the Redis store".into(),
+            ));
         };
         let ms = crate::env::now().millis_until(until);
         if ms == 0 {

@@ -14,7 +14,10 @@ use dock_core::wire::KeyRecord;
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use spin_sdk::sqlite::{Connection, Value};
 
-use super::{Claim, Cursor, Loaded, LinkWrite, StoreError, Version, parse_session, retention_ms, session_json};
+use super::{
+    Claim, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session, retention_ms,
+    session_json,
+};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS dock_sessions (
@@ -115,7 +118,12 @@ impl SqliteStore {
     }
 
     pub async fn lookup_key(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        let rows = self.rows("SELECT record FROM dock_keys WHERE key_hash = ?", vec![t(hash)]).await?;
+        let rows = self
+            .rows(
+                "SELECT record FROM dock_keys WHERE key_hash = ?",
+                vec![t(hash)],
+            )
+            .await?;
         Ok(rows.first().and_then(|r| text_at(r, 0)))
     }
 
@@ -132,14 +140,22 @@ impl SqliteStore {
         let count = rows.first().and_then(|r| int_at(r, 0)).unwrap_or(0);
         if count == 1 {
             // First hit of a window: drop the key's older windows.
-            self.rows("DELETE FROM dock_quota WHERE key_id = ? AND window < ?", vec![t(key.key_id.as_str()), i(window)])
-                .await?;
+            self.rows(
+                "DELETE FROM dock_quota WHERE key_id = ? AND window < ?",
+                vec![t(key.key_id.as_str()), i(window)],
+            )
+            .await?;
         }
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
     pub async fn load_pid(&self, pid: &Pid) -> Result<Option<String>, StoreError> {
-        let rows = self.rows("SELECT record FROM dock_pids WHERE pid = ?", vec![t(pid.as_str())]).await?;
+        let rows = self
+            .rows(
+                "SELECT record FROM dock_pids WHERE pid = ?",
+                vec![t(pid.as_str())],
+            )
+            .await?;
         Ok(rows.first().and_then(|r| text_at(r, 0)))
     }
 
@@ -153,7 +169,12 @@ impl SqliteStore {
         Ok(!rows.is_empty())
     }
 
-    pub async fn issue_key(&self, hash: &str, key_id: &KeyId, json: &str) -> Result<(), StoreError> {
+    pub async fn issue_key(
+        &self,
+        hash: &str,
+        key_id: &KeyId,
+        json: &str,
+    ) -> Result<(), StoreError> {
         self.rows(
             "INSERT INTO dock_keys (key_hash, key_id, record) VALUES (?, ?, ?)",
             vec![t(hash), t(key_id.as_str()), t(json)],
@@ -164,7 +185,10 @@ impl SqliteStore {
 
     pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
         let rows = self
-            .rows("DELETE FROM dock_keys WHERE key_id = ? RETURNING key_id", vec![t(key_id.as_str())])
+            .rows(
+                "DELETE FROM dock_keys WHERE key_id = ? RETURNING key_id",
+                vec![t(key_id.as_str())],
+            )
             .await?;
         Ok(!rows.is_empty())
     }
@@ -179,7 +203,11 @@ impl SqliteStore {
     ) -> Result<Claim, StoreError> {
         let pid = candidate.pid.as_str();
         // Finished sessions past their retention go first (indexed range delete).
-        self.rows("DELETE FROM dock_sessions WHERE purge_at <= ?", vec![i(ms(now))]).await?;
+        self.rows(
+            "DELETE FROM dock_sessions WHERE purge_at <= ?",
+            vec![i(ms(now))],
+        )
+        .await?;
         // The session row exists before the slot can point at it, so a reader
         // that finds the slot always finds the session.
         let purge_at = ms(now.plus_millis(retention_ms(candidate, settings, now)));
@@ -193,13 +221,22 @@ impl SqliteStore {
                 "INSERT INTO dock_reuse (pid, digest, sid) VALUES (?, ?, ?)
                  ON CONFLICT (pid, digest) DO UPDATE SET sid = excluded.sid WHERE dock_reuse.sid = ?
                  RETURNING sid",
-                vec![t(pid), t(digest), t(candidate.sid.as_str()), t(expected.map(SessionId::as_str).unwrap_or(""))],
+                vec![
+                    t(pid),
+                    t(digest),
+                    t(candidate.sid.as_str()),
+                    t(expected.map(SessionId::as_str).unwrap_or("")),
+                ],
             )
             .await?;
         if !won.is_empty() {
             return Ok(Claim::Created);
         }
-        self.rows("DELETE FROM dock_sessions WHERE sid = ?", vec![t(candidate.sid.as_str())]).await?;
+        self.rows(
+            "DELETE FROM dock_sessions WHERE sid = ?",
+            vec![t(candidate.sid.as_str())],
+        )
+        .await?;
         let rows = self
             .rows(
                 "SELECT r.sid, s.record FROM dock_reuse r LEFT JOIN dock_sessions s ON s.sid = r.sid
@@ -208,7 +245,9 @@ impl SqliteStore {
             )
             .await?;
         let row = rows.first();
-        let sid = row.and_then(|r| text_at(r, 0)).and_then(|s| SessionId::parse(&s).ok());
+        let sid = row
+            .and_then(|r| text_at(r, 0))
+            .and_then(|s| SessionId::parse(&s).ok());
         let session = match row.and_then(|r| text_at(r, 1)) {
             Some(json) => Some(parse_session(&json)?),
             None => None,
@@ -216,29 +255,50 @@ impl SqliteStore {
         Ok(Claim::Taken { sid, session })
     }
 
-    pub async fn load_session(&self, pid: Option<&Pid>, sid: &SessionId) -> Result<Option<Loaded>, StoreError> {
+    pub async fn load_session(
+        &self,
+        pid: Option<&Pid>,
+        sid: &SessionId,
+    ) -> Result<Option<Loaded>, StoreError> {
         let rows = self
-            .rows("SELECT record, revision, pid FROM dock_sessions WHERE sid = ?", vec![t(sid.as_str())])
+            .rows(
+                "SELECT record, revision, pid FROM dock_sessions WHERE sid = ?",
+                vec![t(sid.as_str())],
+            )
             .await?;
-        let Some(row) = rows.first() else { return Ok(None) };
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
         if let Some(pid) = pid
             && text_at(row, 2).as_deref() != Some(pid.as_str())
         {
             return Ok(None);
         }
-        let json = text_at(row, 0).ok_or_else(|| StoreError::Corrupt("session without record".into()))?;
-        let revision = int_at(row, 1).ok_or_else(|| StoreError::Corrupt("session without revision".into()))?;
-        Ok(Some(Loaded { session: parse_session(&json)?, version: Version::Revision(revision) }))
+        let json =
+            text_at(row, 0).ok_or_else(|| StoreError::Corrupt("session without record".into()))?;
+        let revision =
+            int_at(row, 1).ok_or_else(|| StoreError::Corrupt("session without revision".into()))?;
+        Ok(Some(Loaded {
+            session: parse_session(&json)?,
+            version: Version::Revision(revision),
+        }))
     }
 
     pub async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
         let rows = self
-            .rows("SELECT roblox_id FROM dock_links WHERE pid = ? AND discord_id = ?", vec![t(pid.as_str()), t(discord_id)])
+            .rows(
+                "SELECT roblox_id FROM dock_links WHERE pid = ? AND discord_id = ?",
+                vec![t(pid.as_str()), t(discord_id)],
+            )
             .await?;
         Ok(rows.first().and_then(|r| text_at(r, 0)))
     }
 
-    pub async fn discord_ids_of(&self, pid: &Pid, roblox_id: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn discord_ids_of(
+        &self,
+        pid: &Pid,
+        roblox_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let rows = self
             .rows(
                 "SELECT discord_id FROM dock_links WHERE pid = ? AND roblox_id = ? ORDER BY discord_id",
@@ -257,7 +317,9 @@ impl SqliteStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let Version::Revision(rev) = prev.version else {
-            return Err(StoreError::Corrupt("a Redis version reached the SQLite store".into()));
+            return Err(StoreError::Corrupt(
+                "a Redis version reached the SQLite store".into(),
+            ));
         };
         let purge_at = ms(now.plus_millis(retention_ms(next, settings, now)));
         let rows = match link {
@@ -303,20 +365,35 @@ impl SqliteStore {
         lease_until: Timestamp,
     ) -> Result<bool, StoreError> {
         let id = key.key_id.as_str();
-        self.rows("DELETE FROM dock_waiters WHERE key_id = ? AND lease_until <= ?", vec![t(id), i(ms(now))]).await?;
+        self.rows(
+            "DELETE FROM dock_waiters WHERE key_id = ? AND lease_until <= ?",
+            vec![t(id), i(ms(now))],
+        )
+        .await?;
         // One statement: insert only while the key is under its limit.
         let rows = self
             .rows(
                 "INSERT INTO dock_waiters (key_id, waiter, lease_until)
                  SELECT ?, ?, ? WHERE (SELECT count(*) FROM dock_waiters WHERE key_id = ?) < ?
                  RETURNING waiter",
-                vec![t(id), t(waiter), i(ms(lease_until)), t(id), i(i64::try_from(max).unwrap_or(i64::MAX))],
+                vec![
+                    t(id),
+                    t(waiter),
+                    i(ms(lease_until)),
+                    t(id),
+                    i(i64::try_from(max).unwrap_or(i64::MAX)),
+                ],
             )
             .await?;
         Ok(!rows.is_empty())
     }
 
-    pub async fn renew_waiter(&self, key: &KeyRecord, waiter: &str, lease_until: Timestamp) -> Result<(), StoreError> {
+    pub async fn renew_waiter(
+        &self,
+        key: &KeyRecord,
+        waiter: &str,
+        lease_until: Timestamp,
+    ) -> Result<(), StoreError> {
         self.rows(
             "UPDATE dock_waiters SET lease_until = ? WHERE key_id = ? AND waiter = ?",
             vec![i(ms(lease_until)), t(key.key_id.as_str()), t(waiter)],
@@ -326,14 +403,21 @@ impl SqliteStore {
     }
 
     pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
-        self.rows("DELETE FROM dock_waiters WHERE key_id = ? AND waiter = ?", vec![t(key.key_id.as_str()), t(waiter)])
-            .await
-            .map(drop)
+        self.rows(
+            "DELETE FROM dock_waiters WHERE key_id = ? AND waiter = ?",
+            vec![t(key.key_id.as_str()), t(waiter)],
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn put_flow(&self, state: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {
         let now = crate::env::now();
-        self.rows("DELETE FROM dock_flows WHERE expires_at <= ?", vec![i(ms(now))]).await?;
+        self.rows(
+            "DELETE FROM dock_flows WHERE expires_at <= ?",
+            vec![i(ms(now))],
+        )
+        .await?;
         self.rows(
             "INSERT INTO dock_flows (state, record, expires_at) VALUES (?, ?, ?)",
             vec![t(state), t(json), i(ms(now.plus_millis(ttl_ms)))],
@@ -352,7 +436,11 @@ impl SqliteStore {
         Ok(rows.first().and_then(|r| text_at(r, 0)))
     }
 
-    pub async fn read_with_cursor(&self, pid: &Pid, sid: &SessionId) -> Result<Option<(Session, Cursor)>, StoreError> {
+    pub async fn read_with_cursor(
+        &self,
+        pid: &Pid,
+        sid: &SessionId,
+    ) -> Result<Option<(Session, Cursor)>, StoreError> {
         Ok(self.load_session(Some(pid), sid).await?.map(|l| {
             let rev = match l.version {
                 Version::Revision(r) => r,
@@ -371,7 +459,9 @@ impl SqliteStore {
         settings: &Settings,
     ) -> Result<(), StoreError> {
         let Cursor::Revision(seen) = *cursor else {
-            return Err(StoreError::Corrupt("a Redis cursor reached the SQLite store".into()));
+            return Err(StoreError::Corrupt(
+                "a Redis cursor reached the SQLite store".into(),
+            ));
         };
         loop {
             let left = crate::env::now().millis_until(until);
@@ -379,7 +469,12 @@ impl SqliteStore {
                 return Ok(());
             }
             spin_sdk::time::sleep(Duration::from_millis(left.min(settings.poll_interval_ms))).await;
-            let rows = self.rows("SELECT revision FROM dock_sessions WHERE sid = ?", vec![t(sid.as_str())]).await?;
+            let rows = self
+                .rows(
+                    "SELECT revision FROM dock_sessions WHERE sid = ?",
+                    vec![t(sid.as_str())],
+                )
+                .await?;
             if rows.first().and_then(|r| int_at(r, 0)) != Some(seen) {
                 return Ok(());
             }

@@ -69,8 +69,15 @@ impl Service {
         }
         all.extend(vars.iter().map(|(k, v)| format!("{k}={v}")));
         let dir = tempfile::tempdir()?;
-        let mut svc =
-            Service { hosts: Vec::new(), redis, http: client(), dir, vars: all, listen: None, reuse: cfg.reuse };
+        let mut svc = Service {
+            hosts: Vec::new(),
+            redis,
+            http: client(),
+            dir,
+            vars: all,
+            listen: None,
+            reuse: cfg.reuse,
+        };
         for _ in 0..n {
             svc.add_host()?;
         }
@@ -110,7 +117,12 @@ impl Service {
             args.push(l);
         }
         if !self.reuse {
-            args.extend(["--max-instance-reuse-count", "1", "--max-instance-concurrent-reuse-count", "1"]);
+            args.extend([
+                "--max-instance-reuse-count",
+                "1",
+                "--max-instance-concurrent-reuse-count",
+                "1",
+            ]);
         }
         for v in &self.vars {
             args.push("--variable");
@@ -133,7 +145,12 @@ impl Service {
 
     /// Creates a PID and returns a fresh API key for it.
     pub async fn tenant(&self, pid: &str) -> Result<String> {
-        let (s, body) = self.admin_post(&format!("/api/v1/admin/pids"), json!({"pid": pid, "name": format!("App {pid}")})).await?;
+        let (s, body) = self
+            .admin_post(
+                &format!("/api/v1/admin/pids"),
+                json!({"pid": pid, "name": format!("App {pid}")}),
+            )
+            .await?;
         if s != 200 && !(s == 409 && body["error"]["code"] == "pid_exists") {
             bail!("create pid {pid}: {s} {body}");
         }
@@ -142,7 +159,9 @@ impl Service {
 
     /// Issues a key for `pid` with the given body.
     pub async fn issue_key(&self, pid: &str, body: Value) -> Result<String> {
-        let (s, body) = self.admin_post(&format!("/api/v1/admin/pids/{pid}/keys"), body).await?;
+        let (s, body) = self
+            .admin_post(&format!("/api/v1/admin/pids/{pid}/keys"), body)
+            .await?;
         if s != 200 {
             bail!("issue key: {s} {body}");
         }
@@ -151,11 +170,23 @@ impl Service {
 
     /// POST with the admin token, JSON in and out.
     pub async fn admin_post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
-        send(self.http.post(self.url(path)).bearer_auth(ADMIN_TOKEN).json(&body)).await
+        send(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body),
+        )
+        .await
     }
 
     /// Completes a session through the admin API (on instance `i`).
-    pub async fn complete_on(&self, i: usize, sid: &str, discord: &str, roblox: &str) -> Result<(u16, Value)> {
+    pub async fn complete_on(
+        &self,
+        i: usize,
+        sid: &str,
+        discord: &str,
+        roblox: &str,
+    ) -> Result<(u16, Value)> {
         send(
             self.http
                 .post(self.url_on(i, &format!("/api/v1/admin/sessions/{sid}/complete")))
@@ -172,12 +203,20 @@ impl Service {
 
     /// Creates a session with `key`.
     pub async fn create(&self, key: &str, body: Value) -> Result<(u16, Value)> {
-        send(self.http.post(self.url("/api/v1/verify/session")).bearer_auth(key).json(&body)).await
+        send(
+            self.http
+                .post(self.url("/api/v1/verify/session"))
+                .bearer_auth(key)
+                .json(&body),
+        )
+        .await
     }
 
     /// Creates a session and returns its sid (asserting success).
     pub async fn create_sid(&self, key: &str, pid: &str, client_id: &str) -> Result<String> {
-        let (s, body) = self.create(key, json!({"pid": pid, "clientId": client_id})).await?;
+        let (s, body) = self
+            .create(key, json!({"pid": pid, "clientId": client_id}))
+            .await?;
         if s != 200 {
             bail!("create: {s} {body}");
         }
@@ -185,8 +224,19 @@ impl Service {
     }
 
     /// GET a session (with an optional query) on instance `i`.
-    pub async fn get_on(&self, i: usize, key: &str, sid: &str, query: &str) -> Result<(u16, Value)> {
-        send(self.http.get(self.url_on(i, &format!("/api/v1/verify/session/{sid}{query}"))).bearer_auth(key)).await
+    pub async fn get_on(
+        &self,
+        i: usize,
+        key: &str,
+        sid: &str,
+        query: &str,
+    ) -> Result<(u16, Value)> {
+        send(
+            self.http
+                .get(self.url_on(i, &format!("/api/v1/verify/session/{sid}{query}")))
+                .bearer_auth(key),
+        )
+        .await
     }
 
     /// GET a session on instance 0.
@@ -195,8 +245,17 @@ impl Service {
     }
 
     /// Opens the session's event stream on instance `i`.
-    pub async fn stream_on(&self, i: usize, key: &str, sid: &str, last_event_id: Option<&str>) -> Result<EventStream> {
-        let mut req = self.http.get(self.url_on(i, &format!("/api/v1/verify/session/{sid}/stream"))).bearer_auth(key);
+    pub async fn stream_on(
+        &self,
+        i: usize,
+        key: &str,
+        sid: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<EventStream> {
+        let mut req = self
+            .http
+            .get(self.url_on(i, &format!("/api/v1/verify/session/{sid}/stream")))
+            .bearer_auth(key);
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
         }
@@ -205,7 +264,12 @@ impl Service {
     }
 
     /// Opens the session's event stream on instance 0.
-    pub async fn stream(&self, key: &str, sid: &str, last_event_id: Option<&str>) -> Result<EventStream> {
+    pub async fn stream(
+        &self,
+        key: &str,
+        sid: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<EventStream> {
         self.stream_on(0, key, sid, last_event_id).await
     }
 }
@@ -217,22 +281,38 @@ impl Service {
     /// logged the request's arrival.
     pub async fn wait_for_waiters(&self, i: usize, sid: &str, waiters: usize) -> Result<()> {
         if let Some(redis) = &self.redis {
-            return dock_tests::wait_until_async(Duration::from_secs(20), "waiters blocked in XREAD", || async {
-                redis.cli(&["CLIENT", "LIST"]).is_ok_and(|l| l.matches("cmd=xread").count() >= waiters)
-            })
+            return dock_tests::wait_until_async(
+                Duration::from_secs(20),
+                "waiters blocked in XREAD",
+                || async {
+                    redis
+                        .cli(&["CLIENT", "LIST"])
+                        .is_ok_and(|l| l.matches("cmd=xread").count() >= waiters)
+                },
+            )
             .await;
         }
         let path = format!("/api/v1/verify/session/{sid}");
-        dock_tests::wait_until_async(Duration::from_secs(20), "the request to reach the host", || async {
-            self.hosts[i].output().lines().any(|l| l.contains(&path) && l.contains("GET"))
-        })
+        dock_tests::wait_until_async(
+            Duration::from_secs(20),
+            "the request to reach the host",
+            || async {
+                self.hosts[i]
+                    .output()
+                    .lines()
+                    .any(|l| l.contains(&path) && l.contains("GET"))
+            },
+        )
         .await
     }
 }
 
 /// An HTTP client for the tests (keep-alive, no proxy).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("reqwest client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("reqwest client")
 }
 
 /// Sends and reads a JSON answer.
@@ -240,7 +320,8 @@ pub async fn send(req: reqwest::RequestBuilder) -> Result<(u16, Value)> {
     let resp = req.send().await?;
     let status = resp.status().as_u16();
     let text = resp.text().await?;
-    let body = serde_json::from_str(&text).with_context(|| format!("{status}: not JSON: {text:?}"))?;
+    let body =
+        serde_json::from_str(&text).with_context(|| format!("{status}: not JSON: {text:?}"))?;
     Ok((status, body))
 }
 
@@ -275,7 +356,9 @@ impl EventStream {
             }
             let chunk = tokio::time::timeout_at(deadline, self.body.next())
                 .await
-                .with_context(|| format!("no event within {timeout:?}; got so far: {:?}", self.raw))?;
+                .with_context(|| {
+                    format!("no event within {timeout:?}; got so far: {:?}", self.raw)
+                })?;
             match chunk {
                 None => return Ok(None),
                 Some(chunk) => {
