@@ -1,0 +1,323 @@
+//! Deployment material, run for real against `dock-host`:
+//! - every runtime config example in `runtime-config/` starts the repository's
+//!   `spin.toml`, with the embedded store and with Redis, and `/healthz` and
+//!   `/readyz` answer; a file-backed example creates its database where it says;
+//! - the `dock-host` command lines of `docs/deploy.md`'s local section, taken
+//!   from the markdown (so the page and the test cannot drift), each with a
+//!   free port and the test's own Redis.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use dock_tests::{Host, RedisServer, artifacts, free_port, wait_until};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(20);
+
+/// `GET url`: status and JSON body.
+async fn get_json(url: &str) -> Result<(u16, Value)> {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .timeout(T)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    let body = serde_json::from_str(&text).with_context(|| format!("GET {url}: {text}"))?;
+    Ok((status, body))
+}
+
+/// `/healthz` is 200 and `/readyz` is 200 naming `store`.
+async fn check_health(host: &Host, store: &str) -> Result<()> {
+    let (status, body) = get_json(&host.url("/healthz")).await?;
+    ensure!(status == 200, "/healthz {status}: {body}");
+    ensure!(body["data"]["status"] == "ok", "/healthz: {body}");
+    let (status, body) = get_json(&host.url("/readyz")).await?;
+    ensure!(status == 200, "/readyz {status}: {body}");
+    ensure!(body["data"]["status"] == "ready", "/readyz: {body}");
+    ensure!(
+        body["data"]["store"] == store,
+        "/readyz: store {store} expected: {body}"
+    );
+    Ok(())
+}
+
+fn start(manifest: &Path, args: &[String]) -> Result<Host> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    tokio::task::block_in_place(|| Host::start(manifest, &args))
+}
+
+/// The runtime config examples: `runtime-config/*.toml`, sorted.
+fn examples() -> Result<Vec<PathBuf>> {
+    let dir = artifacts::workspace_root().join("runtime-config");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    ensure!(!files.is_empty(), "no examples in {}", dir.display());
+    Ok(files)
+}
+
+/// The `path` of `[sqlite_database.default]`, if the example sets one.
+fn sqlite_path(text: &str) -> Result<Option<String>> {
+    let doc: toml_edit::DocumentMut = text.parse()?;
+    let db = doc
+        .get("sqlite_database")
+        .and_then(|t| t.get("default"))
+        .context("the example has no [sqlite_database.default]")?;
+    ensure!(
+        db.get("type").and_then(|t| t.as_str()) == Some("spin"),
+        "sqlite_database.default must be type = \"spin\""
+    );
+    Ok(db.get("path").and_then(|p| p.as_str()).map(str::to_owned))
+}
+
+/// An app directory: the repository's manifest and a verbatim copy of the
+/// example, side by side. The harness runs `dock-host` in that directory, so
+/// a relative `path` names the same file under Spin's rule (relative to the
+/// directory `spin up` runs in) and under dock-host's (relative to the
+/// runtime config file), and nothing is written into the repository.
+struct App {
+    dir: tempfile::TempDir,
+    manifest: PathBuf,
+    config: PathBuf,
+    db_path: Option<String>,
+}
+
+fn app_with(example: &Path) -> Result<App> {
+    let dir = tempfile::tempdir()?;
+    let manifest = artifacts::root_manifest(dir.path())?;
+    let text = std::fs::read_to_string(example)?;
+    let db_path = sqlite_path(&text).with_context(|| example.display().to_string())?;
+    let config = dir.path().join(example.file_name().context("file name")?);
+    std::fs::write(&config, &text)?;
+    Ok(App {
+        dir,
+        manifest,
+        config,
+        db_path,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_config_examples_serve_with_sqlite() -> Result<()> {
+    for example in examples()? {
+        let app = app_with(&example)?;
+        let host = start(
+            &app.manifest,
+            &[
+                "--runtime-config-file".into(),
+                app.config.display().to_string(),
+            ],
+        )?;
+        check_health(&host, "sqlite")
+            .await
+            .with_context(|| format!("{}\n{}", example.display(), host.output()))?;
+        match &app.db_path {
+            Some(rel) => {
+                let db = app.dir.path().join(rel);
+                wait_until(T, &format!("{} to exist", db.display()), || db.is_file())?;
+                let default = app.dir.path().join(".spin/sqlite_db.db");
+                ensure!(
+                    !default.exists(),
+                    "{}: the default database was used as well",
+                    example.display()
+                );
+            }
+            None => {
+                let spin_dir = app.dir.path().join(".spin");
+                ensure!(
+                    !spin_dir.exists(),
+                    "{}: an in-memory example wrote {}",
+                    example.display(),
+                    spin_dir.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_config_examples_serve_with_redis() -> Result<()> {
+    let redis = tokio::task::block_in_place(RedisServer::start)?;
+    for example in examples()? {
+        let app = app_with(&example)?;
+        let host = start(
+            &app.manifest,
+            &[
+                "--runtime-config-file".into(),
+                app.config.display().to_string(),
+                "--variable".into(),
+                format!("redis_url={}", redis.url()),
+                "--variable".into(),
+                format!("redis_origin={}", redis.url()),
+            ],
+        )?;
+        check_health(&host, "redis")
+            .await
+            .with_context(|| format!("{}\n{}", example.display(), host.output()))?;
+    }
+    Ok(())
+}
+
+/// `/readyz` reports an unreachable store as 503 (with `Retry-After`) while
+/// `/healthz`, which never touches the store, stays 200: what docs/deploy.md
+/// tells operators to wire into their probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_redis_is_down() -> Result<()> {
+    let mut redis = tokio::task::block_in_place(RedisServer::start)?;
+    let dir = tempfile::tempdir()?;
+    let manifest = artifacts::root_manifest(dir.path())?;
+    let host = start(
+        &manifest,
+        &[
+            "--variable".into(),
+            format!("redis_url={}", redis.url()),
+            "--variable".into(),
+            format!("redis_origin={}", redis.url()),
+        ],
+    )?;
+    check_health(&host, "redis").await?;
+    redis.stop();
+    let resp = reqwest::Client::new()
+        .get(host.url("/readyz"))
+        .timeout(T)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().get("retry-after").cloned();
+    let body: Value = resp.json().await?;
+    ensure!(status == 503, "/readyz with Redis down: {status} {body}");
+    ensure!(retry_after.is_some(), "no Retry-After: {body}");
+    ensure!(body["error"]["code"] == "store_unavailable", "{body}");
+    let (status, body) = get_json(&host.url("/healthz")).await?;
+    ensure!(status == 200, "/healthz with Redis down: {status} {body}");
+    tokio::task::block_in_place(|| redis.restart())?;
+    let ready = host.url("/readyz");
+    dock_tests::wait_until_async(T, "/readyz to recover with Redis", || async {
+        matches!(get_json(&ready).await, Ok((200, _)))
+    })
+    .await?;
+    Ok(())
+}
+
+/// One shell block of the local section.
+struct Block {
+    /// The `dock-host up` arguments after the command prefix.
+    args: Vec<String>,
+    /// The block starts its own Redis.
+    redis: bool,
+    /// Its `curl` lines.
+    curls: Vec<String>,
+}
+
+/// The `sh` blocks of `docs/deploy.md`'s "Local: `dock-host up`" section that
+/// run `./dev up` or `cargo run --release -p dock-host -- up`.
+fn local_blocks() -> Result<Vec<Block>> {
+    let doc = std::fs::read_to_string(artifacts::workspace_root().join("docs/deploy.md"))?;
+    let section = doc
+        .split("\n## Local: `dock-host up`\n")
+        .nth(1)
+        .context("docs/deploy.md: no \"Local: `dock-host up`\" section")?;
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let mut blocks = Vec::new();
+    for chunk in section.split("```sh\n").skip(1) {
+        let body = chunk.split("```").next().unwrap_or_default();
+        let mut up = None;
+        let mut block = Block {
+            args: Vec::new(),
+            redis: false,
+            curls: Vec::new(),
+        };
+        for line in body.lines() {
+            let line = line.trim().trim_end_matches('&').trim();
+            let rest = line
+                .strip_prefix("./dev up")
+                .or_else(|| line.strip_prefix("cargo run --release -p dock-host -- up"));
+            if let Some(rest) = rest {
+                ensure!(up.is_none(), "two dock-host lines in one block:\n{body}");
+                ensure!(
+                    !rest.contains(['\'', '"', '$', '\\']),
+                    "quoting or expansion in {line:?}: split it by hand"
+                );
+                up = Some(line.to_owned());
+                block.args = rest.split_whitespace().map(str::to_owned).collect();
+            } else if line.starts_with("redis-server") {
+                block.redis = true;
+            } else if line.starts_with("curl ") {
+                block.curls.push(line.to_owned());
+            } else if !line.is_empty() {
+                bail!("docs/deploy.md local section: a line the test cannot run: {line:?}");
+            }
+        }
+        if up.is_some() {
+            blocks.push(block);
+        }
+    }
+    Ok(blocks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_doc_local_commands_run() -> Result<()> {
+    let blocks = local_blocks()?;
+    ensure!(
+        blocks.iter().any(|b| !b.redis) && blocks.iter().any(|b| b.redis),
+        "the local section should run dock-host with the embedded store and with Redis"
+    );
+    for block in blocks {
+        let redis = if block.redis {
+            Some(tokio::task::block_in_place(RedisServer::start)?)
+        } else {
+            None
+        };
+        let dir = tempfile::tempdir()?;
+        let manifest = artifacts::root_manifest(dir.path())?;
+        // `--build` builds the component, which the harness already did.
+        let mut args: Vec<String> = block
+            .args
+            .iter()
+            .filter(|a| *a != "--build")
+            .map(|a| match &redis {
+                Some(r) => a.replace("redis://127.0.0.1:6379", &r.url()),
+                None => a.clone(),
+            })
+            .collect();
+        ensure!(
+            !args.iter().any(|a| a == "--listen"),
+            "the doc's commands use the default port"
+        );
+        let port = free_port();
+        args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
+        let store = if args.iter().any(|a| a.starts_with("redis_url=")) {
+            ensure!(redis.is_some(), "redis_url without redis-server: {args:?}");
+            "redis"
+        } else {
+            "sqlite"
+        };
+        let host = start(&manifest, &args)?;
+        ensure!(host.addr().port() == port, "{}", host.output());
+        check_health(&host, store).await?;
+        for curl in &block.curls {
+            let line = curl.replace("127.0.0.1:3000", &host.addr().to_string());
+            let out = tokio::process::Command::new("bash")
+                .args(["-euo", "pipefail", "-c", &line])
+                .output()
+                .await?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            ensure!(out.status.success(), "{line}: {stdout}");
+            let body: Value =
+                serde_json::from_str(&stdout).with_context(|| format!("{line}: {stdout}"))?;
+            if line.contains("/readyz") {
+                ensure!(body["data"]["store"] == store, "{line}: {body}");
+            } else {
+                ensure!(body["data"]["status"] == "ok", "{line}: {body}");
+            }
+        }
+    }
+    Ok(())
+}
