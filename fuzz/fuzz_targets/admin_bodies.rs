@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Ok(r) = CreateKeyRequest::parse(data, &limits) {
-        assert!(r.quota.is_valid(), "accepted an out-of-range quota {:?}", r.quota);
+        assert!(
+            r.quota.is_valid(),
+            "accepted an out-of-range quota {:?}",
+            r.quota
+        );
         assert!((1..=Quota::MAX_LIMIT).contains(&r.quota.limit));
         assert!((1..=Quota::MAX_WINDOW_SECS).contains(&r.quota.window_secs));
         let again = serde_json::to_vec(&r).unwrap();
@@ -32,9 +36,16 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Ok(r) = CompleteSessionRequest::parse(data, &limits) {
-        assert!(platform_id_ok(&r.discord_id), "discordId {:?}", r.discord_id);
+        assert!(
+            platform_id_ok(&r.discord_id),
+            "discordId {:?}",
+            r.discord_id
+        );
         assert!(platform_id_ok(&r.roblox_id), "robloxId {:?}", r.roblox_id);
         let again = serde_json::to_vec(&r).unwrap();
-        assert_eq!(CompleteSessionRequest::parse(&again, &limits).as_ref(), Ok(&r));
+        assert_eq!(
+            CompleteSessionRequest::parse(&again, &limits).as_ref(),
+            Ok(&r)
+        );
     }
 });

@@ -10,7 +10,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(req) = CreateSessionRequest::parse(data, &limits) else {
         return;
     };
-    assert!(data.len() <= limits.max_body_bytes, "accepted an oversized body");
+    assert!(
+        data.len() <= limits.max_body_bytes,
+        "accepted an oversized body"
+    );
     assert!(!req.client_id.is_empty());
     assert!(req.client_id.chars().count() <= limits.max_client_id_chars);
     assert!(!req.client_id.chars().any(char::is_control));
@@ -22,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(dock_core::Pid::parse(req.pid.as_str()).is_ok());
 
     let again = serde_json::to_vec(&req).expect("a parsed request serializes");
-    let reparsed = CreateSessionRequest::parse(&again, &limits)
-        .unwrap_or_else(|e| panic!("re-serialized body {:?} refused: {e}", String::from_utf8_lossy(&again)));
+    let reparsed = CreateSessionRequest::parse(&again, &limits).unwrap_or_else(|e| {
+        panic!(
+            "re-serialized body {:?} refused: {e}",
+            String::from_utf8_lossy(&again)
+        )
+    });
     assert_eq!(req, reparsed);
 });

@@ -55,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // The header's first `=`-less name as the cookie name.
     if let Some((k, _)) = s.split(';').next().and_then(|kv| kv.trim().split_once('=')) {
-        assert!(cookie_value(Some(s), k).is_some(), "first cookie {k:?} not found");
+        assert!(
+            cookie_value(Some(s), k).is_some(),
+            "first cookie {k:?} not found"
+        );
     }
     assert_eq!(cookie_value(None, s), None);
 });

@@ -39,14 +39,26 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(pid.to_string(), s);
         assert_eq!(Pid::parse(pid.as_str()).as_ref(), Ok(&pid));
         assert!(!s.is_empty() && s.len() <= Pid::MAX_LEN);
-        assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         let json = serde_json::to_string(&pid).unwrap();
         assert_eq!(serde_json::from_str::<Pid>(&json).unwrap(), pid);
     }
 
     // serde must refuse exactly what `parse` refuses.
     let json = serde_json::to_string(s).unwrap();
-    assert_eq!(serde_json::from_str::<SessionId>(&json).is_ok(), SessionId::parse(s).is_ok());
-    assert_eq!(serde_json::from_str::<KeyId>(&json).is_ok(), KeyId::parse(s).is_ok());
-    assert_eq!(serde_json::from_str::<Pid>(&json).is_ok(), Pid::parse(s).is_ok());
+    assert_eq!(
+        serde_json::from_str::<SessionId>(&json).is_ok(),
+        SessionId::parse(s).is_ok()
+    );
+    assert_eq!(
+        serde_json::from_str::<KeyId>(&json).is_ok(),
+        KeyId::parse(s).is_ok()
+    );
+    assert_eq!(
+        serde_json::from_str::<Pid>(&json).is_ok(),
+        Pid::parse(s).is_ok()
+    );
 });
