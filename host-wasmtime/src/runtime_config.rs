@@ -25,12 +25,14 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// Reads `path`.
+    /// Reads `path`. Relative database paths resolve against the current
+    /// directory, as `spin up` resolves them (Spin passes its working
+    /// directory to the SQLite runtime config), not against the file's.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read runtime config {}", path.display()))?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, dir)
+        let dir = std::env::current_dir().context("cannot read the current directory")?;
+        Self::parse(&text, &dir)
             .with_context(|| format!("invalid runtime config {}", path.display()))
     }
 
