@@ -284,6 +284,30 @@ fn provider_failed(provider: &str, detail: impl std::fmt::Display) -> Stop {
     ))
 }
 
+/// Sends a request to a provider and reads a successful answer's body.
+async fn call(
+    provider: &'static str,
+    what: &str,
+    req: http::Request<crate::http::Body>,
+) -> Result<Bytes, Stop> {
+    let resp = spin_sdk::http::send(req)
+        .await
+        .map_err(|e| provider_failed(provider, format!("{e:?}")))?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .bytes()
+        .await
+        .map_err(|e| provider_failed(provider, format!("{e:?}")))?;
+    if !status.is_success() {
+        return Err(provider_failed(
+            provider,
+            format!("{what} answered {status}"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// POSTs a token request and reads the answer.
 async fn exchange(
     provider: &'static str,
@@ -298,21 +322,7 @@ async fn exchange(
         .header(http::header::ACCEPT, "application/json")
         .body(full(body))
         .map_err(|e| provider_failed(provider, e))?;
-    let resp = spin_sdk::http::send(req)
-        .await
-        .map_err(|e| provider_failed(provider, format!("{e:?}")))?;
-    let status = resp.status();
-    let bytes = resp
-        .into_body()
-        .bytes()
-        .await
-        .map_err(|e| provider_failed(provider, format!("{e:?}")))?;
-    if !status.is_success() {
-        return Err(provider_failed(
-            provider,
-            format!("token endpoint answered {status}"),
-        ));
-    }
+    let bytes = call(provider, "the token endpoint", req).await?;
     oauth::parse_token_response(provider, &bytes).map_err(|e| provider_failed(provider, e))
 }
 
@@ -326,22 +336,7 @@ async fn user(provider: &'static str, url: &str, access_token: &str) -> Result<B
         .header(http::header::ACCEPT, "application/json")
         .body(full(Bytes::new()))
         .map_err(|e| provider_failed(provider, e))?;
-    let resp = spin_sdk::http::send(req)
-        .await
-        .map_err(|e| provider_failed(provider, format!("{e:?}")))?;
-    let status = resp.status();
-    let bytes = resp
-        .into_body()
-        .bytes()
-        .await
-        .map_err(|e| provider_failed(provider, format!("{e:?}")))?;
-    if !status.is_success() {
-        return Err(provider_failed(
-            provider,
-            format!("user endpoint answered {status}"),
-        ));
-    }
-    Ok(bytes)
+    call(provider, "the user endpoint", req).await
 }
 
 /// `GET /v1/api/verify/discord/callback`: Discord done; on to Roblox.

@@ -126,17 +126,28 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
     Err(contention())
 }
 
+/// What every read of one session starts with: the store, the caller's key,
+/// the parsed sid and query (auth first, so a bad sid never reveals more than a 401).
+async fn open_session_request(
+    req: &Request,
+    sid: &str,
+    settings: &'static Settings,
+) -> Result<(Store, KeyRecord, SessionId, longpoll::SessionQuery), ApiError> {
+    let store = Store::open(settings).await?;
+    let key = auth::api_key(req, &store).await?;
+    let sid = SessionId::parse(sid)?;
+    let query =
+        longpoll::parse_session_query(req.uri().query().unwrap_or(""), settings.max_wait_secs)?;
+    Ok((store, key, sid, query))
+}
+
 /// `GET /api/v1/verify/session/:sid[?wait=N]`.
 pub async fn get(
     req: Request,
     sid: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    let store = Store::open(settings).await?;
-    let key = auth::api_key(&req, &store).await?;
-    let sid = SessionId::parse(sid)?;
-    let query =
-        longpoll::parse_session_query(req.uri().query().unwrap_or(""), settings.max_wait_secs)?;
+    let (store, key, sid, query) = open_session_request(&req, sid, settings).await?;
     let deadline = longpoll::deadline(now(), query.wait_secs.unwrap_or(0));
     let mut waiter: Option<String> = None;
     let answer = long_poll(&store, &key, &sid, deadline, settings, &mut waiter).await;
@@ -207,11 +218,7 @@ pub async fn stream(
     sid: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    let store = Store::open(settings).await?;
-    let key = auth::api_key(&req, &store).await?;
-    let sid = SessionId::parse(sid)?;
-    let query =
-        longpoll::parse_session_query(req.uri().query().unwrap_or(""), settings.max_wait_secs)?;
+    let (store, key, sid, query) = open_session_request(&req, sid, settings).await?;
     let last_event_id = header(&req, "last-event-id")
         .map(str::to_owned)
         .or(query.last_event_id);
