@@ -339,6 +339,24 @@ async fn user(provider: &'static str, url: &str, access_token: &str) -> Result<B
     call(provider, "the user endpoint", req).await
 }
 
+/// What both callbacks start with: their query, the store, the flow record
+/// their `state` names (taken once and checked), and the provider's refusal
+/// if it sent `error=` instead of a code.
+async fn callback_start(
+    req: &Request,
+    settings: &'static Settings,
+    roblox_stage: bool,
+) -> Result<(Vec<(String, String)>, Store, FlowRecord), Stop> {
+    let params = query_map(req.uri().query().unwrap_or(""));
+    let store = Store::open(settings).await?;
+    let record = take_state(&store, req, &params, roblox_stage).await?;
+    let provider = if roblox_stage { "Roblox" } else { "Discord" };
+    if let Some(stop) = provider_refused(provider, &params) {
+        return Err(stop);
+    }
+    Ok((params, store, record))
+}
+
 /// `GET /v1/api/verify/discord/callback`: Discord done; on to Roblox.
 pub async fn discord_callback(req: Request, settings: &'static Settings) -> Response {
     finish(settings, discord_callback_inner(req, settings).await)
@@ -349,12 +367,7 @@ async fn discord_callback_inner(
     settings: &'static Settings,
 ) -> Result<Response, Stop> {
     let (discord, roblox) = providers(settings)?;
-    let params = query_map(req.uri().query().unwrap_or(""));
-    let store = Store::open(settings).await?;
-    let record = take_state(&store, &req, &params, false).await?;
-    if let Some(stop) = provider_refused("Discord", &params) {
-        return Err(stop);
-    }
+    let (params, store, record) = callback_start(&req, settings, false).await?;
     let session = pending_session(&store, &record.pid, &record.sid).await?;
     let code = param(&params, "code").ok_or_else(invalid_link)?;
     let redirect_uri = oauth::redirect_uri(&settings.public_base_url, DISCORD_CALLBACK_PATH);
@@ -399,12 +412,7 @@ async fn roblox_callback_inner(
     settings: &'static Settings,
 ) -> Result<Response, Stop> {
     let (_, roblox) = providers(settings)?;
-    let params = query_map(req.uri().query().unwrap_or(""));
-    let store = Store::open(settings).await?;
-    let record = take_state(&store, &req, &params, true).await?;
-    if let Some(stop) = provider_refused("Roblox", &params) {
-        return Err(stop);
-    }
+    let (params, store, record) = callback_start(&req, settings, true).await?;
     let Stage::Roblox { discord_id, nonce } = &record.stage else {
         return Err(invalid_link());
     };
