@@ -219,6 +219,44 @@ pub struct Health {
     pub store: Option<String>,
 }
 
+/// Session counters of `GET /api/v1/admin/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCounters {
+    /// Sessions created (creates that did not reuse).
+    pub created: u64,
+    /// Creates answered with the live session (`reusedExisting: true`).
+    pub reused: u64,
+    /// Sessions completed.
+    pub completed: u64,
+    /// Sessions that reached `expiresAt` while pending, each counted once.
+    pub expired: u64,
+    /// Sessions cancelled.
+    pub cancelled: u64,
+}
+
+/// `data` of `GET /api/v1/admin/stats`: counters kept in the store, so they
+/// add up across instances.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// The PID of `?pid=`; absent when the counters sum over every PID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<Pid>,
+    /// The store kind (`redis` or `sqlite`).
+    pub store: String,
+    /// How many PIDs the counters cover.
+    pub pids: u64,
+    /// Session counters.
+    pub sessions: SessionCounters,
+    /// Creates refused with 429 `quota_exceeded`.
+    pub quota_rejections: u64,
+    /// Open streams and long-polls now (live waiter leases).
+    pub waiters: u64,
+    /// Requests and streams that failed on the store, service-wide (not per
+    /// PID), as instances reported them once the store answered again.
+    pub store_errors: u64,
+}
+
 /// `data` of `DELETE /api/v1/admin/keys/:keyId`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

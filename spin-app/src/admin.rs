@@ -1,7 +1,7 @@
 //! The operator's admin API (enabled by the secret variable `admin_token`).
 
 use dock_core::request::{CompleteSessionRequest, CreateKeyRequest, CreatePidRequest};
-use dock_core::wire::{IssuedKey, KeyRecord, PidRecord, RevokedKey};
+use dock_core::wire::{IssuedKey, KeyRecord, PidRecord, RevokedKey, SessionCounters, Stats};
 use dock_core::{
     ApiError, ApiKeySecret, Completion, ErrorCode, KeyId, Pid, SessionId, SessionView, Settings,
 };
@@ -86,6 +86,51 @@ pub async fn revoke_key(
         now(),
         None,
     ))
+}
+
+/// `GET /api/v1/admin/stats[?pid=]`: the counters kept in the store, summed
+/// over every PID or for one; reading them also counts the sessions that
+/// expired since the last create or read.
+pub async fn stats(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let query = req.uri().query().unwrap_or("");
+    let mut pids = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == "pid");
+    let pid = match (pids.next(), pids.next()) {
+        (None, _) => None,
+        (Some((_, v)), None) => Some(Pid::parse(&v)?),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "query parameter `pid` given twice",
+            )
+            .with_field("pid"));
+        }
+    };
+    let store = Store::open(settings).await?;
+    if let Some(pid) = &pid
+        && store.load_pid(pid).await?.is_none()
+    {
+        return Err(ApiError::new(ErrorCode::PidNotFound, "no such PID"));
+    }
+    let now = now();
+    let snap = store.stats(pid.as_ref(), now).await?;
+    let c = snap.counters;
+    let data = Stats {
+        pid,
+        store: store.kind().into(),
+        pids: snap.pids,
+        sessions: SessionCounters {
+            created: c.created,
+            reused: c.reused,
+            completed: c.completed,
+            expired: c.expired,
+            cancelled: c.cancelled,
+        },
+        quota_rejections: c.quota_rejected,
+        waiters: c.waiters,
+        store_errors: snap.store_errors,
+    };
+    Ok(ok(data, now, None))
 }
 
 /// `POST /api/v1/admin/sessions/:sid/complete` `{discordId, robloxId}`: the

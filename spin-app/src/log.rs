@@ -1,16 +1,20 @@
-//! The component's log lines, on stderr, which Spin collects per component.
-//! Never pass keys, tokens, OAuth codes or user ids here.
+//! The component's log lines, which Spin collects per component: one JSON
+//! object per line, diagnostics on stderr and one record per request on
+//! stdout. Never pass keys, tokens, OAuth codes or user ids here.
 
-/// Writes one line.
+/// Writes one diagnostic line: `{"log":"dock","message":…}`.
 #[allow(
     clippy::print_stderr,
     reason = "stderr is the component's log under Spin"
 )]
 pub fn line(args: std::fmt::Arguments<'_>) {
-    eprintln!("dock: {args}");
+    eprintln!(
+        "{}",
+        serde_json::json!({"log": "dock", "message": args.to_string()})
+    );
 }
 
-/// `log!("...", args)` → one line on stderr.
+/// `log!("...", args)` → one JSON line on stderr.
 macro_rules! log {
     ($($t:tt)*) => { $crate::log::line(format_args!($($t)*)) };
 }

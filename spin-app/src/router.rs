@@ -42,6 +42,7 @@ fn route_template(segments: &[&str]) -> &'static str {
         ["api", "v1", "admin", "pids"] => "/api/v1/admin/pids",
         ["api", "v1", "admin", "pids", _, "keys"] => "/api/v1/admin/pids/:pid/keys",
         ["api", "v1", "admin", "keys", _] => "/api/v1/admin/keys/:keyId",
+        ["api", "v1", "admin", "stats"] => "/api/v1/admin/stats",
         ["api", "v1", "admin", "sessions", _, "complete"] => "/api/v1/admin/sessions/:sid/complete",
         ["api", "v1", "public", "discord-to-roblox"] => "/api/v1/public/discord-to-roblox",
         ["api", "v1", "public", "roblox-to-discord"] => "/api/v1/public/roblox-to-discord",
@@ -164,6 +165,11 @@ async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Re
                 admin::revoke_key(req, key_id, settings().await?).await
             )
         }
+        ["api", "v1", "admin", "stats"] => only!(
+            Method::GET,
+            "GET",
+            admin::stats(req, settings().await?).await
+        ),
         ["api", "v1", "admin", "sessions", sid, "complete"] => {
             only!(
                 Method::POST,

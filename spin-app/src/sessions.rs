@@ -312,6 +312,7 @@ async fn run_stream(
             .await
         {
             log!("stream ended by the store: {e}");
+            crate::store::note_error();
             return;
         }
         if let Err(e) = task
@@ -320,6 +321,7 @@ async fn run_stream(
             .await
         {
             log!("stream ended by the store: {e}");
+            crate::store::note_error();
             return;
         }
         match task.store.read_with_cursor(&task.key.pid, &task.sid).await {
@@ -330,6 +332,7 @@ async fn run_stream(
             Ok(None) => return,
             Err(e) => {
                 log!("stream ended by the store: {e}");
+                crate::store::note_error();
                 return;
             }
         }
@@ -412,10 +415,21 @@ pub fn healthz() -> Response {
     )
 }
 
-/// `GET /readyz`: the store answers.
+/// `GET /readyz`: the store answers. A failure is 503 naming the store
+/// kind, logged but not counted as a store error (probes poll at a fixed
+/// rate and would drown the count).
 pub async fn readyz(settings: &'static Settings) -> Result<Response, ApiError> {
-    let store = Store::open(settings).await?;
-    store.ping().await?;
+    let unready = |e: crate::store::StoreError| {
+        log!("readiness: {e}");
+        let kind = Store::kind_for(settings);
+        ApiError::new(
+            ErrorCode::StoreUnavailable,
+            format!("the {kind} store is unavailable; retry shortly"),
+        )
+        .with_retry_after(crate::store::UNAVAILABLE_RETRY_AFTER_SECS)
+    };
+    let store = Store::open(settings).await.map_err(unready)?;
+    store.ping().await.map_err(unready)?;
     Ok(ok(
         Health {
             status: "ready".into(),

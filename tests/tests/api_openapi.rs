@@ -224,6 +224,27 @@ async fn responses_match_the_openapi_document() -> Result<()> {
         "get",
         get("/api/v1/public/roblox-to-discord?robloxId=2", Some(&key)).await?,
     )?;
+    let admin_get = |p: &str| api_support::send(svc.http.get(svc.url(p)).bearer_auth(ADMIN_TOKEN));
+    ok(
+        "/api/v1/admin/stats",
+        "get",
+        admin_get("/api/v1/admin/stats").await?,
+    )?;
+    ok(
+        "/api/v1/admin/stats",
+        "get",
+        admin_get("/api/v1/admin/stats?pid=pid-a").await?,
+    )?;
+    ok(
+        "/api/v1/admin/stats",
+        "get",
+        admin_get("/api/v1/admin/stats?pid=pid-zzz").await?,
+    )?; // 404
+    ok(
+        "/api/v1/admin/stats",
+        "get",
+        get("/api/v1/admin/stats", None).await?,
+    )?; // 401
     ok("/healthz", "get", get("/healthz", None).await?)?;
     ok("/readyz", "get", get("/readyz", None).await?)?;
     assert!(checked >= 25, "{checked}");

@@ -11,9 +11,18 @@
 //! The decisions (reuse or create, may this complete, what the link change
 //! is) are dock-core's; stores only compare-and-set what core decided, and
 //! the flows in `sessions`/`admin` retry when a compare fails.
+//!
+//! The operator's counters ([`Counters`]) live in the store, per PID, and
+//! change in the same script (Redis) or statement (SQLite, by triggers) as
+//! what they count, so they add up across instances at no extra round trip.
+//! Store errors cannot be counted in a store that fails: each instance counts
+//! them in memory ([`note_error`]) and adds them to the store's service-wide
+//! counter the next time it opens the store.
 
 pub mod redis;
 pub mod sqlite;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dock_core::wire::{KeyRecord, PidRecord};
 use dock_core::{ApiError, ErrorCode, KeyId, Pid, Session, SessionId, Settings, Timestamp};
@@ -32,10 +41,18 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        crate::log::log!("{e}");
-        match e {
+/// Store errors this instance saw and has not yet added to the store.
+static UNREPORTED_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a store error that failed a request or ended a stream (logged by the caller).
+pub fn note_error() {
+    UNREPORTED_ERRORS.fetch_add(1, Ordering::Relaxed);
+}
+
+impl StoreError {
+    /// The answer to a client: 503 with `Retry-After` or 500; not counted.
+    pub fn to_api_error(&self) -> ApiError {
+        match self {
             StoreError::Unavailable(_) => ApiError::store_unavailable(UNAVAILABLE_RETRY_AFTER_SECS),
             StoreError::Corrupt(m) => ApiError::new(
                 ErrorCode::InternalError,
@@ -43,6 +60,72 @@ impl From<StoreError> for ApiError {
             ),
         }
     }
+}
+
+impl From<StoreError> for ApiError {
+    /// Logs and counts the error ([`note_error`]) and answers the client.
+    fn from(e: StoreError) -> Self {
+        crate::log::log!("{e}");
+        note_error();
+        e.to_api_error()
+    }
+}
+
+/// The counters of one PID (or their sum over PIDs), as stores keep them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Sessions created (a create that did not reuse).
+    pub created: u64,
+    /// Creates answered with the live session (`reusedExisting`).
+    pub reused: u64,
+    /// Sessions completed.
+    pub completed: u64,
+    /// Sessions cancelled.
+    pub cancelled: u64,
+    /// Sessions that reached `expiresAt` while pending (counted once).
+    pub expired: u64,
+    /// Creates refused with 429 `quota_exceeded`.
+    pub quota_rejected: u64,
+    /// Waiter leases (open streams and long-polls) live now.
+    pub waiters: u64,
+}
+
+impl Counters {
+    /// Sets a counter by its stored name; unknown names are ignored.
+    pub(crate) fn set(&mut self, name: &str, n: u64) {
+        match name {
+            "created" => self.created = n,
+            "reused" => self.reused = n,
+            "completed" => self.completed = n,
+            "cancelled" => self.cancelled = n,
+            "expired" => self.expired = n,
+            "quota_rejected" => self.quota_rejected = n,
+            "waiters" => self.waiters = n,
+            _ => {}
+        }
+    }
+
+    /// Adds another PID's counters.
+    fn add(&mut self, o: &Counters) {
+        self.created += o.created;
+        self.reused += o.reused;
+        self.completed += o.completed;
+        self.cancelled += o.cancelled;
+        self.expired += o.expired;
+        self.quota_rejected += o.quota_rejected;
+        self.waiters += o.waiters;
+    }
+}
+
+/// What `GET /api/v1/admin/stats` reads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// The summed counters.
+    pub counters: Counters,
+    /// How many PIDs they sum over.
+    pub pids: u64,
+    /// Service-wide store errors reported so far.
+    pub store_errors: u64,
 }
 
 /// What a compare-and-set compares against: opaque to the flows.
@@ -115,11 +198,28 @@ macro_rules! dispatch {
 }
 
 impl Store {
-    /// Opens the store the settings select.
+    /// Opens the store the settings select, and reports the store errors
+    /// this instance counted while the store failed (best effort: kept for
+    /// a later open if that fails too).
     pub async fn open(settings: &Settings) -> Result<Store, StoreError> {
-        match &settings.redis_url {
-            Some(url) => Ok(Store::Redis(redis::RedisStore::open(url).await?)),
-            None => Ok(Store::Sqlite(sqlite::SqliteStore::open().await?)),
+        let store = match &settings.redis_url {
+            Some(url) => Store::Redis(redis::RedisStore::open(url).await?),
+            None => Store::Sqlite(sqlite::SqliteStore::open().await?),
+        };
+        let unreported = UNREPORTED_ERRORS.swap(0, Ordering::Relaxed);
+        let this = &store;
+        if unreported > 0 && dispatch!(this, s => s.add_store_errors(unreported).await).is_err() {
+            UNREPORTED_ERRORS.fetch_add(unreported, Ordering::Relaxed);
+        }
+        Ok(store)
+    }
+
+    /// The kind of store the settings select, without opening it.
+    pub fn kind_for(settings: &Settings) -> &'static str {
+        if settings.redis_url.is_some() {
+            "redis"
+        } else {
+            "sqlite"
         }
     }
 
@@ -129,6 +229,29 @@ impl Store {
             Store::Redis(_) => "redis",
             Store::Sqlite(_) => "sqlite",
         }
+    }
+
+    /// The counters of `pid`, or summed over every PID; counts the pending
+    /// sessions that expired by `now` first.
+    pub async fn stats(
+        &self,
+        pid: Option<&Pid>,
+        now: Timestamp,
+    ) -> Result<StatsSnapshot, StoreError> {
+        let pids = match pid {
+            Some(p) => vec![p.clone()],
+            None => dispatch!(self, s => s.pids().await)?,
+        };
+        let mut snapshot = StatsSnapshot {
+            pids: pids.len() as u64,
+            ..StatsSnapshot::default()
+        };
+        for pid in &pids {
+            let c = dispatch!(self, s => s.counters(pid, now).await)?;
+            snapshot.counters.add(&c);
+        }
+        snapshot.store_errors = dispatch!(self, s => s.store_errors().await)?;
+        Ok(snapshot)
     }
 
     /// A cheap round trip.
@@ -144,7 +267,8 @@ impl Store {
         )
     }
 
-    /// Counts one create against `key`'s current window; returns the count after it.
+    /// Counts one create against `key`'s current window; returns the count
+    /// after it (a count beyond the limit is also a quota rejection).
     pub async fn quota_hit(&self, key: &KeyRecord, now: Timestamp) -> Result<u64, StoreError> {
         dispatch!(self, s => s.quota_hit(key, now).await)
     }
@@ -163,7 +287,7 @@ impl Store {
     /// Stores a key record under the hash of its secret.
     pub async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
         let json = record_json(rec);
-        dispatch!(self, s => s.issue_key(hash, &rec.key_id, &json).await)
+        dispatch!(self, s => s.issue_key(hash, &rec.pid, &rec.key_id, &json).await)
     }
 
     /// Deletes a key; false if unknown.

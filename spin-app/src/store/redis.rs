@@ -15,6 +15,11 @@
 //! | `dock:{P}:meta` | string | the PID record | forever |
 //! | `dock:{P}:q:<keyId>:<window>` | string | create counter of a quota window | until the window ends |
 //! | `dock:{P}:w:<keyId>` | sorted set | open waiters of a key (member: waiter id, score: lease end) | while any waiter holds a lease |
+//! | `dock:{P}:p` | sorted set | pending sessions (member: sid, score: `expiresAt` ms); those past their score are counted expired and removed | while pending |
+//! | `dock:{P}:stats` | hash | the PID's counters: `created`, `reused`, `completed`, `cancelled`, `expired`, `quota_rejected` | forever |
+//! | `dock:{P}:keys` | set | ids of the keys issued to the PID (to find its waiter sets) | forever |
+//! | `dock:pids` | set | every PID (the stats endpoint sums over it) | forever |
+//! | `dock:stats` | hash | service-wide `store_errors` (flushed by instances that saw errors) | forever |
 //! | `dock:sid:<sid>` | string | the PID of a session (admin completion by sid) | as the session |
 //! | `dock:key:<sha256>` | string | API key record, by the hash of its secret | until revoked |
 //! | `dock:keyid:<keyId>` | string | the hash, for revocation | until revoked |
@@ -22,6 +27,17 @@
 //!
 //! Channel `dock:{P}:events` receives every session change (the bare view
 //! JSON), for subscribers outside Spin (components cannot SUBSCRIBE).
+//!
+//! ## Counters
+//!
+//! The operator's counters (`GET /api/v1/admin/stats`) change inside the
+//! scripts that make the change they count, so they cost no round trip and
+//! add up across instances: `CREATE` counts `created`, and `reused` when the
+//! slot holds a session still in `dock:{P}:p` (pending and unexpired: what
+//! core reuses); `COMMIT` counts the new status; `QUOTA` counts
+//! `quota_rejected`. A session is counted `expired` exactly once, when a
+//! `CREATE` of its PID or a stats read finds it in `dock:{P}:p` past its
+//! `expiresAt` and removes it.
 
 use std::cell::RefCell;
 
@@ -30,35 +46,48 @@ use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
 use super::{
-    Claim, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session, retention_ms,
+    Claim, Counters, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session, retention_ms,
     session_json,
 };
 
 /// Creates the live session for a reuse slot if the slot holds what the
 /// caller expects; else returns what it holds.
 const CREATE: &str = r"
--- KEYS: 1 reuse slot, 2 session, 3 events, 4 sid index
+-- KEYS: 1 reuse slot, 2 session, 3 events, 4 stats, 5 pending
 -- ARGV: 1 expected sid ('' = empty), 2 sid, 3 session json, 4 px, 5 reuse px,
---       6 channel, 7 view json, 8 session key prefix, 9 pid
+--       6 channel, 7 view json, 8 session key prefix, 9 pid, 10 now ms,
+--       11 expiresAt ms
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[10])
+if expired > 0 then redis.call('HINCRBY', KEYS[4], 'expired', expired) end
 local cur = redis.call('GET', KEYS[1])
 if (cur or '') ~= ARGV[1] then
   local s = ''
-  if cur then s = redis.call('GET', ARGV[8] .. cur) or '' end
+  if cur then
+    s = redis.call('GET', ARGV[8] .. cur) or ''
+    -- Still pending and unexpired: the caller reuses it.
+    if s ~= '' and redis.call('ZSCORE', KEYS[5], cur) then
+      redis.call('HINCRBY', KEYS[4], 'reused', 1)
+    end
+  end
   return {'taken', cur or '', s}
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '8', '*', 'status', 'pending')
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('ZADD', KEYS[5], ARGV[11], ARGV[2])
+redis.call('HINCRBY', KEYS[4], 'created', 1)
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'ok'}
 ";
 
 /// Replaces a session record if unchanged (and the link, if given, too).
 const COMMIT: &str = r"
--- KEYS: 1 session, 2 events, 3 link hash, 4 new roblox set, 5 old roblox set
+-- KEYS: 1 session, 2 events, 3 link hash, 4 new roblox set, 5 old roblox set,
+--       6 stats, 7 pending
 -- ARGV: 1 expected json, 2 new json, 3 px, 4 status, 5 channel, 6 view json,
---       7 discordId ('' = no link write), 8 robloxId, 9 expected previous ('' = none)
+--       7 discordId ('' = no link write), 8 robloxId, 9 expected previous ('' = none),
+--       10 sid
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then return {'conflict'} end
 if ARGV[7] ~= '' then
@@ -71,6 +100,10 @@ end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', '8', '*', 'status', ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
+if ARGV[4] == 'completed' or ARGV[4] == 'cancelled' then
+  redis.call('ZREM', KEYS[7], ARGV[10])
+  redis.call('HINCRBY', KEYS[6], ARGV[4], 1)
+end
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {'ok'}
 ";
@@ -85,10 +118,30 @@ return {s or '', id}
 ";
 
 /// Counts a create in a quota window; the counter expires with the window.
+/// A create beyond the limit is a quota rejection.
 const QUOTA: &str = r"
+-- KEYS: 1 window counter, 2 stats; ARGV: 1 window end ms, 2 limit
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
+if n > tonumber(ARGV[2]) then redis.call('HINCRBY', KEYS[2], 'quota_rejected', 1) end
 return n
+";
+
+/// One PID's counters: first counts the pending sessions that expired by
+/// `now` (as `CREATE` does), then reads the hash and the live waiter leases
+/// of every key of the PID.
+const STATS: &str = r"
+-- KEYS: 1 stats, 2 pending, 3 key ids; ARGV: 1 now ms, 2 waiter set prefix
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+if expired > 0 then redis.call('HINCRBY', KEYS[1], 'expired', expired) end
+local waiters = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  waiters = waiters + redis.call('ZCOUNT', ARGV[2] .. id, '(' .. ARGV[1], '+inf')
+end
+local out = redis.call('HGETALL', KEYS[1])
+out[#out + 1] = 'waiters'
+out[#out + 1] = tostring(waiters)
+return out
 ";
 
 /// Registers a waiter if the key has fewer than the maximum live leases.
@@ -128,6 +181,24 @@ fn k_roblox(pid: &Pid, roblox_id: &str) -> String {
 fn channel(pid: &Pid) -> String {
     format!("{}:events", tag(pid))
 }
+
+fn k_stats(pid: &Pid) -> String {
+    format!("{}:stats", tag(pid))
+}
+
+fn k_pending(pid: &Pid) -> String {
+    format!("{}:p", tag(pid))
+}
+
+fn k_key_ids(pid: &Pid) -> String {
+    format!("{}:keys", tag(pid))
+}
+
+/// The set of all PIDs.
+const K_PIDS: &str = "dock:pids";
+
+/// The service-wide counters (not per PID).
+const K_GLOBAL_STATS: &str = "dock:stats";
 
 fn p(v: impl AsRef<[u8]>) -> RedisParameter {
     RedisParameter::Binary(v.as_ref().to_vec())
@@ -205,8 +276,13 @@ impl RedisStore {
         let window = key.quota.window_index(now);
         let k = format!("{}:q:{}:{window}", tag(&key.pid), key.key_id);
         let end = key.quota.window_end(now).as_millis() as i64;
+        let limit = i64::try_from(key.quota.limit).unwrap_or(i64::MAX);
         let r = self
-            .eval(QUOTA, &[k], vec![RedisParameter::Int64(end)])
+            .eval(
+                QUOTA,
+                &[k, k_stats(&key.pid)],
+                vec![RedisParameter::Int64(end), RedisParameter::Int64(limit)],
+            )
             .await?;
         match r.first() {
             Some(RedisResult::Int64(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
@@ -221,6 +297,8 @@ impl RedisStore {
     }
 
     pub async fn create_pid(&self, pid: &Pid, json: &str) -> Result<bool, StoreError> {
+        // The index first (idempotent): a half-created PID is listed with zero counters.
+        self.exec("SADD", vec![p(K_PIDS), p(pid.as_str())]).await?;
         let r = self
             .exec(
                 "SET",
@@ -233,11 +311,14 @@ impl RedisStore {
     pub async fn issue_key(
         &self,
         hash: &str,
+        pid: &Pid,
         key_id: &KeyId,
         json: &str,
     ) -> Result<(), StoreError> {
         // The key id index first: a half-issued key is revocable and never usable.
         self.exec("SET", vec![p(format!("dock:keyid:{key_id}")), p(hash)])
+            .await?;
+        self.exec("SADD", vec![p(k_key_ids(pid)), p(key_id.as_str())])
             .await?;
         self.exec("SET", vec![p(format!("dock:key:{hash}")), p(json)])
             .await?;
@@ -284,6 +365,8 @@ impl RedisStore {
             format!("{}:r:{digest}", tag(pid)),
             k_session(pid, &candidate.sid),
             k_events(pid, &candidate.sid),
+            k_stats(pid),
+            k_pending(pid),
         ];
         let r = self
             .eval(
@@ -299,6 +382,8 @@ impl RedisStore {
                     p(view),
                     p(format!("{}:s:", tag(pid))),
                     p(pid.as_str()),
+                    RedisParameter::Int64(now.as_millis() as i64),
+                    RedisParameter::Int64(candidate.expires_at.as_millis() as i64),
                 ],
             )
             .await?;
@@ -400,6 +485,8 @@ impl RedisStore {
             k_links(pid),
             k_roblox(pid, if roblox.is_empty() { "-" } else { roblox }),
             k_roblox(pid, if previous.is_empty() { "-" } else { previous }),
+            k_stats(pid),
+            k_pending(pid),
         ];
         let view = next.view_at(now);
         let r = self
@@ -416,6 +503,7 @@ impl RedisStore {
                     p(discord),
                     p(roblox),
                     p(previous),
+                    p(next.sid.as_str()),
                 ],
             )
             .await?;
@@ -471,6 +559,62 @@ impl RedisStore {
         self.exec("ZREM", vec![p(k_waiters(key)), p(waiter)])
             .await
             .map(drop)
+    }
+
+    pub async fn pids(&self) -> Result<Vec<Pid>, StoreError> {
+        let r = self.exec("SMEMBERS", vec![p(K_PIDS)]).await?;
+        Ok(r.iter()
+            .filter_map(text)
+            .filter_map(|s| Pid::parse(&s).ok())
+            .collect())
+    }
+
+    pub async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {
+        let r = self
+            .eval(
+                STATS,
+                &[k_stats(pid), k_pending(pid), k_key_ids(pid)],
+                vec![
+                    RedisParameter::Int64(now.as_millis() as i64),
+                    p(format!("{}:w:", tag(pid))),
+                ],
+            )
+            .await?;
+        let fields: Vec<Option<String>> = r.iter().map(text).collect();
+        let mut counters = Counters::default();
+        for pair in fields.chunks(2) {
+            if let [Some(name), Some(value)] = pair {
+                let n = value
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("counter {name}: {e}")))?;
+                counters.set(name, n);
+            }
+        }
+        Ok(counters)
+    }
+
+    pub async fn store_errors(&self) -> Result<u64, StoreError> {
+        let r = self
+            .exec("HGET", vec![p(K_GLOBAL_STATS), p("store_errors")])
+            .await?;
+        Ok(r.first()
+            .and_then(text)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub async fn add_store_errors(&self, n: u64) -> Result<(), StoreError> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.exec(
+            "HINCRBY",
+            vec![
+                p(K_GLOBAL_STATS),
+                p("store_errors"),
+                RedisParameter::Int64(n),
+            ],
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn put_flow(&self, state: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {

@@ -6,6 +6,15 @@
 //! unchanged> RETURNING`, and a trigger writes the link dataset inside that
 //! same statement. Waiters re-read the row's revision every
 //! `poll_interval_ms`. One instance only: nothing wakes other processes.
+//!
+//! Counters (`dock_stats`, one row per PID and counter) change by triggers
+//! inside the statements they count: a reuse slot that takes a new sid
+//! counts `created` and enters the session in `dock_pending` (sid →
+//! `expiresAt`); a session record leaving `pending` counts its new status
+//! and leaves `dock_pending`; deleting a still-pending session from
+//! `dock_pending` (each create and each stats read delete those past their
+//! `expiresAt`) counts `expired`, once. `expiresAt` is core's fixed-width
+//! ISO 8601 text, so text order is time order.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,9 +24,16 @@ use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use spin_sdk::sqlite::{Connection, Value};
 
 use super::{
-    Claim, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session, retention_ms,
+    Claim, Counters, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session, retention_ms,
     session_json,
 };
+
+/// The `dock_stats` row of service-wide counters (PIDs are never empty).
+const SERVICE: &str = "";
+
+/// Adds one to a counter of a PID.
+const BUMP: &str = "INSERT INTO dock_stats (pid, counter, value) VALUES (?, ?, ?)
+    ON CONFLICT (pid, counter) DO UPDATE SET value = value + excluded.value";
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS dock_sessions (
@@ -42,6 +58,49 @@ const SCHEMA: &[&str] = &[
         key_id TEXT NOT NULL, waiter TEXT NOT NULL, lease_until INTEGER NOT NULL,
         PRIMARY KEY (key_id, waiter))",
     "CREATE TABLE IF NOT EXISTS dock_flows (state TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dock_stats (
+        pid TEXT NOT NULL, counter TEXT NOT NULL, value INTEGER NOT NULL,
+        PRIMARY KEY (pid, counter))",
+    "CREATE TABLE IF NOT EXISTS dock_pending (
+        sid TEXT PRIMARY KEY, pid TEXT NOT NULL, expires_at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS dock_pending_expiry ON dock_pending (expires_at)",
+    // A reuse slot names a new session: created, and pending until its expiresAt.
+    "CREATE TRIGGER IF NOT EXISTS dock_stats_created
+        AFTER INSERT ON dock_reuse
+        BEGIN
+            INSERT INTO dock_pending (sid, pid, expires_at)
+                SELECT sid, pid, json_extract(record, '$.expiresAt') FROM dock_sessions WHERE sid = NEW.sid;
+            INSERT INTO dock_stats (pid, counter, value) VALUES (NEW.pid, 'created', 1)
+                ON CONFLICT (pid, counter) DO UPDATE SET value = value + 1;
+        END",
+    "CREATE TRIGGER IF NOT EXISTS dock_stats_recreated
+        AFTER UPDATE OF sid ON dock_reuse
+        WHEN NEW.sid <> OLD.sid
+        BEGIN
+            INSERT INTO dock_pending (sid, pid, expires_at)
+                SELECT sid, pid, json_extract(record, '$.expiresAt') FROM dock_sessions WHERE sid = NEW.sid;
+            INSERT INTO dock_stats (pid, counter, value) VALUES (NEW.pid, 'created', 1)
+                ON CONFLICT (pid, counter) DO UPDATE SET value = value + 1;
+        END",
+    // A pending session completed or was cancelled.
+    "CREATE TRIGGER IF NOT EXISTS dock_stats_finished
+        AFTER UPDATE OF record ON dock_sessions
+        WHEN json_extract(OLD.record, '$.status') = 'pending'
+         AND json_extract(NEW.record, '$.status') IN ('completed', 'cancelled')
+        BEGIN
+            DELETE FROM dock_pending WHERE sid = NEW.sid;
+            INSERT INTO dock_stats (pid, counter, value)
+                VALUES (NEW.pid, json_extract(NEW.record, '$.status'), 1)
+                ON CONFLICT (pid, counter) DO UPDATE SET value = value + 1;
+        END",
+    // Leaving dock_pending while still pending: it expired.
+    "CREATE TRIGGER IF NOT EXISTS dock_stats_expired
+        AFTER DELETE ON dock_pending
+        WHEN (SELECT json_extract(record, '$.status') FROM dock_sessions WHERE sid = OLD.sid) = 'pending'
+        BEGIN
+            INSERT INTO dock_stats (pid, counter, value) VALUES (OLD.pid, 'expired', 1)
+                ON CONFLICT (pid, counter) DO UPDATE SET value = value + 1;
+        END",
     // The link dataset changes inside the statement that completes a session.
     "CREATE TRIGGER IF NOT EXISTS dock_link_on_complete
         AFTER UPDATE OF roblox_id ON dock_sessions
@@ -138,6 +197,10 @@ impl SqliteStore {
             )
             .await?;
         let count = rows.first().and_then(|r| int_at(r, 0)).unwrap_or(0);
+        if u64::try_from(count).unwrap_or(0) > key.quota.limit {
+            self.rows(BUMP, vec![t(key.pid.as_str()), t("quota_rejected"), i(1)])
+                .await?;
+        }
         if count == 1 {
             // First hit of a window: drop the key's older windows.
             self.rows(
@@ -172,6 +235,7 @@ impl SqliteStore {
     pub async fn issue_key(
         &self,
         hash: &str,
+        _pid: &Pid,
         key_id: &KeyId,
         json: &str,
     ) -> Result<(), StoreError> {
@@ -202,6 +266,13 @@ impl SqliteStore {
         now: Timestamp,
     ) -> Result<Claim, StoreError> {
         let pid = candidate.pid.as_str();
+        // Pending sessions past their expiry are counted (trigger) before the
+        // purge can delete them.
+        self.rows(
+            "DELETE FROM dock_pending WHERE expires_at <= ?",
+            vec![t(now.to_iso8601())],
+        )
+        .await?;
         // Finished sessions past their retention go first (indexed range delete).
         self.rows(
             "DELETE FROM dock_sessions WHERE purge_at <= ?",
@@ -245,6 +316,16 @@ impl SqliteStore {
             )
             .await?;
         let row = rows.first();
+        if let Some(taken) = row.and_then(|r| text_at(r, 0)) {
+            // Still pending and unexpired: the caller reuses it.
+            self.rows(
+                "INSERT INTO dock_stats (pid, counter, value)
+                 SELECT pid, 'reused', 1 FROM dock_pending WHERE sid = ? AND expires_at > ?
+                 ON CONFLICT (pid, counter) DO UPDATE SET value = value + 1",
+                vec![t(taken), t(now.to_iso8601())],
+            )
+            .await?;
+        }
         let sid = row
             .and_then(|r| text_at(r, 0))
             .and_then(|s| SessionId::parse(&s).ok());
@@ -406,6 +487,71 @@ impl SqliteStore {
         self.rows(
             "DELETE FROM dock_waiters WHERE key_id = ? AND waiter = ?",
             vec![t(key.key_id.as_str()), t(waiter)],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn pids(&self) -> Result<Vec<Pid>, StoreError> {
+        let rows = self
+            .rows("SELECT pid FROM dock_pids ORDER BY pid", vec![])
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| text_at(r, 0))
+            .filter_map(|s| Pid::parse(&s).ok())
+            .collect())
+    }
+
+    pub async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {
+        self.rows(
+            "DELETE FROM dock_pending WHERE expires_at <= ?",
+            vec![t(now.to_iso8601())],
+        )
+        .await?;
+        let mut counters = Counters::default();
+        let rows = self
+            .rows(
+                "SELECT counter, value FROM dock_stats WHERE pid = ?",
+                vec![t(pid.as_str())],
+            )
+            .await?;
+        for row in &rows {
+            if let (Some(name), Some(n)) = (text_at(row, 0), int_at(row, 1)) {
+                counters.set(&name, u64::try_from(n).unwrap_or(0));
+            }
+        }
+        let rows = self
+            .rows(
+                "SELECT count(*) FROM dock_waiters w JOIN dock_keys k ON k.key_id = w.key_id
+                 WHERE json_extract(k.record, '$.pid') = ? AND w.lease_until > ?",
+                vec![t(pid.as_str()), i(ms(now))],
+            )
+            .await?;
+        let waiters = rows.first().and_then(|r| int_at(r, 0)).unwrap_or(0);
+        counters.waiters = u64::try_from(waiters).unwrap_or(0);
+        Ok(counters)
+    }
+
+    pub async fn store_errors(&self) -> Result<u64, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT value FROM dock_stats WHERE pid = ? AND counter = 'store_errors'",
+                vec![t(SERVICE)],
+            )
+            .await?;
+        let n = rows.first().and_then(|r| int_at(r, 0)).unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub async fn add_store_errors(&self, n: u64) -> Result<(), StoreError> {
+        self.rows(
+            BUMP,
+            vec![
+                t(SERVICE),
+                t("store_errors"),
+                i(i64::try_from(n).unwrap_or(i64::MAX)),
+            ],
         )
         .await
         .map(drop)
