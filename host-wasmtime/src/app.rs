@@ -4,12 +4,19 @@
 //! the host listens: an invalid or unsupported manifest, a missing required
 //! variable, an invalid `allowed_outbound_hosts` entry, a component that is
 //! missing or imports something this host does not provide.
+//!
+//! What a store being down is not: the host does not connect to Redis to
+//! start. The banner names the stores a component can use (its SQLite
+//! database, the Redis URLs its variables hold, credentials redacted), and
+//! [`probe_redis`] then checks each Redis in the background and logs whether
+//! it answers; requests that need an unreachable Redis fail in the component.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use wasmtime::Engine;
@@ -60,8 +67,11 @@ pub struct App {
     pub limits: Arc<Limits>,
     /// The default SQLite database, if any component uses it.
     pub sqlite: Option<DatabaseLocation>,
-    /// Human-readable description of stores and allow lists.
+    /// Human-readable description of stores and allow lists (no secrets).
     pub stores: Vec<String>,
+    /// The Redis URLs components' variables hold, credentials included:
+    /// for [`probe_redis`] only, never to be printed.
+    pub redis_urls: Vec<String>,
     /// The epoch tick clock shared with instances.
     pub(crate) ticker: crate::limits::EpochTicker,
 }
@@ -134,6 +144,7 @@ impl App {
                 wants_sqlite.join(", ")
             ));
         }
+        let mut redis_urls = Vec::new();
         let mut components = HashMap::new();
         for id in &routed {
             let (handler, allowed) = build_component(
@@ -147,8 +158,29 @@ impl App {
                 ticker.clock(),
             )?;
             if !allowed.is_empty() {
-                let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+                let list: Vec<String> =
+                    allowed.iter().map(|h| redact_url(&h.to_string())).collect();
                 stores.push(format!("{id}: allowed_outbound_hosts {}", list.join(", ")));
+            }
+            let found = redis_variables(&manifest.doc.components[*id].variables, &vars)?;
+            if found.is_empty() {
+                stores.push(format!(
+                    "{id}: Redis: none (no variable holds a redis:// URL)"
+                ));
+            }
+            for (name, url) in found {
+                let refused = if allowed.allows_url(&url, "redis") {
+                    ""
+                } else {
+                    "; not in allowed_outbound_hosts, so connections to it will be refused"
+                };
+                stores.push(format!(
+                    "{id}: Redis {} (variable {name}){refused}",
+                    redact_url(&url)
+                ));
+                if !redis_urls.contains(&url) {
+                    redis_urls.push(url);
+                }
             }
             components.insert((*id).to_owned(), ProxyHandler::new(handler));
         }
@@ -165,6 +197,7 @@ impl App {
             limits,
             sqlite: sqlite_location,
             stores,
+            redis_urls,
             ticker,
         })
     }
@@ -190,6 +223,85 @@ impl App {
     /// The shared tick clock.
     pub fn clock(&self) -> Clock {
         self.ticker.clock()
+    }
+}
+
+/// The component variables (name, value) whose values are Redis URLs.
+fn redis_variables(
+    mapping: &std::collections::BTreeMap<String, String>,
+    vars: &AppVariables,
+) -> Result<Vec<(String, String)>> {
+    let mut found = Vec::new();
+    for (name, template) in mapping {
+        let value = vars
+            .render(template)
+            .with_context(|| format!("component variable {name:?}"))?;
+        let lower = value.to_ascii_lowercase();
+        if lower.starts_with("redis://") || lower.starts_with("rediss://") {
+            found.push((name.clone(), value));
+        }
+    }
+    Ok(found)
+}
+
+/// `text` with the user info of a URL replaced by `***`
+/// (`redis://:secret@host:6379` → `redis://***@host:6379`). Text that does
+/// not parse as a URL but contains `@` is withheld entirely.
+pub fn redact_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            if url.set_password(None).is_ok() && url.set_username("***").is_ok() {
+                url.to_string()
+            } else {
+                "<redacted URL>".to_owned()
+            }
+        }
+        Ok(_) => text.to_owned(),
+        Err(_) if text.contains('@') => "<redacted URL>".to_owned(),
+        Err(_) => text.to_owned(),
+    }
+}
+
+/// How long the startup check waits for each Redis.
+const REDIS_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Checks once that each Redis in `urls` answers `PING`, and logs the
+/// outcome with the URL redacted. The host serves either way: an unreachable
+/// Redis is the component's to report (its `/readyz` answers 503 until the
+/// Redis answers).
+pub async fn probe_redis(urls: Vec<String>) {
+    for url in urls {
+        let shown = redact_url(&url);
+        let outcome = tokio::time::timeout(REDIS_PROBE_TIMEOUT, ping_redis(&url)).await;
+        let failure = match outcome {
+            Ok(Ok(())) => {
+                tracing::info!(redis = %shown, "Redis answers PING");
+                continue;
+            }
+            Ok(Err(e)) => scrub(&e.to_string(), &url),
+            Err(_) => format!("no answer within {REDIS_PROBE_TIMEOUT:?}"),
+        };
+        tracing::warn!(
+            redis = %shown,
+            "Redis is unreachable at startup ({failure}); serving anyway: requests that need it fail with 503 until it answers"
+        );
+    }
+}
+
+async fn ping_redis(url: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    redis::cmd("PING").query_async::<()>(&mut conn).await
+}
+
+/// `message` without the password of `url`, should an error quote it.
+fn scrub(message: &str, url: &str) -> String {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+    {
+        Some(password) if !password.is_empty() => message.replace(&password, "***"),
+        _ => message.to_owned(),
     }
 }
 
@@ -219,6 +331,7 @@ fn build_component(
         environment: c.environment.clone(),
         redis: RedisState {
             allowed: allowed.clone(),
+            pool: Arc::default(),
         },
         http: OutboundHttp {
             allowed: allowed.clone(),
@@ -239,4 +352,64 @@ fn build_component(
         ComponentHandler::new(config, pre, engine.clone(), limits, clock),
         allowed,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_user_info() {
+        assert_eq!(
+            redact_url("redis://:s3cret@127.0.0.1:6379"),
+            "redis://***@127.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_url("rediss://default:s3cret@redis.example.com:6380/2"),
+            "rediss://***@redis.example.com:6380/2"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("https://discord.com"), "https://discord.com");
+        assert_eq!(redact_url("not a url with @ in it"), "<redacted URL>");
+        assert_eq!(redact_url("*://*:*"), "*://*:*");
+    }
+
+    #[test]
+    fn scrubs_passwords_from_errors() {
+        assert_eq!(
+            scrub("auth failed for s3cret", "redis://:s3cret@h:1"),
+            "auth failed for ***"
+        );
+        assert_eq!(scrub("refused", "redis://h:1"), "refused");
+    }
+
+    #[test]
+    fn finds_redis_urls_in_component_variables() {
+        use crate::manifest::Variable;
+        use crate::variables::Providers;
+        let mut declared = std::collections::BTreeMap::new();
+        declared.insert("redis_url".to_owned(), Variable::default());
+        declared.insert(
+            "other".to_owned(),
+            Variable {
+                default: Some("https://example.com".into()),
+                ..Variable::default()
+            },
+        );
+        let providers = Providers {
+            cli: vec![("redis_url".into(), "redis://:pw@10.0.0.1:6379".into())],
+            ..Providers::default()
+        };
+        let vars = AppVariables::resolve(&declared, &providers).unwrap();
+        let mut mapping = std::collections::BTreeMap::new();
+        mapping.insert("redis_url".to_owned(), "{{ redis_url }}".to_owned());
+        mapping.insert("other".to_owned(), "{{ other }}".to_owned());
+        assert_eq!(
+            redis_variables(&mapping, &vars).unwrap(),
+            vec![("redis_url".into(), "redis://:pw@10.0.0.1:6379".into())]
+        );
+    }
 }

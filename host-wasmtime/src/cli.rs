@@ -68,6 +68,12 @@ pub struct UpArgs {
     )]
     pub log_level: String,
 
+    /// Write dock-host's own log records (stderr) as JSON, one object per
+    /// line. The component's output passes through unchanged; the startup
+    /// banner stays text on stdout (as `spin up` prints it).
+    #[arg(long)]
+    pub json_logs: bool,
+
     /// Directory for compiled-component cache [default: <user cache dir>/dock-host].
     #[arg(long, value_name = "DIR", env = "DOCK_HOST_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -175,6 +181,7 @@ mod tests {
         let Command::Up(up) = cli.command;
         assert_eq!(up.listen.to_string(), "127.0.0.1:3000");
         assert_eq!(up.from, PathBuf::from("spin.toml"));
+        assert!(!up.json_logs);
         let limits = Limits::from(&up.limits);
         let d = Limits::default();
         assert_eq!(limits.max_guest_slice, d.max_guest_slice);
@@ -199,6 +206,7 @@ mod tests {
             "500ms",
             "--listen",
             "127.0.0.1:0",
+            "--json-logs",
         ])
         .unwrap();
         let Command::Up(up) = cli.command;
@@ -208,6 +216,7 @@ mod tests {
         );
         assert_eq!(up.sqlite.as_deref(), Some("memory"));
         assert_eq!(up.limits.max_guest_slice, Duration::from_millis(500));
+        assert!(up.json_logs);
         assert!(Cli::try_parse_from(["dock-host", "up", "--variable", "novalue"]).is_err());
     }
 }

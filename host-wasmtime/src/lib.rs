@@ -54,5 +54,10 @@ pub async fn up(args: cli::UpArgs) -> Result<()> {
     print!("{}", app.banner(addr));
     use std::io::Write as _;
     std::io::stdout().flush()?;
+    if args.json_logs {
+        // The banner's facts as one record, for log collectors.
+        tracing::info!(address = %addr, app = %app.name, stores = ?app.stores, "serving");
+    }
+    tokio::spawn(app::probe_redis(app.redis_urls.clone()));
     server::serve(Arc::new(app), listener, server::shutdown_signal()).await
 }

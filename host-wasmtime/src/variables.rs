@@ -133,9 +133,21 @@ impl AppVariables {
             }
         }
         if !missing.is_empty() {
+            // Spin 4.1 says `no provider resolved required variable "name"` (first only).
+            let names: Vec<String> = missing.iter().map(|n| format!("{n:?}")).collect();
+            let how: Vec<String> = missing
+                .iter()
+                .map(|n| {
+                    format!(
+                        "--variable {n}=VALUE or SPIN_VARIABLE_{}",
+                        n.to_ascii_uppercase()
+                    )
+                })
+                .collect();
             bail!(
-                "no provider resolved required variable(s): {} (set them with --variable NAME=VALUE or SPIN_VARIABLE_<NAME>)",
-                missing.join(", ")
+                "no provider resolved required variable {} (set {})",
+                names.join(", "),
+                how.join("; ")
             );
         }
         let secret = declared
@@ -307,7 +319,12 @@ mod tests {
     #[test]
     fn missing_required_variable_is_an_error_naming_it() {
         let e = AppVariables::resolve(&declared(), &providers(&[], &[])).unwrap_err();
-        assert!(e.to_string().contains("api_key"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("no provider resolved required variable \"api_key\""),
+            "{e}"
+        );
+        assert!(e.to_string().contains("SPIN_VARIABLE_API_KEY"), "{e}");
     }
 
     #[test]
