@@ -1,7 +1,9 @@
 //! Test support for the end-to-end suite: real processes, real ports.
 //!
 //! - [`RedisServer`]: a throwaway `redis-server` on a free port
-//!   (`--save '' --appendonly no`), killed on drop.
+//!   (`--save '' --appendonly no`), or persisting to a directory of the
+//!   test's (`--appendonly yes --appendfsync always`) so it can be SIGKILLed
+//!   and restarted on the same data; killed on drop.
 //! - [`Host`]: the real `dock-host` binary serving a manifest on a free port,
 //!   ready when its health endpoint answers, killed on drop.
 //! - [`artifacts`]: the guest components, built by cargo in `build.rs`

@@ -62,6 +62,25 @@ impl Service {
             StoreKind::Redis => Some(RedisServer::start()?),
             StoreKind::Sqlite => None,
         };
+        Self::start_with(cfg.reuse, redis, n, vars)
+    }
+
+    /// `n` instances (with instance reuse) on a Redis the caller started,
+    /// e.g. a persistent one.
+    pub async fn start_on_redis(
+        redis: RedisServer,
+        n: usize,
+        vars: &[(&str, &str)],
+    ) -> Result<Service> {
+        Self::start_with(true, Some(redis), n, vars)
+    }
+
+    fn start_with(
+        reuse: bool,
+        redis: Option<RedisServer>,
+        n: usize,
+        vars: &[(&str, &str)],
+    ) -> Result<Service> {
         let mut all: Vec<String> = vec![format!("admin_token={ADMIN_TOKEN}")];
         if let Some(r) = &redis {
             all.push(format!("redis_url={}", r.url()));
@@ -76,7 +95,7 @@ impl Service {
             dir,
             vars: all,
             listen: None,
-            reuse: cfg.reuse,
+            reuse,
         };
         for _ in 0..n {
             svc.add_host()?;
@@ -105,6 +124,15 @@ impl Service {
         let host = self.hosts.pop().context("no host")?;
         self.hosts.insert(i, host);
         Ok(())
+    }
+
+    /// Starts one more instance with the same configuration, listening on
+    /// `addr` (e.g. the address of an instance that was killed).
+    pub fn add_host_at(&mut self, addr: std::net::SocketAddr) -> Result<()> {
+        let fixed = self.listen.replace(addr.to_string());
+        let started = self.add_host();
+        self.listen = fixed;
+        started
     }
 
     /// Starts one more instance with the same configuration.
@@ -147,7 +175,7 @@ impl Service {
     pub async fn tenant(&self, pid: &str) -> Result<String> {
         let (s, body) = self
             .admin_post(
-                &format!("/api/v1/admin/pids"),
+                "/api/v1/admin/pids",
                 json!({"pid": pid, "name": format!("App {pid}")}),
             )
             .await?;
