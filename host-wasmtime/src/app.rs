@@ -331,7 +331,6 @@ fn build_component(
         environment: c.environment.clone(),
         redis: RedisState {
             allowed: allowed.clone(),
-            pool: Arc::default(),
         },
         http: OutboundHttp {
             allowed: allowed.clone(),
