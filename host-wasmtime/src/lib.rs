@@ -26,6 +26,7 @@ pub mod limits;
 pub mod manifest;
 pub mod outbound_http;
 pub mod redis;
+pub mod redis_mux;
 pub mod routes;
 pub mod runtime_config;
 pub mod server;

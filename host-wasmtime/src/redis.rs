@@ -1,9 +1,13 @@
 //! `spin:redis/redis@3.0.0` on a real Redis, with Spin 4.1's semantics.
 //!
 //! - `open` checks the address against `allowed_outbound_hosts` (as a
-//!   `redis://host:port` URL; a bare `host:port` counts as `redis`), then opens a
-//!   new multiplexed connection: one connection per `open`, as Spin does. There
-//!   is no response timeout, so `XREAD BLOCK` works.
+//!   `redis://host:port` URL; a bare `host:port` counts as `redis`), then
+//!   connects. Spin opens one connection per `open`; this host shares one
+//!   multiplexed connection per address and gives a guest connection a socket
+//!   of its own as soon as it sends a command that depends on connection
+//!   state, and serves single-stream blocking `XREAD`s through a multiplexer
+//!   ([`crate::redis_mux`]): the same replies, far fewer sockets. There is no
+//!   response timeout, so `XREAD BLOCK` works.
 //! - Every function is `Accessor`-based: the connection handle is cloned inside
 //!   `accessor.with(..)` and the command is awaited outside it, so a blocking
 //!   command stalls only the guest task that issued it.
@@ -23,17 +27,40 @@ use wasmtime::component::{Accessor, HasData, Resource, ResourceTable};
 
 use crate::allowed_hosts::AllowedHosts;
 use crate::bindings::redis3 as v3;
+use crate::redis_mux::{
+    Arg, BlockingRead, Endpoint, RedisPool, connection_lost, needs_own_connection,
+};
 
 /// Spin's limit on a host-buffered result (`spin_world::MAX_HOST_BUFFERED_BYTES`).
 pub const MAX_HOST_BUFFERED_BYTES: usize = 128 << 20;
 
 /// The host side of a guest's `connection` resource.
 #[derive(Clone)]
-pub struct RedisConnection(MultiplexedConnection);
+pub struct RedisConnection {
+    endpoint: Arc<Endpoint>,
+    /// The address's shared connection and its generation.
+    shared: (usize, MultiplexedConnection),
+    /// This guest connection's own socket, once it needed one.
+    own: Option<MultiplexedConnection>,
+}
 
 impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RedisConnection")
+    }
+}
+
+impl RedisConnection {
+    fn conn(&self) -> MultiplexedConnection {
+        self.own.clone().unwrap_or_else(|| self.shared.1.clone())
+    }
+
+    /// After a failed command: forget a dead shared connection.
+    async fn failed(&self, e: redis::RedisError) -> v3::Error {
+        if self.own.is_none() && connection_lost(&e) {
+            self.endpoint.discard(self.shared.0).await;
+        }
+        other(e)
     }
 }
 
@@ -42,6 +69,8 @@ impl std::fmt::Debug for RedisConnection {
 pub struct RedisState {
     /// The component's resolved `allowed_outbound_hosts`.
     pub allowed: Arc<AllowedHosts>,
+    /// The host's shared connections (one pool for every instance).
+    pub pool: Arc<RedisPool>,
 }
 
 /// What the generated bindings see of the store: the state plus the resource table.
@@ -128,34 +157,51 @@ pub fn command(name: &str, args: Vec<v3::RedisParameter>) -> redis::Cmd {
     cmd
 }
 
-/// Opens a connection as `open` does, after the allow-list check.
+/// Checks the allow list and connects to `address` (or reuses its live shared connection).
 pub async fn connect(
     allowed: &AllowedHosts,
+    pool: &RedisPool,
     address: &str,
-) -> Result<MultiplexedConnection, v3::Error> {
+) -> Result<RedisConnection, v3::Error> {
     if !allowed.allows_url(address, "redis") {
         tracing::warn!(address, "redis address not in allowed_outbound_hosts");
         return Err(v3::Error::InvalidAddress);
     }
-    let client = redis::Client::open(address).map_err(|_| v3::Error::InvalidAddress)?;
-    client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(other)
+    let endpoint = pool
+        .endpoint(address)
+        .map_err(|_| v3::Error::InvalidAddress)?;
+    let shared = endpoint.shared().await.map_err(other)?;
+    Ok(RedisConnection {
+        endpoint,
+        shared,
+        own: None,
+    })
 }
 
 fn connection<T: Send>(
     accessor: &Accessor<T, Redis>,
     conn: &Resource<RedisConnection>,
-) -> Result<MultiplexedConnection, v3::Error> {
+) -> Result<RedisConnection, v3::Error> {
     accessor.with(|mut access| {
         access
             .get()
             .table
             .get(conn)
-            .map(|c| c.0.clone())
+            .cloned()
             .map_err(|_| other("could not find connection for resource"))
     })
+}
+
+/// Runs a typed command on the guest connection.
+macro_rules! run {
+    ($accessor:expr, $conn:expr, |$c:ident| $body:expr) => {{
+        let handle = connection($accessor, &$conn)?;
+        let mut $c = handle.conn();
+        match $body.await {
+            Ok(v) => Ok(v),
+            Err(e) => Err(handle.failed(e).await),
+        }
+    }};
 }
 
 impl v3::Host for RedisView<'_> {}
@@ -172,13 +218,16 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         accessor: &Accessor<T, Self>,
         address: String,
     ) -> Result<Resource<RedisConnection>, v3::Error> {
-        let allowed = accessor.with(|mut access| access.get().state.allowed.clone());
-        let conn = connect(&allowed, &address).await?;
+        let (allowed, pool) = accessor.with(|mut access| {
+            let s = access.get().state;
+            (s.allowed.clone(), s.pool.clone())
+        });
+        let conn = connect(&allowed, &pool, &address).await?;
         accessor.with(|mut access| {
             access
                 .get()
                 .table
-                .push(RedisConnection(conn))
+                .push(conn)
                 .map_err(|_| v3::Error::TooManyConnections)
         })
     }
@@ -189,10 +238,8 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         channel: String,
         payload: Vec<u8>,
     ) -> Result<(), v3::Error> {
-        let mut c = connection(accessor, &conn)?;
-        c.publish::<_, _, ()>(&channel, &payload)
-            .await
-            .map_err(other)
+        run!(accessor, conn, |c| c
+            .publish::<_, _, ()>(&channel, &payload))
     }
 
     async fn get(
@@ -200,8 +247,7 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         conn: Resource<RedisConnection>,
         key: String,
     ) -> Result<Option<Vec<u8>>, v3::Error> {
-        let mut c = connection(accessor, &conn)?;
-        let value: Option<Vec<u8>> = c.get(&key).await.map_err(other)?;
+        let value: Option<Vec<u8>> = run!(accessor, conn, |c| c.get(&key))?;
         if value.as_ref().map_or(0, Vec::len) > MAX_HOST_BUFFERED_BYTES {
             return Err(other(format!(
                 "query result exceeds limit of {MAX_HOST_BUFFERED_BYTES} bytes"
@@ -216,8 +262,7 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), v3::Error> {
-        let mut c = connection(accessor, &conn)?;
-        c.set::<_, _, ()>(&key, &value).await.map_err(other)
+        run!(accessor, conn, |c| c.set::<_, _, ()>(&key, &value))
     }
 
     async fn incr(
@@ -225,8 +270,7 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         conn: Resource<RedisConnection>,
         key: String,
     ) -> Result<i64, v3::Error> {
-        let mut c = connection(accessor, &conn)?;
-        c.incr(&key, 1).await.map_err(other)
+        run!(accessor, conn, |c| c.incr(&key, 1))
     }
 
     async fn del(
@@ -234,8 +278,7 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         conn: Resource<RedisConnection>,
         keys: Vec<String>,
     ) -> Result<u32, v3::Error> {
-        let mut c = connection(accessor, &conn)?;
-        c.del(&keys).await.map_err(other)
+        run!(accessor, conn, |c| c.del(&keys))
     }
 
     async fn sadd(
@@ -244,14 +287,13 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         key: String,
         values: Vec<String>,
     ) -> Result<u32, v3::Error> {
-        let mut c = connection(accessor, &conn)?;
-        c.sadd(&key, &values).await.map_err(|e| {
-            if e.kind() == redis::ErrorKind::TypeError {
-                v3::Error::TypeError
-            } else {
-                other(e)
-            }
-        })
+        let handle = connection(accessor, &conn)?;
+        let mut c = handle.conn();
+        match c.sadd(&key, &values).await {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == redis::ErrorKind::TypeError => Err(v3::Error::TypeError),
+            Err(e) => Err(handle.failed(e).await),
+        }
     }
 
     async fn smembers(
@@ -259,8 +301,7 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         conn: Resource<RedisConnection>,
         key: String,
     ) -> Result<Vec<String>, v3::Error> {
-        let mut c = connection(accessor, &conn)?;
-        c.smembers(&key).await.map_err(other)
+        run!(accessor, conn, |c| c.smembers(&key))
     }
 
     async fn srem(
@@ -269,8 +310,7 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         key: String,
         values: Vec<String>,
     ) -> Result<u32, v3::Error> {
-        let mut c = connection(accessor, &conn)?;
-        c.srem(&key, &values).await.map_err(other)
+        run!(accessor, conn, |c| c.srem(&key, &values))
     }
 
     async fn execute(
@@ -279,11 +319,40 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         name: String,
         args: Vec<v3::RedisParameter>,
     ) -> Result<Vec<v3::RedisResult>, v3::Error> {
-        let mut c = connection(accessor, &conn)?;
-        let value: Value = command(&name, args)
-            .query_async(&mut c)
-            .await
-            .map_err(other)?;
+        let mut handle = connection(accessor, &conn)?;
+        if handle.own.is_none() {
+            let view: Vec<Arg<'_>> = args
+                .iter()
+                .map(|a| match a {
+                    v3::RedisParameter::Int64(v) => Arg::Int(*v),
+                    v3::RedisParameter::Binary(b) => Arg::Bytes(b),
+                })
+                .collect();
+            if let Some(read) = BlockingRead::parse(&name, &view, tokio::time::Instant::now()) {
+                let value = handle
+                    .endpoint
+                    .blocking_read(read)
+                    .await
+                    .map_err(v3::Error::Other)?;
+                return flatten(&value);
+            }
+            if needs_own_connection(&name, &view) {
+                let own = handle.endpoint.dedicated().await.map_err(other)?;
+                handle.own = Some(accessor.with(|mut access| {
+                    let slot = access
+                        .get()
+                        .table
+                        .get_mut(&conn)
+                        .map_err(|_| other("could not find connection for resource"))?;
+                    Ok::<_, v3::Error>(slot.own.get_or_insert(own).clone())
+                })?);
+            }
+        }
+        let mut c = handle.conn();
+        let value: Value = match command(&name, args).query_async(&mut c).await {
+            Ok(v) => v,
+            Err(e) => return Err(handle.failed(e).await),
+        };
         flatten(&value)
     }
 }
@@ -379,13 +448,14 @@ mod tests {
     async fn open_checks_allowed_hosts_before_connecting() {
         let allowed = AllowedHosts::parse(&["redis://127.0.0.1:1"], |_| unreachable!()).unwrap();
         // Port 2 is not allowed: refused without any network I/O.
+        let pool = RedisPool::default();
         assert!(matches!(
-            connect(&allowed, "redis://127.0.0.1:2").await,
+            connect(&allowed, &pool, "redis://127.0.0.1:2").await,
             Err(v3::Error::InvalidAddress)
         ));
         // Allowed but nothing listens on port 1: a connection error, not InvalidAddress.
         assert!(matches!(
-            connect(&allowed, "redis://127.0.0.1:1").await,
+            connect(&allowed, &pool, "redis://127.0.0.1:1").await,
             Err(v3::Error::Other(_))
         ));
     }

@@ -308,14 +308,17 @@ impl Service {
     /// `XREAD` (parked on the session's stream); else until the host has
     /// logged the request's arrival.
     pub async fn wait_for_waiters(&self, i: usize, sid: &str, waiters: usize) -> Result<()> {
-        if let Some(redis) = &self.redis {
+        if self.redis.is_some() {
+            // dock-host serves blocking XREADs through shards of one Redis
+            // connection each; every shard logs (debug) how many reads it is
+            // blocking for before each XREAD it sends.
             return dock_tests::wait_until_async(
                 Duration::from_secs(20),
                 "waiters blocked in XREAD",
                 || async {
-                    redis
-                        .cli(&["CLIENT", "LIST"])
-                        .is_ok_and(|l| l.matches("cmd=xread").count() >= waiters)
+                    let blocked: usize =
+                        self.hosts.iter().map(|h| blocked_reads(&h.output())).sum();
+                    blocked >= waiters
                 },
             )
             .await;
@@ -333,6 +336,24 @@ impl Service {
         )
         .await
     }
+}
+
+/// Sums the latest `shard=N waiters=M` of each shard in a host's debug log.
+fn blocked_reads(log: &str) -> usize {
+    let mut last = std::collections::HashMap::new();
+    let field = |line: &str, name: &str| -> Option<usize> {
+        let rest = &line[line.find(name)? + name.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    for line in log.lines().filter(|l| l.contains("blocking read")) {
+        if let (Some(shard), Some(n)) = (field(line, "shard="), field(line, "waiters=")) {
+            last.insert(shard, n);
+        }
+    }
+    last.values().sum()
 }
 
 /// An HTTP client for the tests (keep-alive, no proxy).

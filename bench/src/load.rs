@@ -1,0 +1,500 @@
+//! The load generator: closed-loop create load, and the wake workload (hold N
+//! waiters, complete their sessions open-loop at a fixed rate, time each
+//! completion request → its waiter's terminal event).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::Method;
+use http_body_util::BodyExt as _;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::client::Conn;
+
+static BASE: OnceLock<Instant> = OnceLock::new();
+
+/// Nanoseconds since the run started, plus one (0 means "not yet").
+fn now_ns() -> u64 {
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+/// Latency summary in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Latency {
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// What a service is asked to do, per implementation.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// `Some((pid, key))` for the real API; `None` for the floor server.
+    pub tenant: Option<crate::client::Tenant>,
+    pub admin_token: String,
+}
+
+impl Api {
+    fn create(&self, client_id: &str) -> (&'static str, Option<&str>, Bytes) {
+        match &self.tenant {
+            Some(t) => (
+                "/api/v1/verify/session",
+                Some(t.key.as_str()),
+                crate::client::create_body(&t.pid, client_id),
+            ),
+            None => (
+                "/create",
+                None,
+                crate::client::create_body("pid-bench", client_id),
+            ),
+        }
+    }
+
+    fn wait_path(&self, id: &str, mode: Mode) -> String {
+        match (&self.tenant, mode) {
+            (Some(_), Mode::Sse) => format!("/api/v1/verify/session/{id}/stream"),
+            (Some(_), Mode::LongPoll) => format!("/api/v1/verify/session/{id}?wait=25"),
+            (None, _) => format!("/wait/{id}"),
+        }
+    }
+
+    fn complete_path(&self, id: &str) -> String {
+        match &self.tenant {
+            Some(_) => format!("/api/v1/admin/sessions/{id}/complete"),
+            None => format!("/complete/{id}"),
+        }
+    }
+
+    fn bearer(&self) -> Option<&str> {
+        self.tenant.as_ref().map(|t| t.key.as_str())
+    }
+}
+
+/// Closed-loop create throughput at one concurrency.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateResult {
+    pub concurrency: usize,
+    pub requests: u64,
+    pub per_sec: f64,
+    pub latency: Latency,
+    pub errors: u64,
+}
+
+/// `concurrency` connections, each sending creates back to back for
+/// `warmup + duration`; only requests started after the warm-up count.
+pub async fn create_load(
+    addr: SocketAddr,
+    api: &Api,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    run_tag: &str,
+) -> Result<CreateResult> {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let api = api.clone();
+        let tag = format!("{run_tag}-{w}");
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let mut errors = 0u64;
+            let mut c = Conn::open(addr).await?;
+            let mut n = 0u64;
+            loop {
+                let t = Instant::now();
+                if t >= end {
+                    break;
+                }
+                n += 1;
+                let (path, bearer, body) = api.create(&format!("{tag}-{n}"));
+                let ok = match c.call(Method::POST, path, bearer, Some(body)).await {
+                    Ok((s, _)) => s.is_success(),
+                    Err(_) => {
+                        c = Conn::open(addr).await?;
+                        false
+                    }
+                };
+                let done = Instant::now();
+                if t >= measure_from && done <= end {
+                    if ok {
+                        h.record(done.duration_since(t).as_micros().max(1) as u64)?;
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            anyhow::Ok((h, errors))
+        }));
+    }
+    let mut all = histogram();
+    let mut errors = 0;
+    for t in tasks {
+        let (h, e) = t.await??;
+        all.add(&h)?;
+        errors += e;
+    }
+    Ok(CreateResult {
+        concurrency,
+        requests: all.len(),
+        per_sec: all.len() as f64 / duration.as_secs_f64(),
+        latency: Latency::of(&all),
+        errors,
+    })
+}
+
+/// How waiters wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Mode {
+    #[serde(rename = "sse")]
+    Sse,
+    #[serde(rename = "long-poll")]
+    LongPoll,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Sse => "SSE",
+            Mode::LongPoll => "long-poll",
+        }
+    }
+}
+
+/// The wake workload's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct WakeResult {
+    pub mode: Mode,
+    pub waiters: usize,
+    pub instances: usize,
+    pub rate_per_sec: f64,
+    /// Completion request sent → the waiter's terminal event received.
+    pub wake: Latency,
+    /// The completion request's own latency.
+    pub complete_call: Latency,
+    pub delivered: usize,
+    pub lost: usize,
+    pub duplicated: usize,
+    pub waiter_errors: usize,
+    pub complete_errors: usize,
+    /// Server RSS growth per held waiter, KiB (summed over instances).
+    pub rss_kib_per_waiter: Option<f64>,
+    pub seconds_to_hold: f64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    sent: Vec<AtomicU64>,
+    received: Vec<AtomicU64>,
+    terminal: Vec<AtomicUsize>,
+    ready: AtomicUsize,
+    waiter_errors: AtomicUsize,
+}
+
+async fn sse_waiter(
+    addr: SocketAddr,
+    path: String,
+    bearer: Option<String>,
+    i: usize,
+    s: Arc<Shared>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<()> {
+    let mut permit = Some(permit);
+    let mut c = Conn::open(addr).await?;
+    let res = c.send(Method::GET, &path, bearer.as_deref(), None).await?;
+    if !res.status().is_success() {
+        let status = res.status();
+        let body = res.into_body().collect().await?.to_bytes();
+        bail!("stream → {status}: {}", String::from_utf8_lossy(&body));
+    }
+    let mut body = res.into_body();
+    let mut dec = dock_core::sse::Decoder::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        for ev in dec.feed(&data) {
+            match ev.event.as_str() {
+                "pending" if permit.take().is_some() => {
+                    s.ready.fetch_add(1, Ordering::SeqCst);
+                }
+                "complete" | "expired" | "cancelled" => {
+                    let t = now_ns();
+                    if s.terminal[i].fetch_add(1, Ordering::SeqCst) == 0 {
+                        s.received[i].store(t, Ordering::SeqCst);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn poll_waiter(
+    addr: SocketAddr,
+    path: String,
+    bearer: Option<String>,
+    i: usize,
+    s: Arc<Shared>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<()> {
+    let mut permit = Some(permit);
+    let mut c = Conn::open(addr).await?;
+    loop {
+        let fut = c.call(Method::GET, &path, bearer.as_deref(), None);
+        if permit.take().is_some() {
+            s.ready.fetch_add(1, Ordering::SeqCst);
+        }
+        let (status, body) = fut.await?;
+        let t = now_ns();
+        if !status.is_success() {
+            bail!("long-poll → {status}: {}", String::from_utf8_lossy(&body));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        if v["data"]["status"].as_str() != Some("pending") {
+            if s.terminal[i].fetch_add(1, Ordering::SeqCst) == 0 {
+                s.received[i].store(t, Ordering::SeqCst);
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// Holds one waiter per id (waiter `i` on `instances[i % k]`), then completes
+/// id `i` through `instances[(i + 1) % k]` at `rate` per second from `drivers`
+/// connections. `rss` reads the servers' summed RSS in KiB.
+#[allow(clippy::too_many_arguments)]
+pub async fn wake(
+    instances: &[SocketAddr],
+    api: &Api,
+    ids: &[String],
+    mode: Mode,
+    rate: f64,
+    drivers: usize,
+    rss: impl Fn() -> Option<u64>,
+) -> Result<WakeResult> {
+    let n = ids.len();
+    let k = instances.len();
+    let s = Arc::new(Shared {
+        sent: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        received: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        terminal: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+        ..Shared::default()
+    });
+    let rss_before = rss();
+    let hold_start = Instant::now();
+    // At most this many waiters connecting at once (the accept backlog).
+    let gate = Arc::new(Semaphore::new(256));
+    let mut waiters = Vec::with_capacity(n);
+    for (i, id) in ids.iter().enumerate() {
+        let permit = gate.clone().acquire_owned().await?;
+        let addr = instances[i % k];
+        let path = api.wait_path(id, mode);
+        let bearer = api.bearer().map(str::to_owned);
+        let s2 = s.clone();
+        waiters.push(tokio::spawn(async move {
+            let r = match mode {
+                Mode::Sse => sse_waiter(addr, path, bearer, i, s2.clone(), permit).await,
+                Mode::LongPoll => poll_waiter(addr, path, bearer, i, s2.clone(), permit).await,
+            };
+            if let Err(e) = r
+                && s2.waiter_errors.fetch_add(1, Ordering::SeqCst) < 3
+            {
+                eprintln!("  waiter {i}: {e:#}");
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while s.ready.load(Ordering::SeqCst) + s.waiter_errors.load(Ordering::SeqCst) < n {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {n} waiters ready after 180 s",
+                s.ready.load(Ordering::SeqCst)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Long-poll requests are "ready" once sent; give the servers a moment to
+    // register them (an early completion is still answered, just not by a wake).
+    if mode == Mode::LongPoll {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let seconds_to_hold = hold_start.elapsed().as_secs_f64();
+    let rss_after = rss();
+    let rss_kib_per_waiter = match (rss_before, rss_after) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / n as f64),
+        _ => None,
+    };
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now() + Duration::from_millis(50);
+    let complete_errors = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..drivers {
+        let next = next.clone();
+        let s = s.clone();
+        let ids = ids.to_vec();
+        let instances = instances.to_vec();
+        let api = api.clone();
+        let complete_errors = complete_errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conns = Vec::new();
+            for a in &instances {
+                conns.push(Conn::open(*a).await?);
+            }
+            let mut h = histogram();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= ids.len() {
+                    break;
+                }
+                let at = t0 + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(at.into()).await;
+                let c = &mut conns[(i + 1) % instances.len()];
+                let body = crate::client::complete_body(i);
+                let path = api.complete_path(&ids[i]);
+                let start = Instant::now();
+                s.sent[i].store(now_ns(), Ordering::SeqCst);
+                match c
+                    .call(Method::POST, &path, Some(&api.admin_token), Some(body))
+                    .await
+                {
+                    Ok((st, _)) if st.is_success() => {
+                        h.record(start.elapsed().as_micros().max(1) as u64)?;
+                    }
+                    Ok((st, b)) => {
+                        if complete_errors.fetch_add(1, Ordering::SeqCst) < 3 {
+                            eprintln!("  complete {i} → {st}: {}", String::from_utf8_lossy(&b));
+                        }
+                    }
+                    Err(e) => {
+                        complete_errors.fetch_add(1, Ordering::SeqCst);
+                        eprintln!("  complete {i}: {e:#}");
+                    }
+                }
+            }
+            anyhow::Ok(h)
+        }));
+    }
+    let mut complete_h = histogram();
+    for t in tasks {
+        complete_h.add(&t.await??)?;
+    }
+    // Every waiter has until 30 s after the last completion.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = s
+            .received
+            .iter()
+            .filter(|r| r.load(Ordering::SeqCst) != 0)
+            .count();
+        if got == n || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let streams end (and any duplicate arrive) before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut wake_h = histogram();
+    let mut delivered = 0;
+    let mut duplicated = 0;
+    for i in 0..n {
+        let sent = s.sent[i].load(Ordering::SeqCst);
+        let got = s.received[i].load(Ordering::SeqCst);
+        let count = s.terminal[i].load(Ordering::SeqCst);
+        if count > 1 {
+            duplicated += count - 1;
+        }
+        if got != 0 && sent != 0 {
+            delivered += 1;
+            // A waiter can see the event before the driver stamped `sent`
+            // (the stamp is taken just before the write); count that as ~0.
+            wake_h.record((got.saturating_sub(sent) / 1000).max(1))?;
+        }
+    }
+    for w in waiters {
+        w.abort();
+    }
+    Ok(WakeResult {
+        mode,
+        waiters: n,
+        instances: k,
+        rate_per_sec: rate,
+        wake: Latency::of(&wake_h),
+        complete_call: Latency::of(&complete_h),
+        delivered,
+        lost: n - delivered,
+        duplicated,
+        waiter_errors: s.waiter_errors.load(Ordering::SeqCst),
+        complete_errors: complete_errors.load(Ordering::SeqCst),
+        rss_kib_per_waiter,
+        seconds_to_hold,
+    })
+}
+
+/// Creates `n` sessions through `addr` with `concurrency` connections; returns sids in order.
+pub async fn create_sessions(
+    addr: SocketAddr,
+    api: &Api,
+    n: usize,
+    tag: &str,
+) -> Result<Vec<String>> {
+    let Some(t) = api.tenant.clone() else {
+        return Ok((0..n).map(|i| format!("{tag}-{i}")).collect());
+    };
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let next = next.clone();
+        let t = t.clone();
+        let tag = tag.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(addr).await?;
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    break;
+                }
+                out.push((
+                    i,
+                    crate::client::create(&mut c, &t, &format!("{tag}-{i}")).await?,
+                ));
+            }
+            anyhow::Ok(out)
+        }));
+    }
+    let mut sids = vec![String::new(); n];
+    for task in tasks {
+        for (i, sid) in task.await?? {
+            sids[i] = sid;
+        }
+    }
+    Ok(sids)
+}

@@ -1,0 +1,381 @@
+//! `dock-bench`: our service (the component under dock-host) against the Node
+//! reference (`bench/node`) and the physical floor (`redis-benchmark` PING, a
+//! trivial hyper server), in one run, on one machine, one Redis.
+//!
+//! ```sh
+//! cargo run --release -p dock-bench -- run            # the full table (~15 min)
+//! cargo run --release -p dock-bench -- run --quick    # a smoke run
+//! ```
+
+// A command-line tool: progress goes to stderr, the table to stdout.
+#![allow(clippy::print_stderr)]
+
+mod client;
+mod floor;
+mod load;
+mod procs;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::load::{Api, Mode};
+use crate::procs::{Impl, Launcher, Redis, Service};
+use crate::report::{ColdStart, Report};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Benchmarks: dock (Wasm) vs the Node reference vs the floor"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the workloads and print the table.
+    Run(RunArgs),
+    /// The trivial hyper server used as the floor (started by `run`).
+    FloorServer {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Small sizes and short durations: checks that everything works.
+    #[arg(long)]
+    quick: bool,
+    /// Implementations to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = ["dock".to_owned(), "node".to_owned()])]
+    impls: Vec<String>,
+    /// Create-load concurrencies (connections).
+    #[arg(long, value_delimiter = ',', default_values_t = [16usize, 64, 256])]
+    concurrency: Vec<usize>,
+    /// Seconds measured per create-load level (after 1 s of warm-up).
+    #[arg(long, default_value_t = 5)]
+    create_seconds: u64,
+    /// Waiter counts for the wake workload.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 10000])]
+    waiters: Vec<usize>,
+    /// Waiting styles.
+    #[arg(long, value_delimiter = ',', default_values_t = ["sse".to_owned(), "long-poll".to_owned()])]
+    modes: Vec<String>,
+    /// Instance counts sharing one Redis.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    instances: Vec<usize>,
+    /// Completions per second in the wake workload (open loop).
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Connections sending completions.
+    #[arg(long, default_value_t = 32)]
+    drivers: usize,
+    /// The dock-host binary [default: target/release/dock-host, built first].
+    #[arg(long)]
+    dock_host: Option<PathBuf>,
+    /// Skip building dock-host and the component.
+    #[arg(long)]
+    no_build: bool,
+    /// Extra `dock-host up` flags, e.g. `--dock-arg=--max-instance-concurrent-reuse-count=256`.
+    #[arg(long = "dock-arg", allow_hyphen_values = true)]
+    dock_args: Vec<String>,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "target/bench/results.json")]
+    out: PathBuf,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.cmd {
+        Cmd::FloorServer { listen } => rt.block_on(floor::serve(listen)),
+        Cmd::Run(args) => rt.block_on(run(args)),
+    }
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+fn sh(what: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("==> {what}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{what} failed: {status}");
+    }
+    Ok(())
+}
+
+fn build(repo: &std::path::Path) -> Result<()> {
+    sh(
+        "cargo build --release -p dock-host",
+        Command::new("cargo")
+            .current_dir(repo)
+            .args(["build", "--release", "-p", "dock-host"]),
+    )?;
+    sh(
+        "cargo build --release --target wasm32-wasip2 -p dock-spin-app",
+        Command::new("cargo").current_dir(repo).args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "dock-spin-app",
+        ]),
+    )?;
+    if !repo.join("bench/node/node_modules").exists() {
+        sh(
+            "npm ci (bench/node)",
+            Command::new("npm")
+                .current_dir(repo.join("bench/node"))
+                .args(["ci", "--no-audit", "--no-fund", "--silent"]),
+        )?;
+    }
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
+        })
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or(String::new(), |kib| format!("{} GiB", kib / (1 << 20)));
+    format!("{cores} cores ({cpu}), {mem}")
+}
+
+async fn run(mut a: RunArgs) -> Result<()> {
+    if a.quick {
+        a.concurrency = vec![16];
+        a.create_seconds = 1;
+        a.waiters = vec![200];
+        a.instances = vec![1, 2];
+    }
+    let repo = repo_root();
+    if !a.no_build {
+        build(&repo)?;
+    }
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    let launcher = Launcher {
+        repo: repo.clone(),
+        dock_host: a
+            .dock_host
+            .clone()
+            .unwrap_or_else(|| repo.join("target/release/dock-host")),
+        dock_args: a.dock_args.clone(),
+        admin_token: "bench-admin-token-0123456789".into(),
+    };
+    let mut report = Report::new(
+        machine(),
+        nofile,
+        std::env::args().collect::<Vec<_>>().join(" "),
+    );
+    let redis = Redis::start()?;
+
+    // The floor.
+    eprintln!("==> floor: redis-benchmark PING");
+    report.redis_ping =
+        procs::redis_benchmark_ping(&redis, 50, if a.quick { 20_000 } else { 200_000 })?;
+    {
+        eprintln!("==> floor: trivial hyper server");
+        let floor = procs::start_floor().await?;
+        let api = Api {
+            tenant: None,
+            admin_token: String::new(),
+        };
+        for &c in &a.concurrency {
+            let r = load::create_load(
+                floor.addr,
+                &api,
+                c,
+                Duration::from_secs(1),
+                Duration::from_secs(a.create_seconds),
+                "floor",
+            )
+            .await?;
+            eprintln!(
+                "    c={c}: {:.0}/s p99 {:.2} ms",
+                r.per_sec, r.latency.p99_ms
+            );
+            report.create.push(("floor".into(), r));
+        }
+        for &n in &a.waiters {
+            let ids = load::create_sessions(floor.addr, &api, n, &format!("f{n}")).await?;
+            let pid = floor.proc.pid();
+            let r = load::wake(
+                &[floor.addr],
+                &api,
+                &ids,
+                Mode::Sse,
+                a.rate,
+                a.drivers,
+                || procs::rss_kib(&[pid]),
+            )
+            .await?;
+            eprintln!("    wake {n}: p99 {:.2} ms", r.wake.p99_ms);
+            report.wake.push(("floor".into(), r));
+        }
+    }
+
+    for name in &a.impls {
+        let which = match name.as_str() {
+            "dock" => Impl::Dock,
+            "node" => Impl::Node,
+            other => bail!("unknown implementation {other:?} (dock, node)"),
+        };
+        // Cold start: a fresh compilation cache, then warm starts.
+        eprintln!("==> {}: cold start", which.name());
+        let cache = std::env::temp_dir().join(format!("dock-bench-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        let mut starts = Vec::new();
+        for _ in 0..3 {
+            let (svc, took) = launcher.start(which, &redis, Some(&cache)).await?;
+            starts.push(took);
+            drop(svc);
+        }
+        let _ = std::fs::remove_dir_all(&cache);
+        report.cold.push(ColdStart {
+            implementation: which.name().into(),
+            first_ms: starts[0].as_secs_f64() * 1000.0,
+            warm_ms: starts[1..]
+                .iter()
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .fold(f64::MAX, f64::min),
+        });
+
+        eprintln!("==> {}: create load", which.name());
+        redis.flushall()?;
+        let (svc, _) = launcher.start(which, &redis, None).await?;
+        let api = Api {
+            tenant: Some(client::provision(svc.addr, &launcher.admin_token, "pid-bench").await?),
+            admin_token: launcher.admin_token.clone(),
+        };
+        for &c in &a.concurrency {
+            let r = load::create_load(
+                svc.addr,
+                &api,
+                c,
+                Duration::from_secs(1),
+                Duration::from_secs(a.create_seconds),
+                &format!("c{c}"),
+            )
+            .await?;
+            eprintln!(
+                "    c={c}: {:.0}/s p99 {:.2} ms, {} errors",
+                r.per_sec, r.latency.p99_ms, r.errors
+            );
+            report.create.push((which.name().into(), r));
+        }
+        drop(svc);
+
+        for &k in &a.instances {
+            for mode in &a.modes {
+                let mode = match mode.as_str() {
+                    "sse" => Mode::Sse,
+                    "long-poll" => Mode::LongPoll,
+                    other => bail!("unknown mode {other:?} (sse, long-poll)"),
+                };
+                for &n in &a.waiters {
+                    eprintln!(
+                        "==> {}: wake {n} {} waiters on {k} instance(s)",
+                        which.name(),
+                        mode.name()
+                    );
+                    redis.flushall()?;
+                    let mut svcs: Vec<Service> = Vec::new();
+                    for _ in 0..k {
+                        svcs.push(launcher.start(which, &redis, None).await?.0);
+                    }
+                    let addrs: Vec<SocketAddr> = svcs.iter().map(|s| s.addr).collect();
+                    let api = Api {
+                        tenant: Some(
+                            client::provision(addrs[0], &launcher.admin_token, "pid-bench").await?,
+                        ),
+                        admin_token: launcher.admin_token.clone(),
+                    };
+                    let ids = load::create_sessions(addrs[0], &api, n, &format!("w{k}{n}")).await?;
+                    let pids: Vec<u32> = svcs.iter().map(|s| s.proc.pid()).collect();
+                    let r = load::wake(&addrs, &api, &ids, mode, a.rate, a.drivers, || {
+                        procs::rss_kib(&pids)
+                    })
+                    .await?;
+                    eprintln!(
+                        "    wake p50 {:.2} p99 {:.2} max {:.2} ms; delivered {} lost {} dup {}; {:.1} KiB/waiter",
+                        r.wake.p50_ms,
+                        r.wake.p99_ms,
+                        r.wake.max_ms,
+                        r.delivered,
+                        r.lost,
+                        r.duplicated,
+                        r.rss_kib_per_waiter.unwrap_or(f64::NAN)
+                    );
+                    for s in &mut svcs {
+                        s.proc.check_alive()?;
+                    }
+                    report.wake.push((which.name().into(), r));
+                }
+            }
+        }
+    }
+    drop(redis);
+
+    let md = report.markdown();
+    println!("{md}");
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&a.out, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("results: {}", a.out.display());
+    // Speed is reported, never asserted; losing or duplicating a completion,
+    // or a failed request, is a failure of the run.
+    let faults: Vec<String> = report
+        .wake
+        .iter()
+        .filter(|(_, r)| r.lost + r.duplicated + r.waiter_errors + r.complete_errors > 0)
+        .map(|(who, r)| {
+            format!(
+                "{who} {} ×{} on {}: lost {}, duplicated {}, waiter errors {}, completion errors {}",
+                r.mode.name(), r.waiters, r.instances, r.lost, r.duplicated, r.waiter_errors, r.complete_errors
+            )
+        })
+        .chain(
+            report
+                .create
+                .iter()
+                .filter(|(_, r)| r.errors > 0)
+                .map(|(who, r)| format!("{who} create c={}: {} errors", r.concurrency, r.errors)),
+        )
+        .collect();
+    if !faults.is_empty() {
+        bail!("the run was not clean:\n  {}", faults.join("\n  "));
+    }
+    Ok(())
+}

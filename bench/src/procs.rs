@@ -1,0 +1,273 @@
+//! The processes a run owns: a `redis-server`, the services under test, the
+//! floor server. Each is killed (by PID) when dropped.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+/// A free loopback port.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A child process killed on drop.
+#[derive(Debug)]
+pub struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout discarded (services log per request) and
+    /// stderr kept for diagnosis.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Result<Self> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {name}: {cmd:?}"))?;
+        Ok(Proc {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails if the process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited: {status}", self.name);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `redis-server` on a free port, no persistence, room for many clients.
+#[derive(Debug)]
+pub struct Redis {
+    /// Killed when the run ends.
+    _proc: Proc,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Result<Self> {
+        let port = free_port()?;
+        let proc = Proc::spawn(
+            "redis-server",
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--maxclients", "60000"]),
+        )?;
+        let r = Redis { _proc: proc, port };
+        let start = Instant::now();
+        while r
+            .command("PING")
+            .map(|s| !s.starts_with("+PONG"))
+            .unwrap_or(true)
+        {
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("redis-server on {port} does not answer PING");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends one inline command and returns the first reply line.
+    pub fn command(&self, cmd: &str) -> Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.write_all(format!("{cmd}\r\n").as_bytes())?;
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    pub fn flushall(&self) -> Result<()> {
+        let r = self.command("FLUSHALL")?;
+        if !r.starts_with("+OK") {
+            bail!("FLUSHALL: {r}");
+        }
+        Ok(())
+    }
+}
+
+/// Which implementation serves the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impl {
+    /// Ours: the component under dock-host.
+    Dock,
+    /// The Node reference in `bench/node`.
+    Node,
+}
+
+impl Impl {
+    pub fn name(self) -> &'static str {
+        match self {
+            Impl::Dock => "dock (wasm)",
+            Impl::Node => "node ref",
+        }
+    }
+}
+
+/// How to start the services.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    pub repo: PathBuf,
+    pub dock_host: PathBuf,
+    /// Extra `dock-host up` flags (instance reuse, limits).
+    pub dock_args: Vec<String>,
+    pub admin_token: String,
+}
+
+/// One running service instance.
+#[derive(Debug)]
+pub struct Service {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+}
+
+impl Launcher {
+    /// Starts one instance on a free port and waits for `/healthz`.
+    pub async fn start(
+        &self,
+        which: Impl,
+        redis: &Redis,
+        cache_dir: Option<&Path>,
+    ) -> Result<(Service, Duration)> {
+        let port = free_port()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let base = format!("http://{addr}");
+        let started = Instant::now();
+        let proc = match which {
+            Impl::Dock => {
+                let mut cmd = Command::new(&self.dock_host);
+                cmd.arg("up")
+                    .args(["--listen", &addr.to_string()])
+                    .arg("--from")
+                    .arg(self.repo.join("spin.toml"))
+                    .args(["--log-level", "warn"])
+                    .args(["--max-connections", "50000"])
+                    .args(["--max-concurrent-requests", "50000"]);
+                for (k, v) in [
+                    ("redis_url", redis.url()),
+                    ("redis_origin", redis.url()),
+                    ("admin_token", self.admin_token.clone()),
+                    ("public_base_url", base.clone()),
+                    ("max_streams_per_key", "1000000".into()),
+                ] {
+                    cmd.args(["--var", &format!("{k}={v}")]);
+                }
+                match cache_dir {
+                    Some(d) => cmd.arg("--cache-dir").arg(d),
+                    None => &mut cmd,
+                };
+                cmd.args(&self.dock_args);
+                Proc::spawn("dock-host", &mut cmd)?
+            }
+            Impl::Node => Proc::spawn(
+                "node reference",
+                Command::new("node")
+                    .arg(self.repo.join("bench/node/server.mjs"))
+                    .env("PORT", port.to_string())
+                    .env("HOST", "127.0.0.1")
+                    .env("REDIS_URL", redis.url())
+                    .env("ADMIN_TOKEN", &self.admin_token)
+                    .env("PUBLIC_BASE_URL", &base),
+            )?,
+        };
+        let mut svc = Service { proc, addr };
+        crate::client::until_healthy(addr, "/healthz", Duration::from_secs(120))
+            .await
+            .with_context(|| format!("{} did not become healthy", which.name()))?;
+        let took = started.elapsed();
+        svc.proc.check_alive()?;
+        Ok((svc, took))
+    }
+}
+
+/// Starts the floor server (this binary's `floor-server` subcommand).
+pub async fn start_floor() -> Result<Service> {
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let proc = Proc::spawn(
+        "floor server",
+        Command::new(std::env::current_exe()?)
+            .arg("floor-server")
+            .args(["--listen", &addr.to_string()]),
+    )?;
+    crate::client::until_healthy(addr, "/healthz", Duration::from_secs(10)).await?;
+    Ok(Service { proc, addr })
+}
+
+/// `redis-benchmark` PING (inline and multibulk) against `redis`: requests/s and p50 ms.
+pub fn redis_benchmark_ping(
+    redis: &Redis,
+    clients: u32,
+    requests: u32,
+) -> Result<Vec<(String, f64, f64)>> {
+    let out = Command::new("redis-benchmark")
+        .args(["-p", &redis.port.to_string(), "-h", "127.0.0.1"])
+        .args(["-t", "ping", "-q"])
+        .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
+        .output()
+        .context("cannot run redis-benchmark")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "PING_INLINE: 96153.85 requests per second, p50=0.271 msec"
+    let mut rows = Vec::new();
+    for line in text.split(['\n', '\r']) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let rps = rest
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok());
+        let p50 = rest
+            .split("p50=")
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok());
+        if let (Some(rps), Some(p50)) = (rps, p50) {
+            rows.push((name.trim().to_owned(), rps, p50));
+        }
+    }
+    if rows.is_empty() {
+        bail!("could not parse redis-benchmark output: {text}");
+    }
+    Ok(rows)
+}
+
+/// Summed resident set size of `pids` in KiB (Linux `/proc/<pid>/status` VmRSS).
+pub fn rss_kib(pids: &[u32]) -> Option<u64> {
+    let mut total = 0;
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())?;
+    }
+    Some(total)
+}
