@@ -331,6 +331,7 @@ fn build_component(
         environment: c.environment.clone(),
         redis: RedisState {
             allowed: allowed.clone(),
+            pool: Arc::default(),
         },
         http: OutboundHttp {
             allowed: allowed.clone(),
