@@ -175,7 +175,7 @@ impl Launcher {
                     ("redis_origin", redis.url()),
                     ("admin_token", self.admin_token.clone()),
                     ("public_base_url", base.clone()),
-                    ("max_streams_per_key", "1000000".into()),
+                    ("max_streams_per_key", "100000".into()),
                 ] {
                     cmd.args(["--var", &format!("{k}={v}")]);
                 }
