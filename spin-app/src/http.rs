@@ -13,6 +13,17 @@ pub type Body = UnsyncBoxBody<Bytes, anyhow::Error>;
 /// A response.
 pub type Response = http::Response<Body>;
 
+/// The PID a response was served for, for the request log line (a response
+/// extension: never sent).
+#[derive(Debug, Clone)]
+pub struct LogPid(pub String);
+
+/// Marks `resp` as served for `pid` (see [`LogPid`]).
+pub fn with_pid(mut resp: Response, pid: &dock_core::Pid) -> Response {
+    resp.extensions_mut().insert(LogPid(pid.as_str().to_owned()));
+    resp
+}
+
 /// A body sent in one piece.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
@@ -96,7 +107,17 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 /// Reads the whole body, refusing more than `limit` bytes with 413 and a
 /// non-JSON Content-Type with 415.
 pub async fn read_json_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
-    dock_core::request::check_content_type(header(&req, "content-type"))?;
+    let content_type = match req.headers().get(http::header::CONTENT_TYPE) {
+        None => None,
+        // A Content-Type that is not even visible ASCII is not JSON either
+        // (treating it as absent would accept the body as JSON).
+        Some(v) => Some(v.to_str().map_err(|_| {
+            dock_core::request::RequestError::UnsupportedMediaType {
+                content_type: String::from("(not visible ASCII)"),
+            }
+        })?),
+    };
+    dock_core::request::check_content_type(content_type)?;
     if let Some(len) = header(&req, "content-length").and_then(|v| v.parse::<u64>().ok())
         && len > limit as u64
     {

@@ -1,12 +1,12 @@
 //! Method and path → handler. Unknown paths are 404 JSON, known paths with
 //! another method are 405 with `Allow`.
 
-use dock_core::{ApiError, ErrorCode};
+use dock_core::{ApiError, ErrorCode, Pid};
 use http::Method;
 use spin_sdk::http::Request;
 
 use crate::config::settings;
-use crate::http::{Response, error, method_not_allowed};
+use crate::http::{LogPid, Response, error, method_not_allowed};
 use crate::{admin, sessions};
 
 /// The OpenAPI 3.1 document of this API.
@@ -18,18 +18,37 @@ pub async fn route(req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
     let method = req.method().clone();
+    let named_pid = named_pid(&segments, req.uri().query());
     let (resp, code) = match dispatch(req, &method, &segments).await {
         Ok(resp) => (resp, None),
         Err(e) => (error(&e), Some(e.code().as_str())),
     };
+    // The PID an API key was authenticated for, else the one the URL names.
+    let pid = resp
+        .extensions()
+        .get::<LogPid>()
+        .map(|p| p.0.clone())
+        .or(named_pid);
     crate::log::record(&serde_json::json!({
         "method": method.as_str(),
         "route": route_template(&segments),
         "status": resp.status().as_u16(),
         "ms": started.millis_until(crate::env::now()),
         "error": code,
+        "pid": pid,
     }));
     resp
+}
+
+/// A well-formed PID named by the URL (`/admin/pids/:pid/…`, `?pid=`).
+fn named_pid(segments: &[&str], query: Option<&str>) -> Option<String> {
+    let named = match segments {
+        ["api", "v1", "admin", "pids", pid, ..] => Some((*pid).to_owned()),
+        _ => form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "pid")
+            .map(|(_, v)| v.into_owned()),
+    };
+    named.filter(|p| Pid::parse(p).is_ok())
 }
 
 /// The route a path matched, with its parameters as names: logs never carry

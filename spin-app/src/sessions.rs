@@ -18,7 +18,7 @@ use spin_sdk::http::Request;
 
 use crate::auth;
 use crate::env::{entropy, now};
-use crate::http::{Response, event_stream, header, ok, read_json_body};
+use crate::http::{Response, event_stream, header, ok, read_json_body, with_pid};
 use crate::log::log;
 use crate::store::{Claim, Cursor, Store};
 
@@ -121,7 +121,7 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
             expires_at: session.expires_at,
             reused_existing: reused,
         };
-        return Ok(ok(data, now, Some(remaining)));
+        return Ok(with_pid(ok(data, now, Some(remaining)), &key.pid));
     }
     Err(contention())
 }
@@ -173,7 +173,9 @@ async fn long_poll(
             .ok_or_else(ApiError::session_not_found)?;
         let now = now();
         match longpoll::decide(now, &session, deadline) {
-            WaitDecision::AnswerNow => return Ok(ok(session.view_at(now), now, None)),
+            WaitDecision::AnswerNow => {
+                return Ok(with_pid(ok(session.view_at(now), now, None), &key.pid));
+            }
             WaitDecision::WaitUntil(until) => {
                 if waiter.is_none() {
                     *waiter = Some(
@@ -206,7 +208,7 @@ pub async fn cancel(
         let now = now();
         let next = loaded.session.cancel(now)?;
         if store.commit(&loaded, &next, None, settings, now).await? {
-            return Ok(ok(next.view_at(now), now, None));
+            return Ok(with_pid(ok(next.view_at(now), now, None), &key.pid));
         }
     }
     Err(contention())
@@ -229,6 +231,7 @@ pub async fn stream(
         .ok_or_else(ApiError::session_not_found)?;
     let cursor_state = StreamCursor::resume(last_event_id.as_deref());
     let waiter = acquire_waiter(&store, &key, settings, lease_end(settings)).await?;
+    let pid = key.pid.clone();
     let (tx, body) = spin_sdk::http::body::stream::<Bytes>();
     spin_sdk::wasip3::spawn(async move {
         let mut task = StreamTask {
@@ -242,7 +245,7 @@ pub async fn stream(
         run_stream(&mut task, session, cursor, cursor_state).await;
         let _ = task.store.release_waiter(&task.key, &task.waiter).await;
     });
-    Ok(event_stream(body.boxed_unsync()))
+    Ok(with_pid(event_stream(body.boxed_unsync()), &pid))
 }
 
 /// A stream's lease reaches past the next heartbeat, when it is renewed.
@@ -368,14 +371,15 @@ pub async fn discord_to_roblox(
             "this Discord user is not linked in this PID",
         )
     })?;
-    Ok(ok(
+    let resp = ok(
         DiscordLink {
             discord_id,
             roblox_id,
         },
         now(),
         None,
-    ))
+    );
+    Ok(with_pid(resp, &key.pid))
 }
 
 /// `GET /api/v1/public/roblox-to-discord?robloxId=…`.
@@ -393,14 +397,15 @@ pub async fn roblox_to_discord(
             "no Discord user is linked to this Roblox account in this PID",
         ));
     }
-    Ok(ok(
+    let resp = ok(
         RobloxLinks {
             roblox_id,
             discord_ids,
         },
         now(),
         None,
-    ))
+    );
+    Ok(with_pid(resp, &key.pid))
 }
 
 /// `GET /healthz`: liveness, no store access.

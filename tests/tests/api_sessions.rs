@@ -422,6 +422,13 @@ async fn tenants_are_isolated(store: Cfg) -> Result<()> {
         log.contains(r#""route":"/api/v1/verify/session/:sid","status":404"#),
         "{log}"
     );
+    // A request served for a key names the key's PID, never the key.
+    assert!(
+        log.lines().any(|l| l
+            .contains(r#""route":"/api/v1/verify/session/:sid","status":200"#)
+            && l.ends_with(r#""pid":"pid-b"}"#)),
+        "{log}"
+    );
     assert!(
         !log.contains(&key_a) && !log.contains(&key_b),
         "an API key in the log"
