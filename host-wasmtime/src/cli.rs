@@ -128,6 +128,10 @@ pub struct LimitArgs {
     /// On SIGINT/SIGTERM, how long open responses may take to finish.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// How long a client may take to send a complete request head (also closes connections idle that long); 0 disables.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
 }
 
 impl From<&LimitArgs> for Limits {
@@ -143,6 +147,7 @@ impl From<&LimitArgs> for Limits {
             idle_instance_timeout: a.idle_instance_timeout,
             max_guest_resources: a.max_guest_resources,
             shutdown_timeout: a.shutdown_timeout,
+            header_read_timeout: a.header_read_timeout,
         }
     }
 }

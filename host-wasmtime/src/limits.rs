@@ -62,6 +62,12 @@ pub struct Limits {
     /// `--shutdown-timeout` (default 10s): on SIGINT/SIGTERM, how long open
     /// responses (streams) may take to finish before the host exits.
     pub shutdown_timeout: Duration,
+    /// `--header-read-timeout` (default 30s, hyper's documented default; 0
+    /// disables): how long a connection may take to send a complete request
+    /// head, counted from when the server starts waiting for it (so it also
+    /// closes keep-alive connections idle that long). Bounds slowloris
+    /// clients, which would otherwise hold connection slots forever.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -77,6 +83,7 @@ impl Default for Limits {
             idle_instance_timeout: Duration::from_secs(1),
             max_guest_resources: 10_000,
             shutdown_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The HTTP/1.1 server: hyper 1, keep-alive, `TCP_NODELAY` on every accepted
-//! socket, streaming bodies both ways, Spin's routing and request headers, and
-//! graceful shutdown on SIGINT/SIGTERM.
+//! socket, a header-read timeout, streaming bodies both ways, Spin's routing
+//! and request headers, and graceful shutdown on SIGINT/SIGTERM.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use wasmtime_wasi_http::WasiBody;
@@ -67,6 +68,7 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::warn!("cannot set TCP_NODELAY: {e}");
         }
+        let header_read_timeout = app.limits.header_read_timeout;
         let app = app.clone();
         let requests = requests.clone();
         let mut stop = stop_rx.clone();
@@ -76,9 +78,18 @@ pub async fn serve(
                 let requests = requests.clone();
                 async move { Ok::<_, Infallible>(handle(&app, &requests, req, client, local).await) }
             });
-            let conn = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+            // hyper's 30 s header-read timeout is its documented default but
+            // only takes effect with a timer, which `spin up` does not set;
+            // we set one, so a client that never finishes its request head
+            // (slowloris) is cut off instead of holding a connection slot.
+            let mut builder = http1::Builder::new();
+            builder.keep_alive(true);
+            if !header_read_timeout.is_zero() {
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_read_timeout);
+            }
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,
