@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
@@ -189,13 +190,12 @@ async fn handle(
     };
 
     // Spin: the request URI seen by the guest is absolute, its authority taken
-    // from the Host header.
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| local.to_string());
+    // from the Host header, which must be an authority (no path, query or
+    // spaces: `Host: x/admin?` must not re-route the guest) and agree with an
+    // absolute-form request target; neither present: our own address.
+    let Some(host) = request_authority(&req, local) else {
+        return text(StatusCode::BAD_REQUEST, "invalid Host header\n");
+    };
     let path_and_query = req
         .uri()
         .path_and_query()
@@ -227,5 +227,70 @@ async fn handle(
             tracing::error!(component = route.component, "request failed: {e:#}");
             empty(StatusCode::INTERNAL_SERVER_ERROR)
         }
+    }
+}
+
+/// The request's authority as `spin up` determines it: the `Host` header
+/// parsed as an authority, which must match the request target's authority
+/// when that is absolute-form; else the target's; else `local`. `None` when
+/// the header is not a valid authority or disagrees with the target.
+fn request_authority<B>(req: &Request<B>, local: SocketAddr) -> Option<String> {
+    let header = match req.headers().get(http::header::HOST) {
+        Some(h) => Some(h.to_str().ok()?.parse::<Authority>().ok()?),
+        None => None,
+    };
+    match (header, req.uri().authority()) {
+        (Some(h), Some(target)) if &h != target => None,
+        (Some(h), _) => Some(h.as_str().to_owned()),
+        (None, Some(target)) => Some(target.as_str().to_owned()),
+        (None, None) => Some(local.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authority(target: &str, host: Option<&[u8]>) -> Option<String> {
+        let mut b = Request::builder().uri(target);
+        if let Some(h) = host {
+            b = b.header(http::header::HOST, HeaderValue::from_bytes(h).unwrap());
+        }
+        request_authority(&b.body(()).unwrap(), "127.0.0.1:3000".parse().unwrap())
+    }
+
+    #[test]
+    fn host_header_must_be_an_authority() {
+        assert_eq!(
+            authority("/x", Some(b"example.com:8080")).as_deref(),
+            Some("example.com:8080")
+        );
+        assert_eq!(authority("/x", None).as_deref(), Some("127.0.0.1:3000"));
+        assert_eq!(
+            authority("http://a.test/x", None).as_deref(),
+            Some("a.test")
+        );
+        assert_eq!(
+            authority("http://a.test/x", Some(b"a.test")).as_deref(),
+            Some("a.test")
+        );
+        // Would re-route the guest to another path, or is no authority at all.
+        for bad in [
+            &b"evil.example/api/v1/admin/pids?"[..],
+            b"a b",
+            b"",
+            b"evil.example?x",
+            b"evil.example#x",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(
+                authority("/x", Some(bad)),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Disagrees with the absolute-form target (as `spin up` refuses).
+        assert_eq!(authority("http://a.test/x", Some(b"b.test")), None);
     }
 }
