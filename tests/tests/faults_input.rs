@@ -63,6 +63,8 @@ struct Tally {
     failures: Vec<String>,
     /// The API key and admin token the cases send: no answer may echo them.
     secrets: Vec<String>,
+    /// Cases by who must answer them (app JSON, app page, hyper, host front end, nobody).
+    kinds: BTreeMap<&'static str, usize>,
 }
 
 impl Tally {
@@ -82,8 +84,8 @@ impl Tally {
             .map(|(_, n)| n)
             .sum();
         format!(
-            "faults_input: store={store} cases={} requests={} answers={:?} closed_without_answer={} 5xx={fives}",
-            self.cases, self.requests, self.statuses, self.closed_without_answer
+            "faults_input: store={store} cases={} (table {:?}, +4 on kept connections) requests={} answers={:?} closed_without_answer={} 5xx={fives}",
+            self.cases, self.kinds, self.requests, self.statuses, self.closed_without_answer
         )
     }
 }
@@ -1049,6 +1051,14 @@ fn cases(key: &str, sid: &str) -> Vec<Case> {
 async fn run_case(addr: SocketAddr, case: &Case, tally: &mut Tally) {
     tally.cases += 1;
     tally.requests += 1;
+    let kind = match case.want {
+        Want::Json(..) => "app_json",
+        Want::Page(_) => "app_page",
+        Want::Hyper(_) => "hyper",
+        Want::HostAnswer(_) => "host_front_end",
+        Want::Closed => "no_answer",
+    };
+    *tally.kinds.entry(kind).or_default() += 1;
     // Only hyper's answers are expected to close the connection; waiting
     // for the others to close would only wait out the keep-alive.
     let close_wait = match case.want {
