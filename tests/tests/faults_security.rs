@@ -114,6 +114,12 @@ impl Exchange {
     }
 }
 
+/// `key` with its last character replaced by a different one.
+fn last_char_changed(key: &str) -> String {
+    let (head, last) = key.split_at(key.len() - 1);
+    format!("{head}{}", if last == "x" { "y" } else { "x" })
+}
+
 fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())
         .iter()
@@ -482,7 +488,7 @@ async fn isolation_matrix(cfg: Cfg) -> Result<()> {
         ("B's revoked key", Some(format!("Bearer {key_b2}"))),
         (
             "B's key, last character changed",
-            Some(format!("Bearer {}x", &key_b[..key_b.len() - 1])),
+            Some(format!("Bearer {}", last_char_changed(&key_b))),
         ),
         (
             "B's key without its prefix",
@@ -545,6 +551,12 @@ async fn isolation_matrix(cfg: Cfg) -> Result<()> {
             url(&format!("/api/v1/admin/sessions/{sid_b}/complete")),
             json!({"discordId": "1", "robloxId": "2"}),
         ),
+        (
+            "read the stats",
+            reqwest::Method::GET,
+            url("/api/v1/admin/stats"),
+            Value::Null,
+        ),
     ];
     let bad_admin_creds: Vec<(&str, Option<String>)> = vec![
         ("no Authorization", None),
@@ -603,6 +615,17 @@ async fn isolation_matrix(cfg: Cfg) -> Result<()> {
         );
         admin_cases += 1;
     }
+
+    // The operator's own stats answer is scanned for secrets with the rest.
+    let ex = rec
+        .call(
+            "admin stats with the token",
+            rec.http
+                .get(url("/api/v1/admin/stats"))
+                .bearer_auth(ADMIN_TOKEN),
+        )
+        .await?;
+    ensure!(ex.status == 200, "stats: {} {}", ex.status, ex.body);
 
     // --- Nothing of B changed --------------------------------------------------------
     let (st, body) = svc.get(&key_b, &sid_b, "").await?;
@@ -699,6 +722,7 @@ async fn admin_api_absent_without_admin_token() -> Result<()> {
             "POST",
             "/api/v1/admin/sessions/vsn_A1b2C3d4E5f6G7h8J9k0L1/complete",
         ),
+        ("GET", "/api/v1/admin/stats"),
         ("GET", "/api/v1/admin"),
         ("PUT", "/api/v1/admin/anything/at/all"),
     ] {
