@@ -73,7 +73,7 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
     instances: Vec<usize>,
     /// Completions per second in the wake workload (open loop).
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(long, default_value_t = 500.0)]
     rate: f64,
     /// Connections sending completions.
     #[arg(long, default_value_t = 32)]

@@ -223,11 +223,34 @@ async fn handle(
     let req = req.map(|body| body.map_err(Into::into).boxed_unsync());
     match handler.handle((), req).await {
         Ok(response) => response,
+        // Every instance slot is taken (`--max-instances`): the host is at
+        // capacity, not broken — 503 with Retry-After, so clients back off
+        // and retry (the npm client and the spec's own retry rules do).
+        Err(e) if at_capacity(&e) => {
+            tracing::warn!(component = route.component, "at capacity: {e:#}");
+            let mut r = empty(StatusCode::SERVICE_UNAVAILABLE);
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            r
+        }
         Err(e) => {
             tracing::error!(component = route.component, "request failed: {e:#}");
             empty(StatusCode::INTERNAL_SERVER_ERROR)
         }
     }
+}
+
+/// True when a request failed only because no instance slot was free.
+fn at_capacity(e: &wasmtime::Error) -> bool {
+    let pool_full = |e: &wasmtime::Error| {
+        e.chain()
+            .any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>())
+    };
+    pool_full(e)
+        || e.downcast_ref::<wasmtime_wasi_http::handler::InstantiationError<()>>()
+            .is_some_and(|ie| pool_full(&ie.error))
 }
 
 /// The request's authority as `spin up` determines it: the `Host` header

@@ -152,8 +152,12 @@ pub async fn get(
     let mut waiter: Option<String> = None;
     let answer = long_poll(&store, &key, &sid, deadline, settings, &mut waiter).await;
     if let Some(w) = waiter {
-        // Best effort: a failed release lapses with its lease.
-        let _ = store.release_waiter(&key, &w).await;
+        // After the answer is on its way, not before it: the release is one
+        // more round trip the woken client need not wait for. Best effort: a
+        // failed release lapses with its lease.
+        spin_sdk::wasip3::spawn(async move {
+            let _ = store.release_waiter(&key, &w).await;
+        });
     }
     answer
 }

@@ -128,7 +128,7 @@ async fn spec_client(
     client_id: &str,
 ) -> Result<tokio::process::Child> {
     let script = dock_tests::artifacts::workspace_root().join("tests/node/spec-client.mjs");
-    Ok(tokio::process::Command::new("node")
+    tokio::process::Command::new("node")
         .arg(script)
         .args([pid, client_id])
         .env("DOCK_API_BASE", svc.url(""))
@@ -136,7 +136,7 @@ async fn spec_client(
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .context("run node")?)
+        .context("run node")
 }
 
 async fn next_line(
@@ -424,9 +424,10 @@ async fn tenants_are_isolated(store: Cfg) -> Result<()> {
     );
     // A request served for a key names the key's PID, never the key.
     assert!(
-        log.lines().any(|l| l
-            .contains(r#""route":"/api/v1/verify/session/:sid","status":200"#)
-            && l.ends_with(r#""pid":"pid-b"}"#)),
+        log.lines().any(
+            |l| l.contains(r#""route":"/api/v1/verify/session/:sid","status":200"#)
+                && l.ends_with(r#""pid":"pid-b"}"#)
+        ),
         "{log}"
     );
     assert!(

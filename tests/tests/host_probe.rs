@@ -176,6 +176,47 @@ async fn xread_block(reuse: &str) {
     );
 }
 
+/// Every instance slot taken (`--max-instances`) is "at capacity", not a
+/// failure: 503 with `Retry-After`, and served again once a slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_free_instance_is_503_with_retry_after() {
+    let redis = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        &probe_manifest(dir.path()),
+        &[
+            "--variable",
+            &redis_var(&redis),
+            "--max-instances",
+            "1",
+            "--max-instance-concurrent-reuse-count",
+            "1",
+        ],
+    )
+    .unwrap();
+    let url = host.url("/probe/redis/xread?events");
+    let pending = tokio::spawn(async move { get(&url).await });
+    wait_until_async(T, "the guest's XREAD to block in redis", || async {
+        redis
+            .cli(&["CLIENT", "LIST"])
+            .unwrap()
+            .contains("cmd=xread")
+    })
+    .await
+    .unwrap();
+    let busy = reqwest::get(host.url("/probe/hello")).await.unwrap();
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    redis.cli(&["XADD", "events", "*", "k", "v"]).unwrap();
+    let (status, _) = tokio::time::timeout(T, pending).await.unwrap().unwrap();
+    assert_eq!(status, 200);
+    wait_until_async(T, "the instance slot to free", || async {
+        get(&host.url("/probe/hello")).await.0 == 200
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xread_block_is_woken_by_another_clients_xadd_without_reuse() {
     xread_block("1").await;
