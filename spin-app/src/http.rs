@@ -20,7 +20,8 @@ pub struct LogPid(pub String);
 
 /// Marks `resp` as served for `pid` (see [`LogPid`]).
 pub fn with_pid(mut resp: Response, pid: &dock_core::Pid) -> Response {
-    resp.extensions_mut().insert(LogPid(pid.as_str().to_owned()));
+    resp.extensions_mut()
+        .insert(LogPid(pid.as_str().to_owned()));
     resp
 }
 
