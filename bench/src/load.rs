@@ -216,6 +216,17 @@ struct Shared {
     waiter_errors: AtomicUsize,
 }
 
+impl Shared {
+    /// Waiter `i` saw a terminal event: the first one stamps its time, any
+    /// further one counts as a duplicate.
+    fn terminal(&self, i: usize) {
+        let t = now_ns();
+        if self.terminal[i].fetch_add(1, Ordering::SeqCst) == 0 {
+            self.received[i].store(t, Ordering::SeqCst);
+        }
+    }
+}
+
 async fn sse_waiter(
     addr: SocketAddr,
     path: String,
@@ -239,15 +250,11 @@ async fn sse_waiter(
             continue;
         };
         for ev in dec.feed(&data) {
-            match ev.event.as_str() {
-                "pending" if permit.take().is_some() => {
+            // The event vocabulary is core's, as the server's is.
+            match dock_core::stream::status_of_event(&ev.event) {
+                Some(status) if status.is_terminal() => s.terminal(i),
+                Some(_) if permit.take().is_some() => {
                     s.ready.fetch_add(1, Ordering::SeqCst);
-                }
-                "complete" | "expired" | "cancelled" => {
-                    let t = now_ns();
-                    if s.terminal[i].fetch_add(1, Ordering::SeqCst) == 0 {
-                        s.received[i].store(t, Ordering::SeqCst);
-                    }
                 }
                 _ => {}
             }
@@ -272,15 +279,12 @@ async fn poll_waiter(
             s.ready.fetch_add(1, Ordering::SeqCst);
         }
         let (status, body) = fut.await?;
-        let t = now_ns();
         if !status.is_success() {
             bail!("long-poll → {status}: {}", String::from_utf8_lossy(&body));
         }
         let v: serde_json::Value = serde_json::from_slice(&body)?;
         if v["data"]["status"].as_str() != Some("pending") {
-            if s.terminal[i].fetch_add(1, Ordering::SeqCst) == 0 {
-                s.received[i].store(t, Ordering::SeqCst);
-            }
+            s.terminal(i);
             return Ok(());
         }
     }
