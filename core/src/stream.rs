@@ -144,6 +144,11 @@ impl StreamTimer {
         }
     }
 
+    /// When the stream must end (`None`: no maximum).
+    pub fn ends_at(&self) -> Option<Timestamp> {
+        self.ends_at
+    }
+
     /// Records a write (any real event resets the heartbeat).
     pub fn wrote(&mut self, now: Timestamp) {
         self.last_write = now;

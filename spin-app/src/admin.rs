@@ -170,11 +170,10 @@ pub async fn complete_session(
     settings: &'static Settings,
 ) -> Result<SessionView, ApiError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let loaded = store
-            .load_session(pid, sid)
+        let (loaded, previous) = store
+            .load_for_completion(pid, sid, discord_id)
             .await?
             .ok_or_else(ApiError::session_not_found)?;
-        let previous = store.link_of(&loaded.session.pid, discord_id).await?;
         let now = now();
         match loaded
             .session

@@ -25,6 +25,7 @@ pub(crate) use log;
     clippy::print_stdout,
     reason = "stdout is the component's log under Spin"
 )]
-pub fn record(value: &serde_json::Value) {
-    println!("{value}");
+pub fn record(value: &impl serde::Serialize) {
+    let line = serde_json::to_string(value).unwrap_or_default();
+    println!("{line}");
 }

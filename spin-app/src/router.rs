@@ -29,15 +29,26 @@ pub async fn route(req: Request) -> Response {
         .get::<LogPid>()
         .map(|p| p.0.clone())
         .or(named_pid);
-    crate::log::record(&serde_json::json!({
-        "method": method.as_str(),
-        "route": route_template(&segments),
-        "status": resp.status().as_u16(),
-        "ms": started.millis_until(crate::env::now()),
-        "error": code,
-        "pid": pid,
-    }));
+    crate::log::record(&RequestRecord {
+        method: method.as_str(),
+        route: route_template(&segments),
+        status: resp.status().as_u16(),
+        ms: started.millis_until(crate::env::now()),
+        error: code,
+        pid: pid.as_deref(),
+    });
     resp
+}
+
+/// The one log record of a request, in this field order.
+#[derive(serde::Serialize)]
+struct RequestRecord<'a> {
+    method: &'a str,
+    route: &'static str,
+    status: u16,
+    ms: u64,
+    error: Option<&'static str>,
+    pid: Option<&'a str>,
 }
 
 /// A well-formed PID named by the URL (`/admin/pids/:pid/…`, `?pid=`).

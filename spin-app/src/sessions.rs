@@ -12,7 +12,10 @@ use dock_core::stream::{
 use dock_core::verify_url::verify_url;
 use dock_core::wire::{CreatedSession, DiscordLink, Health, KeyRecord, RobloxLinks};
 use dock_core::{ApiError, CreateDecision, ErrorCode, Session, SessionId, Settings, Timestamp};
+use std::time::Duration;
+
 use futures::SinkExt;
+use futures::future::{self, Either};
 use http_body_util::BodyExt;
 use spin_sdk::http::Request;
 
@@ -20,7 +23,7 @@ use crate::auth;
 use crate::env::{entropy, now};
 use crate::http::{Response, event_stream, header, ok, read_json_body, with_pid};
 use crate::log::log;
-use crate::store::{Claim, Cursor, Store};
+use crate::store::{Claim, Cursor, Store, StoreError};
 
 /// Compare-and-set attempts before giving up under contention.
 pub const MAX_CAS_ATTEMPTS: usize = 16;
@@ -81,12 +84,6 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
         );
     }
     let now = now();
-    let remaining = match key.quota.decide(store.quota_hit(&key, now).await?, now) {
-        QuotaDecision::Allowed { remaining } => remaining,
-        QuotaDecision::Exhausted { retry_after_secs } => {
-            return Err(ApiError::quota_exceeded(retry_after_secs));
-        }
-    };
     let digest = reuse_digest(&body.client_id, body.guild_id.as_deref());
     let candidate = Session::new(
         SessionId::from_entropy(entropy()),
@@ -97,11 +94,37 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
         settings.session_ttl_secs,
     );
     let mut expected: Option<SessionId> = None;
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let (session, reused) = match store
-            .claim_reuse(&digest, expected.as_ref(), &candidate, settings, now)
-            .await?
-        {
+    let mut remaining = None;
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        // The first attempt also counts the create against the key's quota.
+        let charge = (attempt == 0).then_some(&key);
+        let claimed = store
+            .claim_reuse(
+                &digest,
+                expected.as_ref(),
+                &candidate,
+                charge,
+                settings,
+                now,
+            )
+            .await?;
+        if let Some(count) = claimed.quota_count {
+            match key.quota.decide(count, now) {
+                QuotaDecision::Allowed { remaining: r } => remaining = Some(r),
+                QuotaDecision::Exhausted { retry_after_secs } => {
+                    return Err(ApiError::quota_exceeded(retry_after_secs));
+                }
+            }
+        }
+        let (session, reused) = match claimed.claim {
+            Claim::OverQuota => {
+                return Err(StoreError::Corrupt(format!(
+                    "the store refused create {} of quota {} as beyond it",
+                    claimed.quota_count.unwrap_or(0),
+                    key.quota.limit
+                ))
+                .into());
+            }
             Claim::Created => (candidate, false),
             Claim::Taken { sid, session } => {
                 match dock_core::session::decide_create(session.as_ref(), now) {
@@ -121,7 +144,7 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
             expires_at: session.expires_at,
             reused_existing: reused,
         };
-        return Ok(with_pid(ok(data, now, Some(remaining)), &key.pid));
+        return Ok(with_pid(ok(data, now, remaining), &key.pid));
     }
     Err(contention())
 }
@@ -170,11 +193,16 @@ async fn long_poll(
     settings: &'static Settings,
     waiter: &mut Option<String>,
 ) -> Result<Response, ApiError> {
+    // The state a wake-up carried, when the store's change feed has it.
+    let mut known: Option<(Session, Cursor)> = None;
     loop {
-        let (session, cursor) = store
-            .read_with_cursor(&key.pid, sid)
-            .await?
-            .ok_or_else(ApiError::session_not_found)?;
+        let (session, cursor) = match known.take() {
+            Some(state) => state,
+            None => store
+                .read_with_cursor(&key.pid, sid)
+                .await?
+                .ok_or_else(ApiError::session_not_found)?,
+        };
         let now = now();
         match longpoll::decide(now, &session, deadline) {
             WaitDecision::AnswerNow => {
@@ -187,9 +215,9 @@ async fn long_poll(
                             .await?,
                     );
                 }
-                store
+                known = store
                     .wait_change(&key.pid, sid, &cursor, until, settings)
-                    .await?
+                    .await?;
             }
         }
     }
@@ -266,32 +294,39 @@ struct StreamTask {
     waiter: String,
 }
 
-impl StreamTask {
-    /// Sends a frame; false once the client is gone.
-    async fn send(&mut self, frame: impl Into<Bytes>) -> bool {
-        self.tx.send(frame.into()).await.is_ok()
-    }
-}
-
 /// Writes events until the session is terminal, the client leaves, the
 /// stream's maximum duration passes (then a `retry:` hint), or the store fails
 /// (then the stream ends and the client resumes with `Last-Event-ID`).
+///
+/// One blocking read per change, held across heartbeats: it ends at the
+/// change, the session's expiry or the stream's end, so a heartbeat is a
+/// frame (and, once per heartbeat interval, a lease renewal), never a new read.
 async fn run_stream(
     task: &mut StreamTask,
     mut session: Session,
     mut cursor: Cursor,
     mut seen: StreamCursor,
 ) {
-    let mut timer = StreamTimer::new(
-        now(),
-        task.settings.heartbeat_secs,
-        task.settings.stream_max_secs,
-    );
+    let StreamTask {
+        store,
+        key,
+        sid,
+        settings,
+        tx,
+        waiter,
+    } = task;
+    let settings: &'static Settings = settings;
+    let ended_by_store = |e: crate::store::StoreError| {
+        log!("stream ended by the store: {e}");
+        crate::store::note_error();
+    };
+    let mut timer = StreamTimer::new(now(), settings.heartbeat_secs, settings.stream_max_secs);
+    let mut renewed = now();
     loop {
         let t = now();
         let step = seen.step(&session.view_at(t));
         if !step.frames.is_empty() {
-            if !task.send(step.frames).await {
+            if tx.send(step.frames.into()).await.is_err() {
                 return;
             }
             timer.wrote(t);
@@ -299,50 +334,54 @@ async fn run_stream(
         if step.done {
             return;
         }
-        let until: Timestamp = match timer.poll(t) {
-            TimerAction::End => {
-                let _ = task.send(reconnect_hint(DEFAULT_RETRY_MS)).await;
-                return;
-            }
-            TimerAction::Heartbeat => {
-                if !task.send(heartbeat_frame()).await {
-                    return;
+        let until = [session.next_deadline(t), timer.ends_at()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| t.plus_secs(settings.heartbeat_secs));
+        let woke = {
+            let mut change =
+                std::pin::pin!(store.wait_change(&key.pid, sid, &cursor, until, settings));
+            loop {
+                let t = now();
+                if t >= renewed.plus_secs(settings.heartbeat_secs) {
+                    if let Err(e) = store.renew_waiter(key, waiter, lease_end(settings)).await {
+                        return ended_by_store(e);
+                    }
+                    renewed = t;
                 }
-                timer.wrote(t);
-                continue;
+                let at = match timer.poll(t) {
+                    TimerAction::End => {
+                        let _ = tx.send(reconnect_hint(DEFAULT_RETRY_MS).into()).await;
+                        return;
+                    }
+                    TimerAction::Heartbeat => {
+                        if tx.send(heartbeat_frame().into()).await.is_err() {
+                            return;
+                        }
+                        timer.wrote(t);
+                        continue;
+                    }
+                    TimerAction::SleepUntil(at) => at,
+                };
+                let nap = Duration::from_millis(t.millis_until(at).max(1));
+                let sleep = std::pin::pin!(spin_sdk::time::sleep(nap));
+                if let Either::Left((r, _)) = future::select(change.as_mut(), sleep).await {
+                    break r;
+                }
             }
-            TimerAction::SleepUntil(at) => session.next_deadline(t).map_or(at, |exp| exp.min(at)),
         };
-        if let Err(e) = task
-            .store
-            .wait_change(&task.key.pid, &task.sid, &cursor, until, task.settings)
-            .await
-        {
-            log!("stream ended by the store: {e}");
-            crate::store::note_error();
-            return;
-        }
-        if let Err(e) = task
-            .store
-            .renew_waiter(&task.key, &task.waiter, lease_end(task.settings))
-            .await
-        {
-            log!("stream ended by the store: {e}");
-            crate::store::note_error();
-            return;
-        }
-        match task.store.read_with_cursor(&task.key.pid, &task.sid).await {
-            Ok(Some((s, c))) => {
-                session = s;
-                cursor = c;
-            }
-            Ok(None) => return,
-            Err(e) => {
-                log!("stream ended by the store: {e}");
-                crate::store::note_error();
-                return;
-            }
-        }
+        let state = match woke {
+            Ok(Some(state)) => Some(state),
+            Ok(None) => match store.read_with_cursor(&key.pid, sid).await {
+                Ok(state) => state,
+                Err(e) => return ended_by_store(e),
+            },
+            Err(e) => return ended_by_store(e),
+        };
+        let Some((s, c)) = state else { return };
+        session = s;
+        cursor = c;
     }
 }
 

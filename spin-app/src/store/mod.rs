@@ -155,9 +155,20 @@ pub enum Cursor {
     Revision(i64),
 }
 
+/// What a claim of a reuse slot returns.
+#[derive(Debug)]
+pub struct Claimed {
+    /// The quota window's count after this create, when it was charged.
+    pub quota_count: Option<u64>,
+    /// The outcome.
+    pub claim: Claim,
+}
+
 /// The outcome of claiming the reuse slot of (pid, clientId, guildId).
 #[derive(Debug)]
 pub enum Claim {
+    /// The charged create was beyond the key's quota: nothing was claimed.
+    OverQuota,
     /// Our candidate is now the live session.
     Created,
     /// The slot holds something else: this sid and (if it still exists) its session.
@@ -267,12 +278,6 @@ impl Store {
         )
     }
 
-    /// Counts one create against `key`'s current window; returns the count
-    /// after it (a count beyond the limit is also a quota rejection).
-    pub async fn quota_hit(&self, key: &KeyRecord, now: Timestamp) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.quota_hit(key, now).await)
-    }
-
     /// A PID's record.
     pub async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError> {
         parse_record("pid record", dispatch!(self, s => s.load_pid(pid).await)?)
@@ -296,16 +301,30 @@ impl Store {
     }
 
     /// Makes `candidate` the live session for its reuse slot if the slot holds
-    /// `expected` (None = empty).
+    /// `expected` (None = empty). With `charge`, first counts one create
+    /// against that key's current quota window, in the same step, and claims
+    /// nothing when the count is beyond the limit (a quota rejection).
     pub async fn claim_reuse(
         &self,
         digest: &str,
         expected: Option<&SessionId>,
         candidate: &Session,
+        charge: Option<&KeyRecord>,
         settings: &Settings,
         now: Timestamp,
-    ) -> Result<Claim, StoreError> {
-        dispatch!(self, s => s.claim_reuse(digest, expected, candidate, settings, now).await)
+    ) -> Result<Claimed, StoreError> {
+        dispatch!(self, s => s.claim_reuse(digest, expected, candidate, charge, settings, now).await)
+    }
+
+    /// A session by id with what the PID's link dataset holds for
+    /// `discord_id`, read together (what a completion decides from).
+    pub async fn load_for_completion(
+        &self,
+        pid: Option<&Pid>,
+        sid: &SessionId,
+        discord_id: &str,
+    ) -> Result<Option<(Loaded, Option<String>)>, StoreError> {
+        dispatch!(self, s => s.load_for_completion(pid, sid, discord_id).await)
     }
 
     /// A session by id, scoped to `pid` (None: any PID; the admin API).
@@ -404,7 +423,9 @@ impl Store {
         dispatch!(self, s => s.release_waiter(key, waiter).await)
     }
 
-    /// Returns when the session changes after `cursor`, or at `until`, whichever first.
+    /// Returns when the session changes after `cursor`, or at `until`,
+    /// whichever first: with the session and cursor after the change when
+    /// the store's change feed carries them (Redis), else `None` (read again).
     pub async fn wait_change(
         &self,
         pid: &Pid,
@@ -412,7 +433,7 @@ impl Store {
         cursor: &Cursor,
         until: Timestamp,
         settings: &Settings,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<(Session, Cursor)>, StoreError> {
         dispatch!(self, s => s.wait_change(pid, sid, cursor, until, settings).await)
     }
 }

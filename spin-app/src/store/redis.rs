@@ -8,7 +8,7 @@
 //! | key | type | holds | lifetime |
 //! |---|---|---|---|
 //! | `dock:{P}:s:<sid>` | string | the session record (core's JSON) | expiry + retention, then retention once terminal |
-//! | `dock:{P}:e:<sid>` | stream | one entry (`status`) per change; waiters `XREAD BLOCK` on it | as the session |
+//! | `dock:{P}:e:<sid>` | stream | one entry (`status`, `session`: the record after the change) per change; waiters `XREAD BLOCK` on it | as the session |
 //! | `dock:{P}:r:<digest>` | string | sid of the live session for (clientId, guildId) | until the session's expiry |
 //! | `dock:{P}:l` | hash | link dataset: discordId → robloxId | forever |
 //! | `dock:{P}:lr:<robloxId>` | set | reverse index: Discord ids linked to a Roblox id | forever |
@@ -28,35 +28,59 @@
 //! Channel `dock:{P}:events` receives every session change (the bare view
 //! JSON), for subscribers outside Spin (components cannot SUBSCRIBE).
 //!
+//! ## Round trips
+//!
+//! Scripts are sent by `EVALSHA` (the full text only when Redis answers
+//! `NOSCRIPT`). A create is the key lookup, then the `CREATE` script (quota
+//! count, reuse slot and session in one step) sent together with the
+//! `dock:sid:` index write; a woken waiter takes the new state from the
+//! stream entry that woke it, without reading it again.
+//!
 //! ## Counters
 //!
 //! The operator's counters (`GET /api/v1/admin/stats`) change inside the
 //! scripts that make the change they count, so they cost no round trip and
 //! add up across instances: `CREATE` counts `created`, and `reused` when the
 //! slot holds a session still in `dock:{P}:p` (pending and unexpired: what
-//! core reuses); `COMMIT` counts the new status; `QUOTA` counts
-//! `quota_rejected`. A session is counted `expired` exactly once, when a
+//! core reuses), and `quota_rejected` when the create it charges is beyond
+//! the key's limit; `COMMIT` counts the new status. A session is counted `expired` exactly once, when a
 //! `CREATE` of its PID or a stats read finds it in `dock:{P}:p` past its
 //! `expiresAt` and removes it.
 
 use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::OnceLock;
 
 use dock_core::wire::KeyRecord;
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
+use sha1::{Digest as _, Sha1};
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
 use super::{
-    Claim, Counters, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session, retention_ms,
-    session_json,
+    Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session,
+    retention_ms, session_json,
 };
 
-/// Creates the live session for a reuse slot if the slot holds what the
-/// caller expects; else returns what it holds.
-const CREATE: &str = r"
--- KEYS: 1 reuse slot, 2 session, 3 events, 4 stats, 5 pending
+/// Counts a create against its key's quota window when charged (nothing
+/// more when beyond the limit), then creates the live session for a reuse
+/// slot if the slot holds what the caller expects; else returns what it
+/// holds. Every reply ends with the quota count (-1: not charged).
+static CREATE: Script = Script::new(
+    r"
+-- KEYS: 1 reuse slot, 2 session, 3 events, 4 stats, 5 pending, 6 quota window counter
 -- ARGV: 1 expected sid ('' = empty), 2 sid, 3 session json, 4 px, 5 reuse px,
 --       6 channel, 7 view json, 8 session key prefix, 9 pid, 10 now ms,
---       11 expiresAt ms
+--       11 expiresAt ms, 12 charge ('1' = count this create), 13 window end ms,
+--       14 quota limit
+local n = -1
+if ARGV[12] == '1' then
+  n = redis.call('INCR', KEYS[6])
+  if n == 1 then redis.call('PEXPIREAT', KEYS[6], ARGV[13]) end
+  if n > tonumber(ARGV[14]) then
+    redis.call('HINCRBY', KEYS[4], 'quota_rejected', 1)
+    return {'quota', n}
+  end
+end
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[10])
 if expired > 0 then redis.call('HINCRBY', KEYS[4], 'expired', expired) end
 local cur = redis.call('GET', KEYS[1])
@@ -69,20 +93,22 @@ if (cur or '') ~= ARGV[1] then
       redis.call('HINCRBY', KEYS[4], 'reused', 1)
     end
   end
-  return {'taken', cur or '', s}
+  return {'taken', cur or '', s, n}
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', '8', '*', 'status', 'pending')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', '8', '*', 'status', 'pending', 'session', ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('ZADD', KEYS[5], ARGV[11], ARGV[2])
 redis.call('HINCRBY', KEYS[4], 'created', 1)
 redis.call('PUBLISH', ARGV[6], ARGV[7])
-return {'ok'}
-";
+return {'ok', n}
+",
+);
 
 /// Replaces a session record if unchanged (and the link, if given, too).
-const COMMIT: &str = r"
+static COMMIT: Script = Script::new(
+    r"
 -- KEYS: 1 session, 2 events, 3 link hash, 4 new roblox set, 5 old roblox set,
 --       6 stats, 7 pending
 -- ARGV: 1 expected json, 2 new json, 3 px, 4 status, 5 channel, 6 view json,
@@ -98,7 +124,7 @@ if ARGV[7] ~= '' then
   redis.call('SADD', KEYS[4], ARGV[7])
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', '8', '*', 'status', ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', '8', '*', 'status', ARGV[4], 'session', ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if ARGV[4] == 'completed' or ARGV[4] == 'cancelled' then
   redis.call('ZREM', KEYS[7], ARGV[10])
@@ -106,31 +132,44 @@ if ARGV[4] == 'completed' or ARGV[4] == 'cancelled' then
 end
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {'ok'}
-";
+",
+);
 
 /// Reads a session and its change-feed position in one step.
-const READ: &str = r"
+static READ: Script = Script::new(
+    r"
 local s = redis.call('GET', KEYS[1])
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 local id = '0-0'
 if last[1] then id = last[1][1] end
 return {s or '', id}
-";
+",
+);
 
-/// Counts a create in a quota window; the counter expires with the window.
-/// A create beyond the limit is a quota rejection.
-const QUOTA: &str = r"
--- KEYS: 1 window counter, 2 stats; ARGV: 1 window end ms, 2 limit
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
-if n > tonumber(ARGV[2]) then redis.call('HINCRBY', KEYS[2], 'quota_rejected', 1) end
-return n
-";
+/// Reads a session and what the link dataset holds for a Discord id ('' = none).
+static READ_FOR_COMPLETION: Script = Script::new(
+    r"
+-- KEYS: 1 session, 2 link hash; ARGV: 1 discordId
+return {redis.call('GET', KEYS[1]) or '', redis.call('HGET', KEYS[2], ARGV[1]) or ''}
+",
+);
+
+/// Extends a waiter's lease; the set lives as long as its longest lease.
+static RENEW: Script = Script::new(
+    r"
+-- KEYS: 1 waiters zset; ARGV: 1 waiter id, 2 lease end ms
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[2], ARGV[1]) == 1 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
+end
+return 1
+",
+);
 
 /// One PID's counters: first counts the pending sessions that expired by
 /// `now` (as `CREATE` does), then reads the hash and the live waiter leases
 /// of every key of the PID.
-const STATS: &str = r"
+static STATS: Script = Script::new(
+    r"
 -- KEYS: 1 stats, 2 pending, 3 key ids; ARGV: 1 now ms, 2 waiter set prefix
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 if expired > 0 then redis.call('HINCRBY', KEYS[1], 'expired', expired) end
@@ -142,17 +181,51 @@ local out = redis.call('HGETALL', KEYS[1])
 out[#out + 1] = 'waiters'
 out[#out + 1] = tostring(waiters)
 return out
-";
+",
+);
 
 /// Registers a waiter if the key has fewer than the maximum live leases.
-const ACQUIRE: &str = r"
+static ACQUIRE: Script = Script::new(
+    r"
 -- KEYS: 1 waiters zset; ARGV: 1 now ms, 2 max, 3 waiter id, 4 lease end ms
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
 redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 return 1
-";
+",
+);
+
+/// A Lua script, sent by its SHA-1 once Redis has it.
+struct Script {
+    text: &'static str,
+    sha: OnceLock<String>,
+}
+
+impl Script {
+    const fn new(text: &'static str) -> Self {
+        Script {
+            text,
+            sha: OnceLock::new(),
+        }
+    }
+
+    /// The hex SHA-1 Redis knows the script by.
+    fn sha(&self) -> &str {
+        self.sha.get_or_init(|| {
+            Sha1::digest(self.text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+    }
+}
+
+/// Redis's answer to an `EVALSHA` of a script it does not hold.
+fn is_noscript(e: &spin_sdk::redis::Error) -> bool {
+    let text = format!("{e:?} {e}").to_ascii_lowercase();
+    text.contains("noscript") || text.contains("no script")
+}
 
 fn k_waiters(key: &KeyRecord) -> String {
     format!("{}:w:{}", tag(&key.pid), key.key_id)
@@ -217,19 +290,73 @@ fn text(r: &RedisResult) -> Option<String> {
     }
 }
 
+/// The session and cursor an `XREAD COUNT 1` reply carries: flattened, one
+/// entry is `[stream key, entry id, field, value, …]`; nil at the timeout.
+/// `None` (read again) for a timeout or an entry without a `session` field.
+fn changed(pid: &Pid, sid: &SessionId, reply: &[RedisResult]) -> Option<(Session, Cursor)> {
+    let [_, RedisResult::Binary(id), fields @ ..] = reply else {
+        return None;
+    };
+    let json = fields.chunks(2).find_map(|pair| match pair {
+        [RedisResult::Binary(f), RedisResult::Binary(v)] if f.as_slice() == b"session" => {
+            std::str::from_utf8(v).ok()
+        }
+        _ => None,
+    })?;
+    let loaded = checked(pid, sid, json).ok()??;
+    let id = String::from_utf8(id.clone()).ok()?;
+    Some((loaded.session, Cursor::Stream(id)))
+}
+
+/// A stored session record read under `pid` ('' = none), if it is that
+/// session of that PID (defence in depth: keys are PID-scoped, and so must
+/// the records be).
+fn checked(pid: &Pid, sid: &SessionId, json: &str) -> Result<Option<Loaded>, StoreError> {
+    if json.is_empty() {
+        return Ok(None);
+    }
+    let session = parse_session(json)?;
+    if &session.pid != pid || &session.sid != sid {
+        return Ok(None);
+    }
+    Ok(Some(Loaded {
+        session,
+        version: Version::Json(json.to_owned()),
+    }))
+}
+
+thread_local! {
+    /// This instance's connection for non-blocking commands, shared by its
+    /// concurrent requests (commands on one connection may be in flight
+    /// together, as `futures::join!` of two `execute`s is): one `open` per
+    /// instance instead of one per request. Forgotten after an error, so the
+    /// next request opens a new one.
+    static SHARED: RefCell<Option<(String, Rc<Connection>)>> = const { RefCell::new(None) };
+}
+
 /// A Redis-backed store for one request.
 pub struct RedisStore {
     url: String,
-    conn: Connection,
+    conn: Rc<Connection>,
     /// A second connection for blocking `XREAD`s, opened on first wait, so a
     /// blocked read never delays this request's other commands.
     blocking: RefCell<Option<Connection>>,
 }
 
 impl RedisStore {
-    /// Opens a connection (Spin opens a new one per `open`).
+    /// Takes this instance's shared connection, opening it on first use
+    /// (Spin opens a new socket per `open`).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let conn = Connection::open(url).await.map_err(unavailable)?;
+        let shared =
+            SHARED.with_borrow(|s| s.as_ref().filter(|(u, _)| u == url).map(|(_, c)| c.clone()));
+        let conn = match shared {
+            Some(c) => c,
+            None => {
+                let c = Rc::new(Connection::open(url).await.map_err(unavailable)?);
+                SHARED.set(Some((url.to_owned(), c.clone())));
+                c
+            }
+        };
         Ok(RedisStore {
             url: url.to_owned(),
             conn,
@@ -237,26 +364,47 @@ impl RedisStore {
         })
     }
 
+    /// A command failed: the next request opens a new connection.
+    fn failed(&self, e: spin_sdk::redis::Error) -> StoreError {
+        SHARED.with_borrow_mut(|s| {
+            if s.as_ref().is_some_and(|(_, c)| Rc::ptr_eq(c, &self.conn)) {
+                *s = None;
+            }
+        });
+        unavailable(e)
+    }
+
     async fn exec(
         &self,
         cmd: &str,
         args: Vec<RedisParameter>,
     ) -> Result<Vec<RedisResult>, StoreError> {
-        self.conn.execute(cmd, args).await.map_err(unavailable)
+        self.conn
+            .execute(cmd, args)
+            .await
+            .map_err(|e| self.failed(e))
     }
 
+    /// Runs a script by `EVALSHA`, and by `EVAL` (which also loads it) when
+    /// Redis does not hold it yet.
     async fn eval(
         &self,
-        script: &str,
+        script: &Script,
         keys: &[String],
         args: Vec<RedisParameter>,
     ) -> Result<Vec<RedisResult>, StoreError> {
         let mut all = Vec::with_capacity(2 + keys.len() + args.len());
-        all.push(p(script));
+        all.push(p(script.sha()));
         all.push(RedisParameter::Int64(keys.len() as i64));
         all.extend(keys.iter().map(p));
         all.extend(args);
-        self.exec("EVAL", all).await
+        match self.conn.execute("EVALSHA", all.clone()).await {
+            Err(e) if is_noscript(&e) => {
+                all[0] = p(script.text);
+                self.exec("EVAL", all).await
+            }
+            r => r.map_err(|e| self.failed(e)),
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -270,26 +418,6 @@ impl RedisStore {
 
     pub async fn lookup_key(&self, hash: &str) -> Result<Option<String>, StoreError> {
         self.get(&format!("dock:key:{hash}")).await
-    }
-
-    pub async fn quota_hit(&self, key: &KeyRecord, now: Timestamp) -> Result<u64, StoreError> {
-        let window = key.quota.window_index(now);
-        let k = format!("{}:q:{}:{window}", tag(&key.pid), key.key_id);
-        let end = key.quota.window_end(now).as_millis() as i64;
-        let limit = i64::try_from(key.quota.limit).unwrap_or(i64::MAX);
-        let r = self
-            .eval(
-                QUOTA,
-                &[k, k_stats(&key.pid)],
-                vec![RedisParameter::Int64(end), RedisParameter::Int64(limit)],
-            )
-            .await?;
-        match r.first() {
-            Some(RedisResult::Int64(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
-            other => Err(StoreError::Corrupt(format!(
-                "quota counter reply {other:?}"
-            ))),
-        }
     }
 
     pub async fn load_pid(&self, pid: &Pid) -> Result<Option<String>, StoreError> {
@@ -342,55 +470,96 @@ impl RedisStore {
         digest: &str,
         expected: Option<&SessionId>,
         candidate: &Session,
+        charge: Option<&KeyRecord>,
         settings: &Settings,
         now: Timestamp,
-    ) -> Result<Claim, StoreError> {
+    ) -> Result<Claimed, StoreError> {
         let pid = &candidate.pid;
         let px = retention_ms(candidate, settings, now) as i64;
-        // The sid → pid index lets the admin API find a session by sid alone.
-        // Written first (it names no state); a lost race leaves an index that expires.
-        self.exec(
-            "SET",
-            vec![
-                p(format!("dock:sid:{}", candidate.sid)),
-                p(pid.as_str()),
-                p("PX"),
-                RedisParameter::Int64(px),
-            ],
-        )
-        .await?;
         let reuse_px = now.millis_until(candidate.expires_at).max(1) as i64;
         let view = dock_core::wire::view_json(&candidate.view_at(now));
+        let (quota_key, window_end, limit) = match charge {
+            Some(key) => (
+                format!(
+                    "{}:q:{}:{}",
+                    tag(pid),
+                    key.key_id,
+                    key.quota.window_index(now)
+                ),
+                key.quota.window_end(now).as_millis() as i64,
+                i64::try_from(key.quota.limit).unwrap_or(i64::MAX),
+            ),
+            None => (format!("{}:q:-", tag(pid)), 0, 0),
+        };
         let keys = [
             format!("{}:r:{digest}", tag(pid)),
             k_session(pid, &candidate.sid),
             k_events(pid, &candidate.sid),
             k_stats(pid),
             k_pending(pid),
+            quota_key,
         ];
-        let r = self
-            .eval(
-                CREATE,
-                &keys,
-                vec![
-                    p(expected.map(SessionId::as_str).unwrap_or("")),
-                    p(candidate.sid.as_str()),
-                    p(session_json(candidate)),
-                    RedisParameter::Int64(px),
-                    RedisParameter::Int64(reuse_px),
-                    p(channel(pid)),
-                    p(view),
-                    p(format!("{}:s:", tag(pid))),
-                    p(pid.as_str()),
-                    RedisParameter::Int64(now.as_millis() as i64),
-                    RedisParameter::Int64(candidate.expires_at.as_millis() as i64),
-                ],
-            )
-            .await?;
+        let create = self.eval(
+            &CREATE,
+            &keys,
+            vec![
+                p(expected.map(SessionId::as_str).unwrap_or("")),
+                p(candidate.sid.as_str()),
+                p(session_json(candidate)),
+                RedisParameter::Int64(px),
+                RedisParameter::Int64(reuse_px),
+                p(channel(pid)),
+                p(view),
+                p(format!("{}:s:", tag(pid))),
+                p(pid.as_str()),
+                RedisParameter::Int64(now.as_millis() as i64),
+                RedisParameter::Int64(candidate.expires_at.as_millis() as i64),
+                p(if charge.is_some() { "1" } else { "0" }),
+                RedisParameter::Int64(window_end),
+                RedisParameter::Int64(limit),
+            ],
+        );
+        // The sid → pid index lets the admin API find a session by sid alone
+        // (another Cluster slot, so not in the script). It names no state, so
+        // it is sent with the first attempt's script, in the same round trip;
+        // a lost race or a quota rejection leaves an index that expires.
+        let r = if charge.is_some() {
+            let index = self.set_sid_index(pid, &candidate.sid, px);
+            let (index, r) = futures::join!(index, create);
+            let r = r?;
+            if let Err(e) = index {
+                // Only a created session needs it: one more try, else the
+                // create fails (503) rather than leave a session the
+                // admin API cannot find.
+                if matches!(r.first().and_then(text).as_deref(), Some("ok")) {
+                    crate::log::log!("sid index write failed, retrying: {e}");
+                    self.set_sid_index(pid, &candidate.sid, px).await?;
+                }
+            }
+            r
+        } else {
+            create.await?
+        };
         let parts: Vec<Option<String>> = r.iter().map(text).collect();
+        let count = |n: &Option<String>| -> Result<Option<u64>, StoreError> {
+            match n.as_deref().map(str::parse::<i64>) {
+                Some(Ok(n)) if n >= 0 => Ok(Some(n as u64)),
+                Some(Ok(_)) => Ok(None),
+                _ => Err(StoreError::Corrupt(format!(
+                    "create script reply {parts:?}"
+                ))),
+            }
+        };
         match parts.as_slice() {
-            [Some(ok)] if ok == "ok" => Ok(Claim::Created),
-            [Some(t), cur, sess] if t == "taken" => {
+            [Some(t), n] if t == "quota" => Ok(Claimed {
+                quota_count: count(n)?,
+                claim: Claim::OverQuota,
+            }),
+            [Some(t), n] if t == "ok" => Ok(Claimed {
+                quota_count: count(n)?,
+                claim: Claim::Created,
+            }),
+            [Some(t), cur, sess, n] if t == "taken" => {
                 let sid = cur
                     .as_deref()
                     .filter(|s| !s.is_empty())
@@ -399,7 +568,10 @@ impl RedisStore {
                     Some(json) => Some(parse_session(json)?),
                     None => None,
                 };
-                Ok(Claim::Taken { sid, session })
+                Ok(Claimed {
+                    quota_count: count(n)?,
+                    claim: Claim::Taken { sid, session },
+                })
             }
             other => Err(StoreError::Corrupt(format!(
                 "create script reply {other:?}"
@@ -407,34 +579,71 @@ impl RedisStore {
         }
     }
 
+    async fn set_sid_index(&self, pid: &Pid, sid: &SessionId, px: i64) -> Result<(), StoreError> {
+        self.exec(
+            "SET",
+            vec![
+                p(format!("dock:sid:{sid}")),
+                p(pid.as_str()),
+                p("PX"),
+                RedisParameter::Int64(px),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn load_session(
         &self,
         pid: Option<&Pid>,
         sid: &SessionId,
     ) -> Result<Option<Loaded>, StoreError> {
-        let pid = match pid {
-            Some(p) => p.clone(),
-            None => match self
-                .get(&format!("dock:sid:{sid}"))
-                .await?
-                .and_then(|s| Pid::parse(&s).ok())
-            {
-                Some(p) => p,
-                None => return Ok(None),
-            },
+        let Some(pid) = self.pid_of(pid, sid).await? else {
+            return Ok(None);
         };
         let Some(json) = self.get(&k_session(&pid, sid)).await? else {
             return Ok(None);
         };
-        let session = parse_session(&json)?;
-        // Defence in depth: the key is PID-scoped, and so must the record be.
-        if session.pid != pid || &session.sid != sid {
+        checked(&pid, sid, &json)
+    }
+
+    /// `pid`, or (the admin API) the PID the sid index names.
+    async fn pid_of(&self, pid: Option<&Pid>, sid: &SessionId) -> Result<Option<Pid>, StoreError> {
+        Ok(match pid {
+            Some(p) => Some(p.clone()),
+            None => self
+                .get(&format!("dock:sid:{sid}"))
+                .await?
+                .and_then(|s| Pid::parse(&s).ok()),
+        })
+    }
+
+    pub async fn load_for_completion(
+        &self,
+        pid: Option<&Pid>,
+        sid: &SessionId,
+        discord_id: &str,
+    ) -> Result<Option<(Loaded, Option<String>)>, StoreError> {
+        let Some(pid) = self.pid_of(pid, sid).await? else {
             return Ok(None);
-        }
-        Ok(Some(Loaded {
-            session,
-            version: Version::Json(json),
-        }))
+        };
+        let r = self
+            .eval(
+                &READ_FOR_COMPLETION,
+                &[k_session(&pid, sid), k_links(&pid)],
+                vec![p(discord_id)],
+            )
+            .await?;
+        let parts: Vec<Option<String>> = r.iter().map(text).collect();
+        let [Some(json), Some(link)] = parts.as_slice() else {
+            return Err(StoreError::Corrupt(format!(
+                "completion read reply {parts:?}"
+            )));
+        };
+        let Some(loaded) = checked(&pid, sid, json)? else {
+            return Ok(None);
+        };
+        Ok(Some((loaded, Some(link.clone()).filter(|l| !l.is_empty()))))
     }
 
     pub async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
@@ -491,7 +700,7 @@ impl RedisStore {
         let view = next.view_at(now);
         let r = self
             .eval(
-                COMMIT,
+                &COMMIT,
                 &keys,
                 vec![
                     p(expected),
@@ -526,7 +735,7 @@ impl RedisStore {
     ) -> Result<bool, StoreError> {
         let r = self
             .eval(
-                ACQUIRE,
+                &ACQUIRE,
                 &[k_waiters(key)],
                 vec![
                     RedisParameter::Int64(now.as_millis() as i64),
@@ -545,14 +754,16 @@ impl RedisStore {
         waiter: &str,
         lease_until: Timestamp,
     ) -> Result<(), StoreError> {
-        let k = k_waiters(key);
-        let end = RedisParameter::Int64(lease_until.as_millis() as i64);
-        self.exec("ZADD", vec![p(&k), p("XX"), end.clone(), p(waiter)])
-            .await?;
-        // The set lives as long as its longest lease.
-        self.exec("PEXPIREAT", vec![p(&k), end, p("GT")])
-            .await
-            .map(drop)
+        self.eval(
+            &RENEW,
+            &[k_waiters(key)],
+            vec![
+                p(waiter),
+                RedisParameter::Int64(lease_until.as_millis() as i64),
+            ],
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
@@ -572,7 +783,7 @@ impl RedisStore {
     pub async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {
         let r = self
             .eval(
-                STATS,
+                &STATS,
                 &[k_stats(pid), k_pending(pid), k_key_ids(pid)],
                 vec![
                     RedisParameter::Int64(now.as_millis() as i64),
@@ -644,7 +855,7 @@ impl RedisStore {
         sid: &SessionId,
     ) -> Result<Option<(Session, Cursor)>, StoreError> {
         let r = self
-            .eval(READ, &[k_session(pid, sid), k_events(pid, sid)], vec![])
+            .eval(&READ, &[k_session(pid, sid), k_events(pid, sid)], vec![])
             .await?;
         let parts: Vec<Option<String>> = r.iter().map(text).collect();
         match parts.as_slice() {
@@ -669,7 +880,7 @@ impl RedisStore {
         cursor: &Cursor,
         until: Timestamp,
         _settings: &Settings,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<(Session, Cursor)>, StoreError> {
         let Cursor::Stream(id) = cursor else {
             return Err(StoreError::Corrupt(
                 "a SQLite cursor reached the Redis store".into(),
@@ -677,7 +888,7 @@ impl RedisStore {
         };
         let ms = crate::env::now().millis_until(until);
         if ms == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let existing = self.blocking.borrow_mut().take();
         let conn = match existing {
@@ -700,6 +911,6 @@ impl RedisStore {
             .await
             .map_err(unavailable);
         *self.blocking.borrow_mut() = Some(conn);
-        r.map(drop)
+        Ok(changed(pid, sid, &r?))
     }
 }

@@ -24,8 +24,8 @@ use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use spin_sdk::sqlite::{Connection, Value};
 
 use super::{
-    Claim, Counters, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session, retention_ms,
-    session_json,
+    Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session,
+    retention_ms, session_json,
 };
 
 /// The `dock_stats` row of service-wide counters (PIDs are never empty).
@@ -186,7 +186,7 @@ impl SqliteStore {
         Ok(rows.first().and_then(|r| text_at(r, 0)))
     }
 
-    pub async fn quota_hit(&self, key: &KeyRecord, now: Timestamp) -> Result<u64, StoreError> {
+    async fn quota_hit(&self, key: &KeyRecord, now: Timestamp) -> Result<u64, StoreError> {
         let window = key.quota.window_index(now) as i64;
         let rows = self
             .rows(
@@ -258,6 +258,34 @@ impl SqliteStore {
     }
 
     pub async fn claim_reuse(
+        &self,
+        digest: &str,
+        expected: Option<&SessionId>,
+        candidate: &Session,
+        charge: Option<&KeyRecord>,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<Claimed, StoreError> {
+        let quota_count = match charge {
+            Some(key) => {
+                let n = self.quota_hit(key, now).await?;
+                if n > key.quota.limit {
+                    return Ok(Claimed {
+                        quota_count: Some(n),
+                        claim: Claim::OverQuota,
+                    });
+                }
+                Some(n)
+            }
+            None => None,
+        };
+        let claim = self
+            .claim_slot(digest, expected, candidate, settings, now)
+            .await?;
+        Ok(Claimed { quota_count, claim })
+    }
+
+    async fn claim_slot(
         &self,
         digest: &str,
         expected: Option<&SessionId>,
@@ -363,6 +391,19 @@ impl SqliteStore {
             session: parse_session(&json)?,
             version: Version::Revision(revision),
         }))
+    }
+
+    pub async fn load_for_completion(
+        &self,
+        pid: Option<&Pid>,
+        sid: &SessionId,
+        discord_id: &str,
+    ) -> Result<Option<(Loaded, Option<String>)>, StoreError> {
+        let Some(loaded) = self.load_session(pid, sid).await? else {
+            return Ok(None);
+        };
+        let link = self.link_of(&loaded.session.pid, discord_id).await?;
+        Ok(Some((loaded, link)))
     }
 
     pub async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
@@ -603,7 +644,7 @@ impl SqliteStore {
         cursor: &Cursor,
         until: Timestamp,
         settings: &Settings,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<(Session, Cursor)>, StoreError> {
         let Cursor::Revision(seen) = *cursor else {
             return Err(StoreError::Corrupt(
                 "a Redis cursor reached the SQLite store".into(),
@@ -612,7 +653,7 @@ impl SqliteStore {
         loop {
             let left = crate::env::now().millis_until(until);
             if left == 0 {
-                return Ok(());
+                return Ok(None);
             }
             spin_sdk::time::sleep(Duration::from_millis(left.min(settings.poll_interval_ms))).await;
             let rows = self
@@ -622,7 +663,7 @@ impl SqliteStore {
                 )
                 .await?;
             if rows.first().and_then(|r| int_at(r, 0)) != Some(seen) {
-                return Ok(());
+                return Ok(None);
             }
         }
     }
