@@ -198,6 +198,9 @@ fn base_config(cache_dir: Option<&std::path::Path>) -> Result<Config> {
         .wasm_component_model(true)
         .wasm_component_model_async(true)
         .epoch_interruption(true);
+    if std::env::var_os("DOCK_HOST_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if let Some(dir) = cache_dir {
         let mut cache = wasmtime::CacheConfig::new();
         cache.with_directory(dir);
