@@ -99,7 +99,28 @@ fn main() -> Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::FloorServer { listen } => rt.block_on(floor::serve(listen)),
-        Cmd::Run(args) => rt.block_on(run(args)),
+        Cmd::Run(args) => rt.block_on(async {
+            // On Ctrl-C or SIGTERM the run is dropped, and with it every
+            // process it started (redis-server, dock-hosts, node): each is
+            // killed by its owner's Drop.
+            tokio::select! {
+                r = run(args) => r,
+                sig = interrupted() => bail!("interrupted by {sig}; stopped every process this run started"),
+            }
+        }),
+    }
+}
+
+/// Waits for SIGINT or SIGTERM; names it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
     }
 }
 
