@@ -121,6 +121,10 @@ pub struct LimitArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub idle_instance_timeout: Duration,
 
+    /// How long a request waits for an instance when every instance slot is taken, before 503; 0 = answer 503 at once.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub instance_wait: Duration,
+
     /// Handles (connections, streams, ...) one instance may hold.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_guest_resources: usize,
@@ -145,6 +149,7 @@ impl From<&LimitArgs> for Limits {
             max_instance_reuse_count: a.max_instance_reuse_count,
             max_instance_concurrent_reuse_count: a.max_instance_concurrent_reuse_count,
             idle_instance_timeout: a.idle_instance_timeout,
+            instance_wait: a.instance_wait,
             max_guest_resources: a.max_guest_resources,
             shutdown_timeout: a.shutdown_timeout,
             header_read_timeout: a.header_read_timeout,

@@ -56,6 +56,13 @@ pub struct Limits {
     /// `--idle-instance-timeout` (default 1s, as Spin): how long an idle
     /// instance is kept for reuse.
     pub idle_instance_timeout: Duration,
+    /// `--instance-wait` (default 1s; 0 = none): how long a request waits
+    /// for an instance when all `--max-instances` slots are taken, retrying
+    /// as instances free up or start accepting, before it is answered `503`
+    /// with `Retry-After`. Bursts of long-lived requests (long-polls) start
+    /// instances faster than started ones begin to accept, so a short wait
+    /// packs them instead of refusing them.
+    pub instance_wait: Duration,
     /// `--max-guest-resources` (default 10000): handles (connections, streams,
     /// requests...) one instance may hold.
     pub max_guest_resources: usize,
@@ -81,6 +88,7 @@ impl Default for Limits {
             max_instance_reuse_count: 128,
             max_instance_concurrent_reuse_count: 16,
             idle_instance_timeout: Duration::from_secs(1),
+            instance_wait: Duration::from_secs(1),
             max_guest_resources: 10_000,
             shutdown_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),

@@ -17,6 +17,7 @@ use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::InstantiationError;
 use wasmtime_wasi_http::io::TokioIo;
 
 use crate::app::App;
@@ -220,8 +221,33 @@ async fn handle(
     let Ok(_permit) = requests.acquire().await else {
         return empty(StatusCode::SERVICE_UNAVAILABLE);
     };
-    let req = req.map(|body| body.map_err(Into::into).boxed_unsync());
-    match handler.handle((), req).await {
+    let mut req = req.map(|body| body.map_err(Into::into).boxed_unsync());
+    let waiting_since = tokio::time::Instant::now();
+    let mut pause = INSTANCE_RETRY_FIRST;
+    let result = loop {
+        match handler.handle((), req).await {
+            Err(e) if waiting_since.elapsed() + pause <= app.limits.instance_wait => {
+                // No instance slot: the request comes back untouched, so it
+                // can wait for one (instances retire, started ones begin to
+                // accept) up to --instance-wait.
+                match e.downcast::<InstantiationError<()>>() {
+                    Ok(ie) if pool_full(&ie.error) => {
+                        tracing::debug!(component = route.component, "no free instance; waiting");
+                        req = match ie.request.into_inner() {
+                            Ok(r) => r,
+                            Err(poisoned) => poisoned.into_inner(),
+                        };
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(INSTANCE_RETRY_MAX);
+                    }
+                    Ok(ie) => break Err(wasmtime::Error::new(ie)),
+                    Err(e) => break Err(e),
+                }
+            }
+            r => break r,
+        }
+    };
+    match result {
         Ok(response) => response,
         // Every instance slot is taken (`--max-instances`): the host is at
         // capacity, not broken — 503 with Retry-After, so clients back off
@@ -242,14 +268,20 @@ async fn handle(
     }
 }
 
+/// First pause of a request waiting for an instance slot; doubles up to [`INSTANCE_RETRY_MAX`].
+const INSTANCE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(2);
+const INSTANCE_RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Every instance slot of the pooling allocator is taken.
+fn pool_full(e: &wasmtime::Error) -> bool {
+    e.chain()
+        .any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>())
+}
+
 /// True when a request failed only because no instance slot was free.
 fn at_capacity(e: &wasmtime::Error) -> bool {
-    let pool_full = |e: &wasmtime::Error| {
-        e.chain()
-            .any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>())
-    };
     pool_full(e)
-        || e.downcast_ref::<wasmtime_wasi_http::handler::InstantiationError<()>>()
+        || e.downcast_ref::<InstantiationError<()>>()
             .is_some_and(|ie| pool_full(&ie.error))
 }
 

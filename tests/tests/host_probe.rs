@@ -191,6 +191,8 @@ async fn no_free_instance_is_503_with_retry_after() {
             "1",
             "--max-instance-concurrent-reuse-count",
             "1",
+            "--instance-wait",
+            "0",
         ],
     )
     .unwrap();
@@ -215,6 +217,53 @@ async fn no_free_instance_is_503_with_retry_after() {
     })
     .await
     .unwrap();
+}
+
+/// With every instance slot taken, a request waits (up to `--instance-wait`)
+/// and is served by the slot the blocked request frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waits_for_a_free_instance() {
+    let redis = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        &probe_manifest(dir.path()),
+        &[
+            "--variable",
+            &redis_var(&redis),
+            "--max-instances",
+            "1",
+            "--max-instance-concurrent-reuse-count",
+            "1",
+            "--instance-wait",
+            "60s",
+            "--log-level",
+            "dock_host=debug",
+        ],
+    )
+    .unwrap();
+    let url = host.url("/probe/redis/xread?events");
+    let pending = tokio::spawn(async move { get(&url).await });
+    wait_until_async(T, "the guest's XREAD to block in redis", || async {
+        redis
+            .cli(&["CLIENT", "LIST"])
+            .unwrap()
+            .contains("cmd=xread")
+    })
+    .await
+    .unwrap();
+    let hello = host.url("/probe/hello");
+    let waiting = tokio::spawn(async move { get(&hello).await });
+    wait_until_async(T, "the second request to wait for an instance", || async {
+        host.output().contains("no free instance; waiting")
+    })
+    .await
+    .unwrap();
+    assert!(!waiting.is_finished(), "it waits while the slot is taken");
+    redis.cli(&["XADD", "events", "*", "k", "v"]).unwrap();
+    let (status, _) = tokio::time::timeout(T, pending).await.unwrap().unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = tokio::time::timeout(T, waiting).await.unwrap().unwrap();
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
