@@ -143,6 +143,7 @@ pub struct ComponentHandler {
     limits: Arc<Limits>,
     clock: Clock,
     next_instance: AtomicU64,
+    freed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for ComponentHandler {
@@ -169,7 +170,14 @@ impl ComponentHandler {
             limits,
             clock,
             next_instance: AtomicU64::new(0),
+            freed: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Resolves when one of this component's instances is dropped (its
+    /// pool slot is free again), for requests waiting for a slot.
+    pub fn instance_freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
     }
 
     fn new_store(&self) -> Store<HostState> {
@@ -244,6 +252,7 @@ impl HandlerState for ComponentHandler {
                 instance,
                 max_reuse: self.limits.max_instance_reuse_count,
                 max_concurrent: self.limits.max_instance_concurrent_reuse_count,
+                freed: self.freed.clone(),
             },
         })
     }
@@ -288,6 +297,7 @@ pub struct Worker {
     instance: u64,
     max_reuse: usize,
     max_concurrent: usize,
+    freed: Arc<tokio::sync::Notify>,
 }
 
 impl WorkerState for Worker {
@@ -327,5 +337,6 @@ impl WorkerState for Worker {
             ),
         }
         drop(store);
+        self.freed.notify_waiters();
     }
 }

@@ -237,7 +237,13 @@ async fn handle(
                             Ok(r) => r,
                             Err(poisoned) => poisoned.into_inner(),
                         };
-                        tokio::time::sleep(pause).await;
+                        // Retry when an instance is dropped (its slot is
+                        // free) or after a short pause: a started instance
+                        // that begins to accept again has no signal.
+                        tokio::select! {
+                            () = handler.state().instance_freed() => {}
+                            () = tokio::time::sleep(pause) => {}
+                        }
                         pause = (pause * 2).min(INSTANCE_RETRY_MAX);
                     }
                     Ok(ie) => break Err(wasmtime::Error::new(ie)),
@@ -269,8 +275,8 @@ async fn handle(
 }
 
 /// First pause of a request waiting for an instance slot; doubles up to [`INSTANCE_RETRY_MAX`].
-const INSTANCE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(2);
-const INSTANCE_RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(50);
+const INSTANCE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(1);
+const INSTANCE_RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(8);
 
 /// Every instance slot of the pooling allocator is taken.
 fn pool_full(e: &wasmtime::Error) -> bool {
