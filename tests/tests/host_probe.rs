@@ -176,10 +176,16 @@ async fn xread_block(reuse: &str) {
     );
 }
 
-/// Every instance slot taken (`--max-instances`) is "at capacity", not a
-/// failure: 503 with `Retry-After`, and served again once a slot frees.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_free_instance_is_503_with_retry_after() {
+/// A host with one instance slot, taken by a request blocked in `XREAD` on
+/// stream `events` (an `XADD` to it frees the slot); `wait` is `--instance-wait`.
+struct OneBusySlot {
+    redis: RedisServer,
+    host: Host,
+    pending: tokio::task::JoinHandle<(u16, String)>,
+    _dir: tempfile::TempDir,
+}
+
+async fn one_busy_slot(wait: &str) -> OneBusySlot {
     let redis = RedisServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let host = Host::start(
@@ -192,7 +198,9 @@ async fn no_free_instance_is_503_with_retry_after() {
             "--max-instance-concurrent-reuse-count",
             "1",
             "--instance-wait",
-            "0",
+            wait,
+            "--log-level",
+            "dock_host=debug",
         ],
     )
     .unwrap();
@@ -206,6 +214,24 @@ async fn no_free_instance_is_503_with_retry_after() {
     })
     .await
     .unwrap();
+    OneBusySlot {
+        redis,
+        host,
+        pending,
+        _dir: dir,
+    }
+}
+
+/// Every instance slot taken (`--max-instances`) is "at capacity", not a
+/// failure: 503 with `Retry-After`, and served again once a slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_free_instance_is_503_with_retry_after() {
+    let OneBusySlot {
+        redis,
+        host,
+        pending,
+        _dir,
+    } = one_busy_slot("0").await;
     let busy = reqwest::get(host.url("/probe/hello")).await.unwrap();
     assert_eq!(busy.status(), 503);
     assert_eq!(busy.headers()["retry-after"], "1");
@@ -223,34 +249,12 @@ async fn no_free_instance_is_503_with_retry_after() {
 /// and is served by the slot the blocked request frees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_waits_for_a_free_instance() {
-    let redis = RedisServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let host = Host::start(
-        &probe_manifest(dir.path()),
-        &[
-            "--variable",
-            &redis_var(&redis),
-            "--max-instances",
-            "1",
-            "--max-instance-concurrent-reuse-count",
-            "1",
-            "--instance-wait",
-            "60s",
-            "--log-level",
-            "dock_host=debug",
-        ],
-    )
-    .unwrap();
-    let url = host.url("/probe/redis/xread?events");
-    let pending = tokio::spawn(async move { get(&url).await });
-    wait_until_async(T, "the guest's XREAD to block in redis", || async {
-        redis
-            .cli(&["CLIENT", "LIST"])
-            .unwrap()
-            .contains("cmd=xread")
-    })
-    .await
-    .unwrap();
+    let OneBusySlot {
+        redis,
+        host,
+        pending,
+        _dir,
+    } = one_busy_slot("60s").await;
     let hello = host.url("/probe/hello");
     let waiting = tokio::spawn(async move { get(&hello).await });
     wait_until_async(T, "the second request to wait for an instance", || async {
