@@ -860,14 +860,8 @@ impl RedisStore {
         let parts: Vec<Option<String>> = r.iter().map(text).collect();
         match parts.as_slice() {
             [Some(json), Some(id)] => {
-                if json.is_empty() {
-                    return Ok(None);
-                }
-                let session = parse_session(json)?;
-                if &session.pid != pid {
-                    return Ok(None);
-                }
-                Ok(Some((session, Cursor::Stream(id.clone()))))
+                Ok(checked(pid, sid, json)?
+                    .map(|loaded| (loaded.session, Cursor::Stream(id.clone()))))
             }
             other => Err(StoreError::Corrupt(format!("read script reply {other:?}"))),
         }
