@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::handler::ProxyHandler;
@@ -43,14 +43,51 @@ pub struct AppOptions {
     pub variables: Vec<(String, String)>,
     /// `--runtime-config-file`.
     pub runtime_config_file: Option<PathBuf>,
-    /// `--sqlite memory|PATH`.
+    /// `--sqlite-db memory|PATH`.
     pub sqlite: Option<String>,
+    /// `--sqlite STATEMENT|@FILE`, run in order against the default database
+    /// before serving (as `spin up --sqlite`).
+    pub sqlite_statements: Vec<String>,
     /// `--build`.
     pub build: bool,
     /// All limits.
     pub limits: Limits,
     /// Compilation cache directory (`None` disables the cache).
     pub cache_dir: Option<PathBuf>,
+}
+
+/// Runs `spin up --sqlite` style statements: raw SQL against the default
+/// database, or `@FILE` (`@FILE:default`) as a batch. Without a database (no
+/// component asks for one) they are ignored, as Spin does.
+fn run_sqlite_statements(
+    database: Option<&Database>,
+    statements: &[String],
+    cwd: &std::path::Path,
+) -> Result<()> {
+    let Some(db) = database else {
+        return Ok(());
+    };
+    for statement in statements {
+        if let Some(spec) = statement.strip_prefix('@') {
+            let (file, label) = spec.rsplit_once(':').unwrap_or((spec, "default"));
+            if label != "default" {
+                bail!(
+                    "based on the '@{spec}' a registered database named '{label}' was expected but not found."
+                );
+            }
+            let sql = std::fs::read_to_string(cwd.join(file)).with_context(|| {
+                format!("could not read file '{file}' containing sql statements")
+            })?;
+            db.execute_batch(&sql).with_context(|| {
+                format!("failed to execute sql against database 'default' from file '{file}'")
+            })?;
+        } else {
+            db.execute_batch(statement).with_context(|| {
+                format!("failed to execute following sql statement against default database: '{statement}'")
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// A loaded application, ready to serve.
@@ -130,6 +167,7 @@ impl App {
             let db = Database::open(&location)?;
             (Some(location), Some(db))
         };
+        run_sqlite_statements(database.as_ref(), &opts.sqlite_statements, &cwd)?;
 
         let limits = Arc::new(opts.limits.clone());
         let engine = crate::limits::engine(&limits, opts.cache_dir.as_deref())?;

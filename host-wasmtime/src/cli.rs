@@ -51,9 +51,16 @@ pub struct UpArgs {
     pub runtime_config_file: Option<PathBuf>,
 
     /// Where the `default` SQLite database lives: `memory` or a file path
-    /// [default: .spin/sqlite_db.db next to the manifest].
+    /// [default: .spin/sqlite_db.db next to the manifest]. dock-host only;
+    /// under Spin use a runtime config file.
     #[arg(long, value_name = "memory|PATH")]
-    pub sqlite: Option<String>,
+    pub sqlite_db: Option<String>,
+
+    /// Run a SQL statement (e.g. a migration) against the default database
+    /// before serving; `@FILE` runs the statements in FILE. Repeatable, in
+    /// order. As `spin up --sqlite`.
+    #[arg(long = "sqlite", value_name = "STATEMENT|@FILE")]
+    pub sqlite_statements: Vec<String>,
 
     /// Run each component's build command before serving.
     #[arg(long)]
@@ -136,6 +143,11 @@ pub struct LimitArgs {
     /// How long a client may take to send a complete request head (also closes connections idle that long); 0 disables.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// Set TCP_NODELAY on accepted sockets. `false` leaves Nagle's algorithm
+    /// on, as `spin up` does, to reproduce how Spin's socket behaves.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tcp_nodelay: bool,
 }
 
 impl From<&LimitArgs> for Limits {
@@ -153,6 +165,7 @@ impl From<&LimitArgs> for Limits {
             max_guest_resources: a.max_guest_resources,
             shutdown_timeout: a.shutdown_timeout,
             header_read_timeout: a.header_read_timeout,
+            tcp_nodelay: a.tcp_nodelay,
         }
     }
 }
@@ -210,8 +223,12 @@ mod tests {
             "a=1",
             "--variable",
             "b=2",
-            "--sqlite",
+            "--sqlite-db",
             "memory",
+            "--sqlite",
+            "CREATE TABLE t (x)",
+            "--sqlite",
+            "@seed.sql",
             "--max-guest-slice",
             "500ms",
             "--listen",
@@ -224,7 +241,8 @@ mod tests {
             up.variables,
             vec![("a".into(), "1".into()), ("b".into(), "2".into())]
         );
-        assert_eq!(up.sqlite.as_deref(), Some("memory"));
+        assert_eq!(up.sqlite_db.as_deref(), Some("memory"));
+        assert_eq!(up.sqlite_statements, ["CREATE TABLE t (x)", "@seed.sql"]);
         assert_eq!(up.limits.max_guest_slice, Duration::from_millis(500));
         assert!(up.json_logs);
         assert!(Cli::try_parse_from(["dock-host", "up", "--variable", "novalue"]).is_err());

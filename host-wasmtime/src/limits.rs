@@ -75,6 +75,8 @@ pub struct Limits {
     /// closes keep-alive connections idle that long). Bounds slowloris
     /// clients, which would otherwise hold connection slots forever.
     pub header_read_timeout: Duration,
+    /// `TCP_NODELAY` on accepted sockets (`spin up` leaves it off).
+    pub tcp_nodelay: bool,
 }
 
 impl Default for Limits {
@@ -92,6 +94,7 @@ impl Default for Limits {
             max_guest_resources: 10_000,
             shutdown_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            tcp_nodelay: true,
         }
     }
 }

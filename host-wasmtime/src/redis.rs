@@ -164,7 +164,9 @@ pub async fn connect(
     address: &str,
 ) -> Result<RedisConnection, v3::Error> {
     if !allowed.allows_url(address, "redis") {
-        tracing::warn!(address, "redis address not in allowed_outbound_hosts");
+        // The guest's URL may carry a password: logged as the banner shows it.
+        let address = crate::app::redact_url(address);
+        tracing::warn!(address = %address, "redis address not in allowed_outbound_hosts");
         return Err(v3::Error::InvalidAddress);
     }
     let endpoint = pool

@@ -67,7 +67,10 @@ pub async fn serve(
         };
         // Without this, a response written in pieces on a kept-alive
         // connection waits ~40 ms for the client's delayed ACK (Nagle).
-        if let Err(e) = stream.set_nodelay(true) {
+        // `--tcp-nodelay false` leaves it off, as `spin up` does.
+        if app.limits.tcp_nodelay
+            && let Err(e) = stream.set_nodelay(true)
+        {
             tracing::warn!("cannot set TCP_NODELAY: {e}");
         }
         let header_read_timeout = app.limits.header_read_timeout;

@@ -104,6 +104,17 @@ impl Database {
         })
     }
 
+    /// Runs `sql` (one or more statements) on the calling thread, for
+    /// `--sqlite` at startup.
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| anyhow::anyhow!("sqlite connection poisoned"))?;
+        conn.execute_batch(sql)?;
+        Ok(())
+    }
+
     /// Runs one statement on the calling thread. `Err` means it could not be
     /// prepared or bound (nothing ran); errors while stepping land in
     /// [`Executed::error`].

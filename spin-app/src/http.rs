@@ -25,6 +25,28 @@ pub fn with_pid(mut resp: Response, pid: &dock_core::Pid) -> Response {
     resp
 }
 
+/// Gives a response whose body is complete (its size is known) a
+/// `Content-Length`. Without one the host frames the body in chunks, and the
+/// final empty chunk can only be written once the guest has closed the body
+/// stream and resolved its trailers: a separate, later write. On a socket
+/// with Nagle's algorithm on (`spin up`'s) that last write waits for the
+/// client's delayed ACK, ~40 ms per request on a kept-alive connection. With
+/// a length the host's HTTP/1 writer ends the message with the last body
+/// byte. Streams (SSE) have no known size and keep chunked framing.
+pub fn with_content_length(mut resp: Response) -> Response {
+    use http_body::Body as _;
+    let no_body = resp.status().is_informational()
+        || resp.status() == http::StatusCode::NO_CONTENT
+        || resp.status() == http::StatusCode::NOT_MODIFIED;
+    if let (false, Some(len)) = (no_body, resp.body().size_hint().exact())
+        && !resp.headers().contains_key(http::header::CONTENT_LENGTH)
+    {
+        resp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    }
+    resp
+}
+
 /// A body sent in one piece.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())

@@ -23,6 +23,7 @@ pub async fn route(req: Request) -> Response {
         Ok(resp) => (resp, None),
         Err(e) => (error(&e), Some(e.code().as_str())),
     };
+    let resp = crate::http::with_content_length(resp);
     // The PID an API key was authenticated for, else the one the URL names.
     let pid = resp
         .extensions()

@@ -469,6 +469,10 @@ pub fn healthz() -> Response {
 pub async fn readyz(settings: &'static Settings) -> Result<Response, ApiError> {
     let unready = |e: crate::store::StoreError| {
         log!("readiness: {e}");
+        // A deployment that can never become ready says why.
+        if let crate::store::StoreError::NotConfigured(_) = e {
+            return e.to_api_error();
+        }
         let kind = Store::kind_for(settings);
         ApiError::new(
             ErrorCode::StoreUnavailable,

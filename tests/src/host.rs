@@ -1,4 +1,11 @@
-//! The real `dock-host` binary as a child process.
+//! The service under test as a child process: the real `dock-host` binary
+//! (default), or a real `spin up` serving the same manifest when
+//! `DOCK_RUNTIME=spin` and `SPIN_BIN` name a Spin 4.1+ binary.
+//!
+//! Tests describe a host with dock-host's flags; under Spin they are
+//! translated to `spin up`'s ([`spin_args`]). A flag that only dock-host has
+//! (its limits, logging, caches) makes the start fail under Spin, naming the
+//! flag: such a test is dock-host only and `./dev test-spin` does not run it.
 
 use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -40,6 +47,142 @@ pub fn dock_host_bin() -> Result<PathBuf> {
     .map_err(|e| anyhow!(e))
 }
 
+/// Which runtime serves the component in this test process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runtime {
+    /// Our wasmtime embedding, `dock-host` (the default).
+    DockHost,
+    /// A real `spin up`: `DOCK_RUNTIME=spin`, `SPIN_BIN=/path/to/spin`.
+    Spin(PathBuf),
+}
+
+impl Runtime {
+    /// The runtime of this test process, from `DOCK_RUNTIME` (`dock-host`,
+    /// the default, or `spin`, which needs `SPIN_BIN`). A bad setting panics:
+    /// a run meant for Spin must never pass on dock-host instead.
+    pub fn current() -> &'static Runtime {
+        static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+        RUNTIME.get_or_init(|| match std::env::var("DOCK_RUNTIME").as_deref() {
+            Err(_) | Ok("") | Ok("dock-host") => Runtime::DockHost,
+            Ok("spin") => {
+                let bin = std::env::var_os("SPIN_BIN")
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_file())
+                    .unwrap_or_else(|| {
+                        panic!("DOCK_RUNTIME=spin needs SPIN_BIN naming a spin binary (see tests/spin/README.md)")
+                    });
+                Runtime::Spin(bin)
+            }
+            Ok(other) => panic!("DOCK_RUNTIME={other}: expected `dock-host` or `spin`"),
+        })
+    }
+
+    /// Whether this is a real Spin.
+    pub fn is_spin(&self) -> bool {
+        matches!(self, Runtime::Spin(_))
+    }
+
+    /// `dock-host` or `spin`, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Runtime::DockHost => "dock-host",
+            Runtime::Spin(_) => "spin",
+        }
+    }
+}
+
+/// Translates dock-host `up` flags into `spin up` flags. `--sqlite-db memory`
+/// becomes a fresh state directory (Spin keeps the default database in
+/// `<state-dir>/sqlite_db.db`), a path becomes a runtime-config file in
+/// `state_dir`; flags that only tune dock-host's logging and caches are
+/// dropped; any other dock-host-only flag is an error naming it.
+pub fn spin_args(args: &[String], state_dir: &Path) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    let mut runtime_config = None;
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            // Same meaning, same name.
+            "--listen"
+            | "--runtime-config-file"
+            | "--sqlite"
+            | "--max-instance-reuse-count"
+            | "--max-instance-concurrent-reuse-count"
+            | "--idle-instance-timeout" => {
+                let v = value()?;
+                if flag == "--runtime-config-file" {
+                    runtime_config = Some(v.clone());
+                }
+                out.extend([flag.clone(), v]);
+            }
+            "--variable" | "--var" => out.extend(["--variable".to_owned(), value()?]),
+            // Spin takes bytes.
+            "--max-instance-memory" => {
+                let v = value()?;
+                let bytes = parse_size(&v).with_context(|| format!("--max-instance-memory {v}"))?;
+                out.extend(["--max-instance-memory".to_owned(), bytes.to_string()]);
+            }
+            "--sqlite-db" => {
+                let v = value()?;
+                if v != "memory" {
+                    let file = state_dir.join("dock-sqlite-runtime-config.toml");
+                    std::fs::write(
+                        &file,
+                        format!("[sqlite_database.default]\ntype = \"spin\"\npath = {v:?}\n"),
+                    )?;
+                    runtime_config = Some(file.display().to_string());
+                    out.extend([
+                        "--runtime-config-file".to_owned(),
+                        file.display().to_string(),
+                    ]);
+                }
+            }
+            // dock-host's own logging and cache: nothing to say to Spin.
+            "--log-level" | "--cache-dir" => {
+                value()?;
+            }
+            "--no-cache" => out.push("--disable-cache".to_owned()),
+            // Spin's sockets keep Nagle's algorithm on.
+            "--tcp-nodelay" if value()? == "false" => {}
+            other => bail!(
+                "`{other}` is a dock-host flag with no `spin up` equivalent: this test is dock-host only"
+            ),
+        }
+    }
+    if runtime_config.is_some()
+        && args
+            .iter()
+            .filter(|a| *a == "--runtime-config-file" || *a == "--sqlite-db")
+            .count()
+            > 1
+    {
+        bail!("both --runtime-config-file and --sqlite-db PATH: give Spin one runtime config");
+    }
+    out.extend(["--state-dir".to_owned(), state_dir.display().to_string()]);
+    Ok(out)
+}
+
+/// `64MiB`, `1GiB`, `512KiB` or plain bytes (dock-host's size syntax).
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mul = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
 /// The compilation cache the tests share (under `target/`).
 fn test_cache_dir() -> PathBuf {
     workspace_root().join("target").join("dock-host-cache")
@@ -52,6 +195,9 @@ pub struct Host {
     child: Child,
     addr: SocketAddr,
     output: Arc<Mutex<String>>,
+    /// Spin's state directory (its default SQLite database, logs), removed
+    /// with the host.
+    _state: Option<tempfile::TempDir>,
 }
 
 /// How a host process ended.
@@ -164,20 +310,37 @@ impl HostBuilder {
         self
     }
 
-    fn command(&self) -> Result<Command> {
-        let mut cmd = Command::new(dock_host_bin()?);
-        cmd.arg("up").arg("-f").arg(&self.manifest);
-        if !self.args.iter().any(|a| a == "--listen") {
-            cmd.args(["--listen", "127.0.0.1:0"]);
+    /// The command for the current [`Runtime`], and Spin's state directory.
+    fn command(&self) -> Result<(Command, Option<tempfile::TempDir>)> {
+        let mut args = self.args.clone();
+        if !args.iter().any(|a| a == "--listen") {
+            args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
         }
-        if !self
-            .args
-            .iter()
-            .any(|a| a == "--cache-dir" || a == "--no-cache")
-        {
-            cmd.arg("--cache-dir").arg(test_cache_dir());
-        }
-        cmd.args(&self.args);
+        let (mut cmd, state) = match Runtime::current() {
+            Runtime::DockHost => {
+                let mut cmd = Command::new(dock_host_bin()?);
+                cmd.arg("up").arg("-f").arg(&self.manifest);
+                if !args.iter().any(|a| a == "--cache-dir" || a == "--no-cache") {
+                    cmd.arg("--cache-dir").arg(test_cache_dir());
+                }
+                cmd.args(&args);
+                (cmd, None)
+            }
+            Runtime::Spin(bin) => {
+                let state = tempfile::Builder::new()
+                    .prefix("dock-spin-state")
+                    .tempdir()?;
+                let mut cmd = Command::new(bin);
+                cmd.arg("up").arg("-f").arg(&self.manifest);
+                cmd.args(spin_args(&args, state.path())?);
+                // Spin logs each request's path at info (`wait_for_waiters`
+                // reads it); its own warnings and errors stay visible.
+                if !self.env.iter().any(|(k, _)| k == "RUST_LOG") {
+                    cmd.env("RUST_LOG", "warn,spin_trigger_http=info");
+                }
+                (cmd, Some(state))
+            }
+        };
         if let Some(dir) = self.manifest.parent() {
             cmd.current_dir(dir);
         }
@@ -187,12 +350,16 @@ impl HostBuilder {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        Ok(cmd)
+        Ok((cmd, state))
     }
 
     /// Starts the host and waits until it is ready.
     pub fn start(self) -> Result<Host> {
-        let mut child = self.command()?.spawn().context("cannot start dock-host")?;
+        let name = Runtime::current().name();
+        let (mut cmd, state) = self.command()?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
         let output = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = mpsc::channel();
         collect(child.stdout.take(), output.clone(), Some(addr_tx));
@@ -203,19 +370,20 @@ impl HostBuilder {
                 let _ = child.kill();
                 let status = child.wait().ok();
                 let out = output.lock().map(|s| s.clone()).unwrap_or_default();
-                bail!("dock-host did not start ({status:?}):\n{out}");
+                bail!("{name} did not start ({status:?}):\n{out}");
             }
         };
         let mut host = Host {
             child,
             addr,
             output,
+            _state: state,
         };
-        let ready = wait_until(Duration::from_secs(30), "dock-host health check", || {
+        let ready = wait_until(Duration::from_secs(30), "the health check", || {
             !host.is_running() || health(addr)
         });
         if !host.is_running() {
-            bail!("dock-host exited during startup:\n{}", host.output());
+            bail!("{name} exited during startup:\n{}", host.output());
         }
         ready.map_err(|e| anyhow!("{e}\n{}", host.output()))?;
         Ok(host)
@@ -223,7 +391,11 @@ impl HostBuilder {
 
     /// Runs the host expecting it to exit by itself (e.g. a startup error).
     pub fn run_to_exit(self, timeout: Duration) -> Result<HostExit> {
-        let mut child = self.command()?.spawn().context("cannot start dock-host")?;
+        let (mut cmd, _state) = self.command()?;
+        let name = Runtime::current().name();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
         let output = Arc::new(Mutex::new(String::new()));
         let out_done = collect(child.stdout.take(), output.clone(), None);
         let err_done = collect(child.stderr.take(), output.clone(), None);
@@ -237,7 +409,7 @@ impl HostBuilder {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
-                "dock-host kept running for {timeout:?}:\n{}",
+                "{name} kept running for {timeout:?}:\n{}",
                 output.lock().map(|s| s.clone()).unwrap_or_default()
             );
         }
@@ -262,14 +434,16 @@ impl Drop for Host {
             let out = self.output();
             let _ = writeln!(
                 std::io::stderr(),
-                "--- dock-host output ---\n{out}--- end ---"
+                "--- {} output ---\n{out}--- end ---",
+                Runtime::current().name()
             );
         }
     }
 }
 
 /// Copies `pipe` into `output` line by line on a thread; sends the address of
-/// a `Serving http://ADDR` line to `addr_tx`. The returned channel fires at EOF.
+/// a `Serving http://ADDR` line (dock-host's, or Spin's with its colour codes)
+/// to `addr_tx`. The returned channel fires at EOF.
 fn collect(
     pipe: Option<impl Read + Send + 'static>,
     output: Arc<Mutex<String>>,
@@ -283,8 +457,9 @@ fn collect(
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
-            if let (Some(tx), Some(rest)) = (&addr_tx, line.strip_prefix("Serving http://"))
-                && let Ok(addr) = rest.trim().parse()
+            if let (Some(tx), Some(at)) = (&addr_tx, line.find("Serving"))
+                && let Some(rest) = line[at..].split("http://").nth(1)
+                && let Ok(addr) = rest.trim().trim_end_matches("\u{1b}[0m").parse()
             {
                 let _ = tx.send(addr);
             }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-pub use host::{Host, HostExit, dock_host_bin};
+pub use host::{Host, HostExit, Runtime, dock_host_bin, spin_args};
 pub use redis_server::RedisServer;
 
 /// A TCP port that was free a moment ago on 127.0.0.1 (bind :0, read, release).

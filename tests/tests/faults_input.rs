@@ -1414,7 +1414,7 @@ async fn slowloris_is_cut_off_and_others_are_served() -> Result<()> {
         Host::start(
             &manifest,
             &[
-                "--sqlite",
+                "--sqlite-db",
                 "memory",
                 "--header-read-timeout",
                 "2s",

@@ -710,7 +710,7 @@ async fn isolation_matrix(cfg: Cfg) -> Result<()> {
 async fn admin_api_absent_without_admin_token() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let manifest = artifacts::root_manifest(dir.path())?;
-    let host = tokio::task::block_in_place(|| Host::start(&manifest, &["--sqlite", "memory"]))?;
+    let host = tokio::task::block_in_place(|| Host::start(&manifest, &["--sqlite-db", "memory"]))?;
     let rec = Recorder::new();
     let mut n = 0;
     for (method, path) in [
@@ -767,7 +767,7 @@ async fn sqlite_file_and_logs_hold_no_secret() -> Result<()> {
         Host::start(
             &manifest,
             &[
-                "--sqlite",
+                "--sqlite-db",
                 &db_arg,
                 "--log-level",
                 "debug",

@@ -531,12 +531,19 @@ async fn sqlite_default_database_for_declaring_components_only() {
         &[
             "--variable",
             "redis_url=redis://127.0.0.1:1",
-            "--sqlite",
+            "--sqlite-db",
             "memory",
+            // As `spin up --sqlite`: statements run before serving.
+            "--sqlite",
+            "CREATE TABLE seeded (x INTEGER); INSERT INTO seeded VALUES (42)",
         ],
     )
     .unwrap();
     let sql = |s: &str| post(host.url("/probe/sqlite"), s);
+    assert_eq!(
+        sql("SELECT x FROM seeded").await,
+        (200, String::from("x\n42\nchanges:1\n"))
+    );
     assert_eq!(
         sql("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER)")
             .await
@@ -564,7 +571,7 @@ async fn sqlite_default_database_for_declaring_components_only() {
     assert!(body.contains("AccessDenied"), "{body}");
     assert!(
         !dir.path().join(".spin").exists(),
-        "--sqlite memory wrote a file"
+        "--sqlite-db memory wrote a file"
     );
 }
 

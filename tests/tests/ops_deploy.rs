@@ -321,3 +321,170 @@ async fn deploy_doc_local_commands_run() -> Result<()> {
     }
     Ok(())
 }
+
+/// `deploy/spin-redis.toml` (platforms without SQLite) is `spin.toml` minus
+/// `sqlite_databases`, with `redis_url` / `redis_origin` required, its paths
+/// relative to `deploy/`, and nothing else changed.
+#[test]
+fn redis_only_manifest_is_spin_toml_without_sqlite() -> Result<()> {
+    let root = artifacts::workspace_root();
+    let parse = |p: &str| -> Result<toml_edit::DocumentMut> {
+        Ok(std::fs::read_to_string(root.join(p))?.parse()?)
+    };
+    let (mut full, mut redis_only) = (parse("spin.toml")?, parse("deploy/spin-redis.toml")?);
+    for name in ["redis_url", "redis_origin"] {
+        let v = redis_only["variables"][name]
+            .as_inline_table()
+            .context(name)?;
+        ensure!(
+            v.get("required").and_then(|r| r.as_bool()) == Some(true),
+            "{name} is not required"
+        );
+        ensure!(v.get("default").is_none(), "{name} has a default");
+        ensure!(
+            v.get("secret").and_then(|s| s.as_bool())
+                == full["variables"][name]
+                    .as_inline_table()
+                    .and_then(|t| t.get("secret"))
+                    .and_then(|s| s.as_bool()),
+            "{name}: secret differs"
+        );
+        full["variables"][name] = toml_edit::Item::None;
+        redis_only["variables"][name] = toml_edit::Item::None;
+    }
+    let dock = full["component"]["dock"]
+        .as_table_mut()
+        .context("[component.dock]")?;
+    ensure!(
+        dock.remove("sqlite_databases").is_some(),
+        "spin.toml grants no SQLite?"
+    );
+    let source = dock.remove("source").context("source")?;
+    let only = redis_only["component"]["dock"]
+        .as_table_mut()
+        .context("[component.dock]")?;
+    ensure!(
+        only.get("sqlite_databases").is_none(),
+        "the Redis-only manifest grants SQLite"
+    );
+    ensure!(
+        only.remove("source")
+            .and_then(|s| s.as_str().map(str::to_owned))
+            == source.as_str().map(|s| format!("../{s}")),
+        "source is not ../ of spin.toml's"
+    );
+    let build = only["build"].as_table_mut().context("build")?;
+    ensure!(
+        build
+            .remove("workdir")
+            .and_then(|w| w.as_str().map(str::to_owned))
+            .as_deref()
+            == Some("..")
+    );
+    // What is left must be identical (comments aside).
+    let plain = |d: &toml_edit::DocumentMut| -> Result<toml_edit::DocumentMut> {
+        let mut d = d.clone();
+        d.fmt();
+        Ok(d.to_string()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .parse()?)
+    };
+    let (a, b) = (plain(&full)?.to_string(), plain(&redis_only)?.to_string());
+    let strip = |s: &str| {
+        s.lines()
+            .map(|l| l.split(" #").next().unwrap_or(l).trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+    };
+    ensure!(
+        strip(&a) == strip(&b),
+        "spin.toml and deploy/spin-redis.toml differ beyond SQLite:\n{a}\n---\n{b}"
+    );
+    Ok(())
+}
+
+/// The Redis-only manifest serves on Redis, and refuses to start without
+/// `redis_url` (a required variable), naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_only_manifest_serves_and_requires_redis() -> Result<()> {
+    let redis = tokio::task::block_in_place(RedisServer::start)?;
+    let dir = tempfile::tempdir()?;
+    let text = std::fs::read_to_string(artifacts::workspace_root().join("deploy/spin-redis.toml"))?;
+    let manifest = artifacts::write_manifest(
+        dir.path(),
+        &artifacts::with_sources(&text, &[("dock", Path::new(artifacts::SPIN_APP_WASM))])?,
+    )?;
+    let host = start(
+        &manifest,
+        &[
+            "--variable".into(),
+            format!("redis_url={}", redis.url()),
+            "--variable".into(),
+            format!("redis_origin={}", redis.url()),
+        ],
+    )?;
+    check_health(&host, "redis").await?;
+    ensure!(
+        !dir.path().join(".spin/sqlite_db.db").exists(),
+        "a SQLite file appeared"
+    );
+    drop(host);
+    let exit = tokio::task::block_in_place(|| {
+        Host::builder(&manifest)
+            .args(&["--variable", &format!("redis_origin={}", redis.url())])
+            .run_to_exit(Duration::from_secs(120))
+    })?;
+    ensure!(
+        !exit.status.success(),
+        "started without redis_url:\n{}",
+        exit.output
+    );
+    ensure!(
+        exit.output.contains("redis_url"),
+        "the error does not name redis_url:\n{}",
+        exit.output
+    );
+    Ok(())
+}
+
+/// A manifest that grants no SQLite database, run without Redis: the service
+/// starts, `/healthz` is 200, and every request that needs the store is a
+/// clear 500 `config_error` naming what to set — not a trap or a 503 that
+/// invites retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_store_at_all_is_a_config_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let manifest = artifacts::root_manifest(dir.path())?;
+    let mut doc: toml_edit::DocumentMut = std::fs::read_to_string(&manifest)?.parse()?;
+    doc["component"]["dock"]["sqlite_databases"] = toml_edit::Item::None;
+    std::fs::write(&manifest, doc.to_string())?;
+    let host = start(&manifest, &[])?;
+    let (status, body) = get_json(&host.url("/healthz")).await?;
+    ensure!(status == 200, "/healthz {status}: {body}");
+    for (method, path) in [("GET", "/readyz"), ("POST", "/api/v1/verify/session")] {
+        let resp = reqwest::Client::new()
+            .request(method.parse()?, host.url(path))
+            .bearer_auth("dock_whatever")
+            .json(&serde_json::json!({"pid": "pid-x", "clientId": "u"}))
+            .timeout(T)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await?;
+        ensure!(status == 500, "{method} {path}: {status} {body}");
+        ensure!(
+            body["error"]["code"] == "config_error",
+            "{method} {path}: {body}"
+        );
+        let msg = body["error"]["message"].as_str().unwrap_or_default();
+        ensure!(
+            msg.contains("redis_url") && msg.contains("sqlite_databases"),
+            "{msg}"
+        );
+    }
+    ensure!(!host.output().contains("panicked"), "{}", host.output());
+    Ok(())
+}

@@ -49,7 +49,7 @@ impl SplitHost {
             .arg("up")
             .arg("-f")
             .arg(manifest)
-            .args(["--listen", "127.0.0.1:0", "--sqlite", "memory"])
+            .args(["--listen", "127.0.0.1:0", "--sqlite-db", "memory"])
             .arg("--cache-dir")
             .arg(artifacts::workspace_root().join("target/dock-host-cache"))
             .args(args)
@@ -230,7 +230,7 @@ async fn json_logs_and_an_unreachable_redis_at_startup() -> Result<()> {
 async fn the_banner_names_the_embedded_store() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let manifest = artifacts::root_manifest(dir.path())?;
-    let host = tokio::task::block_in_place(|| Host::start(&manifest, &["--sqlite", "memory"]))?;
+    let host = tokio::task::block_in_place(|| Host::start(&manifest, &["--sqlite-db", "memory"]))?;
     let out = host.output();
     ensure!(
         out.contains("SQLite database \"default\": in memory (used by dock)"),

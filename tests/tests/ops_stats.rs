@@ -246,7 +246,7 @@ async fn counters_are_exact_on_sqlite() -> Result<()> {
 async fn stats_are_invisible_without_an_admin_token() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let manifest = artifacts::root_manifest(dir.path())?;
-    let host = tokio::task::block_in_place(|| Host::start(&manifest, &["--sqlite", "memory"]))?;
+    let host = tokio::task::block_in_place(|| Host::start(&manifest, &["--sqlite-db", "memory"]))?;
     let (s, body) = send(
         api_support::client()
             .get(host.url("/api/v1/admin/stats"))

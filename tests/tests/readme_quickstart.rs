@@ -32,7 +32,7 @@ async fn readme_quickstart_completes_a_session() -> Result<()> {
     let manifest = artifacts::root_manifest(dir.path())?;
     let var = format!("admin_token={token}");
     let host = tokio::task::block_in_place(|| {
-        Host::start(&manifest, &["--sqlite", "memory", "--variable", &var])
+        Host::start(&manifest, &["--sqlite-db", "memory", "--variable", &var])
     })?;
 
     let script: String = block

@@ -39,6 +39,11 @@ pub enum StoreError {
     /// The store holds data we cannot read: 500.
     #[error("store data is unreadable: {0}")]
     Corrupt(String),
+    /// No store can be used at all: `redis_url` is empty and the host grants
+    /// no `default` SQLite database (e.g. a Redis-only manifest on a platform
+    /// without SQLite). A deployment mistake: 500 `config_error`.
+    #[error("no store: {0}")]
+    NotConfigured(String),
 }
 
 /// Store errors this instance saw and has not yet added to the store.
@@ -58,6 +63,9 @@ impl StoreError {
                 ErrorCode::InternalError,
                 format!("unreadable stored data: {m}"),
             ),
+            StoreError::NotConfigured(m) => {
+                ApiError::new(ErrorCode::ConfigError, format!("no store: {m}"))
+            }
         }
     }
 }

@@ -155,7 +155,16 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens the `default` database and creates the schema on first use.
     pub async fn open() -> Result<Self, StoreError> {
-        let conn = Connection::open_default().await.map_err(unavailable)?;
+        let conn = Connection::open_default().await.map_err(|e| match e {
+            // The host grants this component no `default` database.
+            spin_sdk::sqlite::Error::AccessDenied | spin_sdk::sqlite::Error::NoSuchDatabase => {
+                StoreError::NotConfigured(String::from(
+                    "redis_url is empty and the component may not use the SQLite database \"default\"; \
+                     set redis_url (and redis_origin), or grant sqlite_databases = [\"default\"]",
+                ))
+            }
+            e => unavailable(e),
+        })?;
         let store = SqliteStore { conn };
         if !SCHEMA_READY.load(Ordering::Acquire) {
             for stmt in SCHEMA {

@@ -47,6 +47,9 @@ pub struct Service {
     vars: Vec<String>,
     listen: Option<String>,
     reuse: bool,
+    /// Extra `up` flags for every instance (dock-host's names; translated
+    /// for Spin by the harness).
+    host_args: Vec<String>,
 }
 
 impl Service {
@@ -62,7 +65,21 @@ impl Service {
             StoreKind::Redis => Some(RedisServer::start()?),
             StoreKind::Sqlite => None,
         };
-        Self::start_with(cfg.reuse, redis, n, vars)
+        Self::start_with(cfg.reuse, redis, n, &[], vars)
+    }
+
+    /// One instance started with extra `up` flags, e.g. `--tcp-nodelay false`.
+    pub async fn start_with_host_args(
+        cfg: impl Into<Cfg>,
+        host_args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Result<Service> {
+        let cfg = cfg.into();
+        let redis = match cfg.store {
+            StoreKind::Redis => Some(RedisServer::start()?),
+            StoreKind::Sqlite => None,
+        };
+        Self::start_with(cfg.reuse, redis, 1, host_args, vars)
     }
 
     /// `n` instances (with instance reuse) on a Redis the caller started,
@@ -72,13 +89,14 @@ impl Service {
         n: usize,
         vars: &[(&str, &str)],
     ) -> Result<Service> {
-        Self::start_with(true, Some(redis), n, vars)
+        Self::start_with(true, Some(redis), n, &[], vars)
     }
 
     fn start_with(
         reuse: bool,
         redis: Option<RedisServer>,
         n: usize,
+        host_args: &[&str],
         vars: &[(&str, &str)],
     ) -> Result<Service> {
         let mut all: Vec<String> = vec![format!("admin_token={ADMIN_TOKEN}")];
@@ -96,6 +114,7 @@ impl Service {
             vars: all,
             listen: None,
             reuse,
+            host_args: host_args.iter().map(|a| a.to_string()).collect(),
         };
         for _ in 0..n {
             svc.add_host()?;
@@ -139,7 +158,12 @@ impl Service {
     pub fn add_host(&mut self) -> Result<()> {
         let manifest = artifacts::root_manifest(self.dir.path())?;
         // Debug logs name each request as it arrives: `wait_for_request` reads them.
-        let mut args: Vec<&str> = vec!["--sqlite", "memory", "--log-level", "info,dock_host=debug"];
+        let mut args: Vec<&str> = vec![
+            "--sqlite-db",
+            "memory",
+            "--log-level",
+            "info,dock_host=debug",
+        ];
         if let Some(l) = &self.listen {
             args.push("--listen");
             args.push(l);
@@ -156,6 +180,7 @@ impl Service {
             args.push("--variable");
             args.push(v);
         }
+        args.extend(self.host_args.iter().map(String::as_str));
         let host = tokio::task::block_in_place(|| Host::start(&manifest, &args))?;
         self.hosts.push(host);
         Ok(())
@@ -308,6 +333,25 @@ impl Service {
     /// `XREAD` (parked on the session's stream); else until the host has
     /// logged the request's arrival.
     pub async fn wait_for_waiters(&self, i: usize, sid: &str, waiters: usize) -> Result<()> {
+        let spin = dock_tests::Runtime::current().is_spin();
+        if let (Some(redis), true) = (&self.redis, spin) {
+            // Spin opens a socket per `open`, and the component opens one for
+            // each blocking read: Redis counts the blocked clients itself.
+            return dock_tests::wait_until_async(
+                Duration::from_secs(20),
+                "waiters blocked in XREAD",
+                || async {
+                    let info = redis.cli(&["INFO", "clients"]).unwrap_or_default();
+                    let blocked: usize = info
+                        .lines()
+                        .find_map(|l| l.strip_prefix("blocked_clients:"))
+                        .and_then(|n| n.trim().parse().ok())
+                        .unwrap_or(0);
+                    blocked >= waiters
+                },
+            )
+            .await;
+        }
         if self.redis.is_some() {
             // dock-host serves blocking XREADs through shards of one Redis
             // connection each; every shard logs (debug) how many reads it is
@@ -328,10 +372,11 @@ impl Service {
             Duration::from_secs(20),
             "the request to reach the host",
             || async {
-                self.hosts[i]
-                    .output()
-                    .lines()
-                    .any(|l| l.contains(&path) && l.contains("GET"))
+                // dock-host logs `GET /path` at debug; Spin logs
+                // `Processing request on path '/path'` at info.
+                self.hosts[i].output().lines().any(|l| {
+                    l.contains(&path) && (l.contains("GET") || l.contains("Processing request"))
+                })
             },
         )
         .await
