@@ -1129,3 +1129,140 @@ async fn no_open_redirect_and_page_headers() -> Result<()> {
     );
     Ok(())
 }
+
+/// A `redis_url` carrying a password that `allowed_outbound_hosts` refuses
+/// (its origin differs from `redis_origin`): the request fails as
+/// unavailable, and neither the host's output nor the answer shows the
+/// password — the host logs the refused address redacted, as its banner does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_redis_url_password_is_not_logged() -> Result<()> {
+    const PASSWORD: &str = "s3cret-redis-pass-9f8e7d";
+    let allowed = dock_tests::free_port();
+    let other = dock_tests::free_port();
+    let dir = tempfile::tempdir()?;
+    let manifest = artifacts::root_manifest(dir.path())?;
+    let url = format!("redis_url=redis://default:{PASSWORD}@127.0.0.1:{other}");
+    let origin = format!("redis_origin=redis://127.0.0.1:{allowed}");
+    let host = tokio::task::block_in_place(|| {
+        Host::start(&manifest, &["--variable", &url, "--variable", &origin])
+    })?;
+    let resp = reqwest::Client::new()
+        .get(host.url("/readyz"))
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let body = resp.text().await?;
+    ensure!(
+        status == 503,
+        "/readyz with a refused Redis: {status} {body}"
+    );
+    let forms = secret_forms(&[PASSWORD]);
+    assert_no_secret("the /readyz answer", &body, &forms)?;
+    // The refusal reached the log (dock-host's own line, redacted), so the
+    // scan means something.
+    let spin = dock_tests::Runtime::current().is_spin();
+    dock_tests::wait_until_async(
+        Duration::from_secs(10),
+        "the refusal in the log",
+        || async {
+            let out = host.output();
+            out.contains("not in allowed_outbound_hosts") || (spin && out.contains("readiness"))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", host.output()))?;
+    assert_no_secret("the host's output", &host.output(), &forms)?;
+    Ok(())
+}
+
+/// Waiter leases only ever extend the key's waiter set (`max_wait_seconds`
+/// above the 30 s lease grace): a short long-poll among long ones must not
+/// set the set's expiry to its own lease end, or the long ones' slots vanish
+/// with it and the key can open more than `max_streams_per_key`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_wait_does_not_cut_longer_leases() -> Result<()> {
+    const MAX: usize = 4;
+    let max = MAX.to_string();
+    let svc = Service::start(
+        StoreKind::Redis,
+        &[("max_wait_seconds", "120"), ("max_streams_per_key", &max)],
+    )
+    .await?;
+    let redis = svc.redis.as_ref().context("redis")?;
+    let key = svc.tenant("pid-lease").await?;
+    let sid = svc.create_sid(&key, "pid-lease", "u").await?;
+    let mut long = Vec::new();
+    for _ in 0..MAX - 1 {
+        let req = svc
+            .http
+            .get(svc.url(&format!("/api/v1/verify/session/{sid}?wait=120")))
+            .bearer_auth(&key);
+        long.push(tokio::spawn(req.send()));
+    }
+    svc.wait_for_waiters(0, &sid, MAX - 1).await?;
+    let set = redis
+        .cli(&["--scan", "--pattern", "dock:*:w:*"])?
+        .trim()
+        .to_owned();
+    ensure!(
+        !set.is_empty() && !set.contains('\n'),
+        "one waiter set expected: {set:?}"
+    );
+    let scores = |redis: &RedisServer| -> Result<Vec<i64>> {
+        let out = redis.cli(&["ZRANGE", &set, "0", "-1", "WITHSCORES"])?;
+        Ok(out
+            .lines()
+            .skip(1)
+            .step_by(2)
+            .filter_map(|l| l.trim().parse().ok())
+            .collect())
+    };
+    let short = tokio::spawn(
+        svc.http
+            .get(svc.url(&format!("/api/v1/verify/session/{sid}?wait=2")))
+            .bearer_auth(&key)
+            .send(),
+    );
+    let mut all = Vec::new();
+    dock_tests::wait_until_async(T, "the short waiter's lease", || {
+        all = scores(redis).unwrap_or_default();
+        std::future::ready(all.len() == MAX)
+    })
+    .await?;
+    let short_end = *all.iter().min().context("scores")?;
+    let long_end = *all.iter().max().context("scores")?;
+    let expiry: i64 = redis.cli(&["PEXPIRETIME", &set])?.trim().parse()?;
+    ensure!(
+        expiry >= long_end,
+        "the waiter set expires at {expiry}, before the longest lease ({long_end}): a short wait cut it"
+    );
+    let resp = short.await??;
+    ensure!(resp.status() == 200, "short wait: {}", resp.status());
+    // Past the short lease (Redis' clock), the long leases still hold their slots.
+    let redis_ms = |redis: &RedisServer| -> i64 {
+        let t = redis.cli(&["TIME"]).unwrap_or_default();
+        let mut it = t.lines().filter_map(|l| l.trim().parse::<i64>().ok());
+        match (it.next(), it.next()) {
+            (Some(s), Some(us)) => s * 1000 + us / 1000,
+            _ => 0,
+        }
+    };
+    dock_tests::wait_until_async(Duration::from_secs(60), "the short lease to lapse", || {
+        std::future::ready(redis_ms(redis) > short_end + 200)
+    })
+    .await?;
+    let first = svc.stream(&key, &sid, None).await?;
+    ensure!(first.status == 200, "slot {MAX}: {}", first.status);
+    let refused = svc.stream(&key, &sid, None).await?;
+    ensure!(
+        refused.status == 429,
+        "stream {} of {MAX} allowed: the long leases were lost (status {})",
+        MAX + 1,
+        refused.status
+    );
+    drop((first, refused));
+    for l in long {
+        l.abort();
+    }
+    Ok(())
+}
