@@ -112,8 +112,7 @@ pub fn spin_args(args: &[String], state_dir: &Path) -> Result<Vec<String>> {
             | "--runtime-config-file"
             | "--sqlite"
             | "--max-instance-reuse-count"
-            | "--max-instance-concurrent-reuse-count"
-            | "--idle-instance-timeout" => {
+            | "--max-instance-concurrent-reuse-count" => {
                 let v = value()?;
                 if flag == "--runtime-config-file" {
                     runtime_config = Some(v.clone());
@@ -121,6 +120,15 @@ pub fn spin_args(args: &[String], state_dir: &Path) -> Result<Vec<String>> {
                 out.extend([flag.clone(), v]);
             }
             "--variable" | "--var" => out.extend(["--variable".to_owned(), value()?]),
+            // Spin's durations take `s`, `ms`, `us` or `ns`; dock-host's also `m`.
+            "--idle-instance-timeout" => {
+                let v = value()?;
+                let v = match v.strip_suffix('m').map(str::parse::<u64>) {
+                    Some(Ok(minutes)) => format!("{}s", minutes * 60),
+                    _ => v,
+                };
+                out.extend([flag.clone(), v]);
+            }
             // Spin takes bytes.
             "--max-instance-memory" => {
                 let v = value()?;
@@ -266,8 +274,14 @@ impl Host {
 
     /// Sends a signal (`"TERM"`, `"INT"`, ...) to the process without waiting.
     pub fn signal(&self, name: &str) -> Result<()> {
+        // The whole process group: `spin up` serves from a child process
+        // (`spin trigger http`) that a signal to the parent alone would miss.
         let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
+            .args([
+                format!("-{name}"),
+                "--".into(),
+                format!("-{}", self.child.id()),
+            ])
             .status()
             .context("cannot run kill")?;
         if !status.success() {
@@ -333,11 +347,9 @@ impl HostBuilder {
                 let mut cmd = Command::new(bin);
                 cmd.arg("up").arg("-f").arg(&self.manifest);
                 cmd.args(spin_args(&args, state.path())?);
-                // Spin logs each request's path at info (`wait_for_waiters`
-                // reads it); its own warnings and errors stay visible.
-                if !self.env.iter().any(|(k, _)| k == "RUST_LOG") {
-                    cmd.env("RUST_LOG", "warn,spin_trigger_http=info");
-                }
+                // Spin's own default logging: its per-request info log
+                // (spin_trigger_http) would print each request's query,
+                // OAuth codes included, which the secret scans rightly flag.
                 (cmd, Some(state))
             }
         };
@@ -350,6 +362,9 @@ impl HostBuilder {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Its own process group, so that signals and the final kill reach
+        // every process it starts (see `kill_group`).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         Ok((cmd, state))
     }
 
@@ -367,7 +382,7 @@ impl HostBuilder {
         let addr = match addr_rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(addr) => addr,
             Err(_) => {
-                let _ = child.kill();
+                kill_group(&mut child);
                 let status = child.wait().ok();
                 let out = output.lock().map(|s| s.clone()).unwrap_or_default();
                 bail!("{name} did not start ({status:?}):\n{out}");
@@ -406,7 +421,7 @@ impl HostBuilder {
             status.is_some()
         });
         if waited.is_err() {
-            let _ = child.kill();
+            kill_group(&mut child);
             let _ = child.wait();
             bail!(
                 "{name} kept running for {timeout:?}:\n{}",
@@ -427,7 +442,7 @@ impl HostBuilder {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        kill_group(&mut self.child);
         let _ = self.child.wait();
         if std::thread::panicking() {
             // Shown with the failing test's output.
@@ -439,6 +454,16 @@ impl Drop for Host {
             );
         }
     }
+}
+
+/// SIGKILLs the process group `child` leads (it was started with
+/// `process_group(0)`), then the child itself in case the group is gone.
+fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
 }
 
 /// Copies `pipe` into `output` line by line on a thread; sends the address of

@@ -28,6 +28,9 @@ use super::{
     retention_ms, session_json,
 };
 
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
+
 /// The `dock_stats` row of service-wide counters (PIDs are never empty).
 const SERVICE: &str = "";
 
@@ -36,6 +39,13 @@ const BUMP: &str = "INSERT INTO dock_stats (pid, counter, value) VALUES (?, ?, ?
     ON CONFLICT (pid, counter) DO UPDATE SET value = value + excluded.value";
 
 const SCHEMA: &[&str] = &[
+    // Write-ahead logging: readers (every waiter re-reads its session each
+    // `poll_interval_ms`) never block the writer, and the writer never blocks
+    // them. Under Spin, with a connection per request, the rollback journal
+    // let 400 pollers starve the writers past the busy timeout ("database is
+    // locked", a 503). Persistent in the file; an in-memory database stays
+    // `memory`.
+    "PRAGMA journal_mode = WAL",
     "CREATE TABLE IF NOT EXISTS dock_sessions (
         sid TEXT PRIMARY KEY, pid TEXT NOT NULL, record TEXT NOT NULL,
         revision INTEGER NOT NULL, purge_at INTEGER NOT NULL,
@@ -166,6 +176,12 @@ impl SqliteStore {
             e => unavailable(e),
         })?;
         let store = SqliteStore { conn };
+        // Spin gives every guest `open` its own SQLite connection to the file
+        // and sets no busy timeout on it, so two requests writing at once made
+        // one fail at once with "database is locked" (a 503). Wait instead, as
+        // the statements are short. (dock-host shares one connection with a
+        // busy timeout; the pragma is harmless there.)
+        store.rows(BUSY_TIMEOUT, vec![]).await?;
         if !SCHEMA_READY.load(Ordering::Acquire) {
             for stmt in SCHEMA {
                 store.rows(stmt, vec![]).await?;
