@@ -5,7 +5,7 @@
 //!   (Spin checks the component's allow list first, then whether the database
 //!   exists, as here).
 //! - The database is a file (by default `.spin/sqlite_db.db` next to the
-//!   manifest, as `spin up` does) or in memory (`--sqlite memory`). One SQLite
+//!   manifest, as `spin up` does) or in memory (`--sqlite-db memory`). One SQLite
 //!   connection serves the whole process; each statement runs on a blocking
 //!   thread while holding it, so every single statement is atomic.
 //! - `execute` and `execute-async` run one statement and buffer its rows up to
@@ -35,7 +35,7 @@ pub enum DatabaseLocation {
 }
 
 impl DatabaseLocation {
-    /// Parses `--sqlite`: `memory` or a path (relative to `base`).
+    /// Parses `--sqlite-db`: `memory` or a path (relative to `base`).
     pub fn parse(arg: &str, base: &Path) -> Self {
         if arg == "memory" || arg == ":memory:" {
             Self::Memory
