@@ -44,6 +44,17 @@ async fn check_health(host: &Host, store: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--variable redis_url=… --variable redis_origin=…` for `redis`.
+fn redis_args(redis: &RedisServer) -> Vec<String> {
+    let url = redis.url();
+    vec![
+        "--variable".into(),
+        format!("redis_url={url}"),
+        "--variable".into(),
+        format!("redis_origin={url}"),
+    ]
+}
+
 fn start(manifest: &Path, args: &[String]) -> Result<Host> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     tokio::task::block_in_place(|| Host::start(manifest, &args))
@@ -147,17 +158,12 @@ async fn runtime_config_examples_serve_with_redis() -> Result<()> {
     let redis = tokio::task::block_in_place(RedisServer::start)?;
     for example in examples()? {
         let app = app_with(&example)?;
-        let host = start(
-            &app.manifest,
-            &[
-                "--runtime-config-file".into(),
-                app.config.display().to_string(),
-                "--variable".into(),
-                format!("redis_url={}", redis.url()),
-                "--variable".into(),
-                format!("redis_origin={}", redis.url()),
-            ],
-        )?;
+        let mut args = vec![
+            "--runtime-config-file".into(),
+            app.config.display().to_string(),
+        ];
+        args.extend(redis_args(&redis));
+        let host = start(&app.manifest, &args)?;
         check_health(&host, "redis")
             .await
             .with_context(|| format!("{}\n{}", example.display(), host.output()))?;
@@ -173,15 +179,7 @@ async fn readyz_fails_while_redis_is_down() -> Result<()> {
     let mut redis = tokio::task::block_in_place(RedisServer::start)?;
     let dir = tempfile::tempdir()?;
     let manifest = artifacts::root_manifest(dir.path())?;
-    let host = start(
-        &manifest,
-        &[
-            "--variable".into(),
-            format!("redis_url={}", redis.url()),
-            "--variable".into(),
-            format!("redis_origin={}", redis.url()),
-        ],
-    )?;
+    let host = start(&manifest, &redis_args(&redis))?;
     check_health(&host, "redis").await?;
     redis.stop();
     let resp = reqwest::Client::new()
@@ -417,15 +415,7 @@ async fn redis_only_manifest_serves_and_requires_redis() -> Result<()> {
         dir.path(),
         &artifacts::with_sources(&text, &[("dock", Path::new(artifacts::SPIN_APP_WASM))])?,
     )?;
-    let host = start(
-        &manifest,
-        &[
-            "--variable".into(),
-            format!("redis_url={}", redis.url()),
-            "--variable".into(),
-            format!("redis_origin={}", redis.url()),
-        ],
-    )?;
+    let host = start(&manifest, &redis_args(&redis))?;
     check_health(&host, "redis").await?;
     ensure!(
         !dir.path().join(".spin/sqlite_db.db").exists(),
