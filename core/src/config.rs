@@ -169,7 +169,32 @@ fn check_origin(variable: &'static str, raw: &str) -> Result<String, ConfigError
             reason: "must be an origin (scheme://host[:port]) without a path".into(),
         });
     }
+    // The Roblox ID token is trusted because it comes over TLS from the
+    // token endpoint; plain HTTP only to this machine (local fake providers).
+    if base.starts_with("http://") && !is_loopback_authority(after_scheme) {
+        return Err(ConfigError {
+            variable,
+            reason: "must use https:// (http:// is allowed only for loopback hosts: localhost, 127.0.0.0/8, [::1])".into(),
+        });
+    }
     Ok(base)
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => return v6.split(']').next() == Some("::1"),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let octets: Vec<&str> = host.split('.').collect();
+    octets.len() == 4
+        && octets[0] == "127"
+        && octets
+            .iter()
+            .all(|o| !o.is_empty() && o.len() <= 3 && o.parse::<u8>().is_ok())
 }
 
 /// Reads one OAuth provider; `None` while its client id is empty.
@@ -355,6 +380,12 @@ mod tests {
             ("max_body_bytes", "10"),
             ("discord_oauth_base", "https://discord.com/api"),
             ("roblox_oauth_base", "apis.roblox.com"),
+            // Plain HTTP to a provider only on loopback.
+            ("discord_oauth_base", "http://discord.com"),
+            ("roblox_oauth_base", "http://10.0.0.5:8080"),
+            ("roblox_oauth_base", "http://127.0.0.1.evil.example"),
+            ("roblox_oauth_base", "http://localhost.evil.example:80"),
+            ("discord_oauth_base", "http://[::2]:80"),
         ];
         for (var, value) in cases {
             let e = with(&[(var, value)]).unwrap_err();
@@ -371,6 +402,16 @@ mod tests {
             (None, "https://discord.com")
         );
         assert_eq!(s.roblox_oauth_base, "https://apis.roblox.com");
+        for loopback in [
+            "http://127.0.0.1:9",
+            "http://127.10.0.1",
+            "http://localhost:8080",
+            "http://[::1]:9",
+            "https://discord.example",
+        ] {
+            let s = with(&[("discord_oauth_base", loopback)]).unwrap();
+            assert_eq!(s.discord_oauth_base, loopback);
+        }
         let e = with(&[("discord_client_id", "1")]).unwrap_err();
         assert_eq!(e.variable, "discord_client_secret");
         let s = with(&[

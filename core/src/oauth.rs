@@ -26,8 +26,22 @@ pub const FLOW_PATH: &str = "/v1/api/verify";
 pub const DISCORD_CALLBACK_PATH: &str = "/v1/api/verify/discord/callback";
 /// The Roblox redirect URI's path.
 pub const ROBLOX_CALLBACK_PATH: &str = "/v1/api/verify/roblox/callback";
-/// The cookie that binds a flow to the browser that started it.
+/// The cookie that binds a flow to the browser that started it, on plain
+/// HTTP (local development).
 pub const FLOW_COOKIE: &str = "dock_flow";
+/// The same cookie on HTTPS: the `__Host-` prefix makes browsers refuse it
+/// unless it is `Secure`, has `Path=/` and no `Domain`, so a sibling
+/// subdomain or a plain-HTTP page cannot plant or overwrite it.
+pub const FLOW_COOKIE_SECURE: &str = "__Host-dock_flow";
+
+/// The flow cookie's name when the public base URL is (`secure`) or is not HTTPS.
+pub fn flow_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        FLOW_COOKIE_SECURE
+    } else {
+        FLOW_COOKIE
+    }
+}
 
 /// A failure talking to a provider or reading its answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -386,13 +400,16 @@ pub fn check_id_token(id_token: &str, nonce: &str, client_id: &str) -> Result<St
     platform_id("Roblox", "ID token", claims.get("sub")).map_err(|_| OAuthError::IdToken("sub"))
 }
 
-/// `Set-Cookie` for the browser binding: HttpOnly, SameSite=Lax, Secure on
-/// HTTPS, scoped to the flow's path, living as long as the session.
+/// `Set-Cookie` for the browser binding, living as long as the session:
+/// HttpOnly, SameSite=Lax; on HTTPS `__Host-dock_flow` (Secure, `Path=/`, as
+/// the prefix requires), on plain HTTP `dock_flow` scoped to the flow's path.
 pub fn binding_cookie(value: &str, secure: bool, max_age_secs: u64) -> String {
-    format!(
-        "{FLOW_COOKIE}={value}; Path={FLOW_PATH}; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{}",
-        if secure { "; Secure" } else { "" }
-    )
+    let (name, path, flag) = if secure {
+        (FLOW_COOKIE_SECURE, "/", "; Secure")
+    } else {
+        (FLOW_COOKIE, FLOW_PATH, "")
+    };
+    format!("{name}={value}; Path={path}; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{flag}")
 }
 
 /// The value of cookie `name` in a `Cookie` header.
@@ -552,9 +569,22 @@ mod tests {
     fn cookies() {
         assert_eq!(
             binding_cookie("abc", true, 60),
-            "dock_flow=abc; Path=/v1/api/verify; Max-Age=60; HttpOnly; SameSite=Lax; Secure"
+            "__Host-dock_flow=abc; Path=/; Max-Age=60; HttpOnly; SameSite=Lax; Secure"
         );
-        assert!(!binding_cookie("abc", false, 60).contains("Secure"));
+        assert_eq!(
+            binding_cookie("abc", false, 60),
+            "dock_flow=abc; Path=/v1/api/verify; Max-Age=60; HttpOnly; SameSite=Lax"
+        );
+        assert_eq!(flow_cookie_name(true), "__Host-dock_flow");
+        assert_eq!(flow_cookie_name(false), "dock_flow");
+        // The HTTPS cookie is read under its own name only.
+        assert_eq!(
+            cookie_value(
+                Some("dock_flow=planted; __Host-dock_flow=real"),
+                flow_cookie_name(true)
+            ),
+            Some("real")
+        );
         assert_eq!(
             cookie_value(Some("a=1; dock_flow=xyz; b=2"), FLOW_COOKIE),
             Some("xyz")

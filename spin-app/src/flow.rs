@@ -6,8 +6,8 @@
 
 use bytes::Bytes;
 use dock_core::oauth::{
-    self, DISCORD_CALLBACK_PATH, FLOW_COOKIE, FlowRecord, Pkce, Provider, ROBLOX_CALLBACK_PATH,
-    Stage, StateError,
+    self, DISCORD_CALLBACK_PATH, FlowRecord, Pkce, Provider, ROBLOX_CALLBACK_PATH, Stage,
+    StateError,
 };
 use dock_core::pages::{self, Page};
 use dock_core::{ApiError, ErrorCode, Pid, Session, SessionId, Settings, Status};
@@ -236,12 +236,13 @@ async fn take_state(
     req: &Request,
     params: &[(String, String)],
     roblox_stage: bool,
+    secure: bool,
 ) -> Result<FlowRecord, Stop> {
     let state = param(params, "state")
         .filter(|s| oauth::is_token(s))
         .ok_or_else(invalid_link)?;
     let record = store.take_flow(state).await?;
-    let cookie = oauth::cookie_value(header(req, "cookie"), FLOW_COOKIE);
+    let cookie = oauth::cookie_value(header(req, "cookie"), oauth::flow_cookie_name(secure));
     let refused = |e: StateError| {
         Stop(pages::message_page(
             400,
@@ -349,7 +350,8 @@ async fn callback_start(
 ) -> Result<(Vec<(String, String)>, Store, FlowRecord), Stop> {
     let params = query_map(req.uri().query().unwrap_or(""));
     let store = Store::open(settings).await?;
-    let record = take_state(&store, req, &params, roblox_stage).await?;
+    let secure = settings.public_base_url.starts_with("https://");
+    let record = take_state(&store, req, &params, roblox_stage, secure).await?;
     let provider = if roblox_stage { "Roblox" } else { "Discord" };
     if let Some(stop) = provider_refused(provider, &params) {
         return Err(stop);

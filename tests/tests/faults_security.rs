@@ -1266,3 +1266,90 @@ async fn a_short_wait_does_not_cut_longer_leases() -> Result<()> {
     }
     Ok(())
 }
+
+/// On HTTPS the flow cookie is `__Host-dock_flow` (`Secure`, `Path=/`, no
+/// `Domain`), so a sibling subdomain or a plain-HTTP page cannot plant it; a
+/// callback carrying only an unprefixed `dock_flow` with the right value is
+/// refused, the prefixed one is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_flow_cookie_is_host_prefixed() -> Result<()> {
+    let vars = [
+        ("public_base_url", "https://dock.example.test"),
+        ("discord_oauth_base", "http://127.0.0.1:9"),
+        ("discord_client_id", "discord-client"),
+        ("discord_client_secret", "discord-secret"),
+        ("roblox_oauth_base", "http://127.0.0.1:9"),
+        ("roblox_client_id", "roblox-client"),
+        ("roblox_client_secret", "roblox-secret"),
+    ];
+    let svc = Service::start(StoreKind::Sqlite, &vars).await?;
+    let key = svc.tenant("pid-a").await?;
+    let sid = svc.create_sid(&key, "pid-a", "u1").await?;
+    let rec = Recorder::new();
+    let start = || async {
+        let ex = rec
+            .call(
+                "start",
+                rec.http
+                    .post(svc.url("/v1/api/verify/discord/start"))
+                    .form(&[("pid", "pid-a"), ("sid", sid.as_str())]),
+            )
+            .await?;
+        ensure!(ex.status == 303, "start: {} {}", ex.status, ex.body);
+        let cookie = ex.header("set-cookie").context("no Set-Cookie")?.to_owned();
+        let loc = reqwest::Url::parse(ex.header("location").context("no Location")?)?;
+        let state = loc
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .context("no state")?;
+        anyhow::Ok((cookie, state))
+    };
+    let (cookie, state) = start().await?;
+    ensure!(cookie.starts_with("__Host-dock_flow="), "{cookie}");
+    ensure!(
+        cookie.contains("; Path=/;") && cookie.contains("; Secure") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
+    let value = cookie["__Host-dock_flow=".len()..]
+        .split(';')
+        .next()
+        .unwrap_or("");
+    let callback = |cookie: String, state: String| {
+        rec.http
+            .get(svc.url(&format!(
+                "/v1/api/verify/discord/callback?code=c&state={state}"
+            )))
+            .header("cookie", cookie)
+    };
+    let planted = rec
+        .call(
+            "callback, unprefixed cookie",
+            callback(format!("dock_flow={value}"), state),
+        )
+        .await?;
+    ensure!(
+        planted.status == 400 && planted.body.contains("Sign-in not accepted"),
+        "an unprefixed cookie was accepted on HTTPS: {} {}",
+        planted.status,
+        planted.body
+    );
+    let (cookie, state) = start().await?;
+    let value = cookie["__Host-dock_flow=".len()..]
+        .split(';')
+        .next()
+        .unwrap_or("");
+    let real = rec
+        .call(
+            "callback, prefixed cookie",
+            callback(format!("__Host-dock_flow={value}"), state),
+        )
+        .await?;
+    ensure!(
+        !real.body.contains("Sign-in not accepted"),
+        "the prefixed cookie was refused: {} {}",
+        real.status,
+        real.body
+    );
+    Ok(())
+}
