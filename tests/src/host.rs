@@ -99,7 +99,8 @@ impl Runtime {
 pub fn spin_args(args: &[String], state_dir: &Path) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     let mut it = args.iter();
-    let mut runtime_config = None;
+    // Spin takes one runtime config: a file given, or one made for a path.
+    let mut runtime_configs = 0;
     while let Some(flag) = it.next() {
         let mut value = || {
             it.next()
@@ -115,7 +116,7 @@ pub fn spin_args(args: &[String], state_dir: &Path) -> Result<Vec<String>> {
             | "--max-instance-concurrent-reuse-count" => {
                 let v = value()?;
                 if flag == "--runtime-config-file" {
-                    runtime_config = Some(v.clone());
+                    runtime_configs += 1;
                 }
                 out.extend([flag.clone(), v]);
             }
@@ -137,13 +138,13 @@ pub fn spin_args(args: &[String], state_dir: &Path) -> Result<Vec<String>> {
             }
             "--sqlite-db" => {
                 let v = value()?;
-                if v != "memory" {
+                if v != "memory" && v != ":memory:" {
                     let file = state_dir.join("dock-sqlite-runtime-config.toml");
-                    std::fs::write(
-                        &file,
-                        format!("[sqlite_database.default]\ntype = \"spin\"\npath = {v:?}\n"),
-                    )?;
-                    runtime_config = Some(file.display().to_string());
+                    let mut doc = toml_edit::DocumentMut::new();
+                    doc["sqlite_database"]["default"]["type"] = toml_edit::value("spin");
+                    doc["sqlite_database"]["default"]["path"] = toml_edit::value(v.as_str());
+                    std::fs::write(&file, doc.to_string())?;
+                    runtime_configs += 1;
                     out.extend([
                         "--runtime-config-file".to_owned(),
                         file.display().to_string(),
@@ -162,13 +163,7 @@ pub fn spin_args(args: &[String], state_dir: &Path) -> Result<Vec<String>> {
             ),
         }
     }
-    if runtime_config.is_some()
-        && args
-            .iter()
-            .filter(|a| *a == "--runtime-config-file" || *a == "--sqlite-db")
-            .count()
-            > 1
-    {
+    if runtime_configs > 1 {
         bail!("both --runtime-config-file and --sqlite-db PATH: give Spin one runtime config");
     }
     out.extend(["--state-dir".to_owned(), state_dir.display().to_string()]);
@@ -512,4 +507,87 @@ fn health(addr: SocketAddr) -> bool {
     }
     let mut buf = [0u8; 12];
     s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn spin_args_translate_dock_host_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path();
+        let out = spin_args(
+            &args(&[
+                "--sqlite-db",
+                "memory",
+                "--log-level",
+                "debug",
+                "--var",
+                "a=1",
+                "--idle-instance-timeout",
+                "5m",
+                "--max-instance-memory",
+                "64MiB",
+                "--tcp-nodelay",
+                "false",
+                "--listen",
+                "127.0.0.1:0",
+            ]),
+            state,
+        )
+        .unwrap();
+        let state_arg = state.display().to_string();
+        assert_eq!(
+            out,
+            args(&[
+                "--variable",
+                "a=1",
+                "--idle-instance-timeout",
+                "300s",
+                "--max-instance-memory",
+                "67108864",
+                "--listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                &state_arg,
+            ])
+        );
+        // A database path becomes a runtime config Spin reads.
+        let out = spin_args(&args(&["--sqlite-db", "/tmp/x \"y\".db"]), state).unwrap();
+        assert_eq!(out[0], "--runtime-config-file");
+        let text = std::fs::read_to_string(&out[1]).unwrap();
+        let doc: toml_edit::DocumentMut = text.parse().unwrap();
+        assert_eq!(
+            doc["sqlite_database"]["default"]["path"].as_str(),
+            Some("/tmp/x \"y\".db")
+        );
+        // One runtime config only; dock-host-only flags are refused by name.
+        assert!(
+            spin_args(
+                &args(&["--runtime-config-file", "a.toml", "--sqlite-db", "b.db"]),
+                state
+            )
+            .is_err()
+        );
+        assert!(
+            spin_args(
+                &args(&["--runtime-config-file", "a.toml", "--sqlite-db", "memory"]),
+                state
+            )
+            .is_ok()
+        );
+        for only in [
+            ["--max-guest-slice", "1s"],
+            ["--tcp-nodelay", "true"],
+            ["--header-read-timeout", "2s"],
+        ] {
+            let e = spin_args(&args(&only), state).unwrap_err().to_string();
+            assert!(e.contains(only[0]) && e.contains("dock-host only"), "{e}");
+        }
+    }
 }

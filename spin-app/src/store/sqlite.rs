@@ -181,10 +181,21 @@ impl SqliteStore {
         // one fail at once with "database is locked" (a 503). Wait instead, as
         // the statements are short. (dock-host shares one connection with a
         // busy timeout; the pragma is harmless there.)
-        store.rows(BUSY_TIMEOUT, vec![]).await?;
+        // Tuning only: a backend that refuses a pragma (e.g. a remote libSQL
+        // database) still serves, so its failure is logged, not fatal.
+        if let Err(e) = store.rows(BUSY_TIMEOUT, vec![]).await {
+            crate::log::log!("sqlite: {BUSY_TIMEOUT} refused: {e}");
+        }
         if !SCHEMA_READY.load(Ordering::Acquire) {
             for stmt in SCHEMA {
-                store.rows(stmt, vec![]).await?;
+                match store.rows(stmt, vec![]).await {
+                    Err(e) if stmt.starts_with("PRAGMA") => {
+                        crate::log::log!("sqlite: {stmt} refused: {e}");
+                    }
+                    r => {
+                        r?;
+                    }
+                }
             }
             SCHEMA_READY.store(true, Ordering::Release);
         }
