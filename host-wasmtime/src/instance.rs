@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -133,6 +133,15 @@ pub fn prepare(
         )
     })?;
     Ok(ProxyPre::P3(pre))
+}
+
+/// Set once the server stops accepting: instances dropped after that are
+/// dropped by the shutdown, not lost to a panic.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Marks the host as shutting down (see [`STOPPING`]).
+pub fn mark_stopping() {
+    STOPPING.store(true, Ordering::Relaxed);
 }
 
 /// The `ProxyHandler` state of one component.
@@ -329,6 +338,12 @@ impl WorkerState for Worker {
         match result {
             Ok(()) => {
                 tracing::debug!(component = %self.component, instance = self.instance, "instance retired")
+            }
+            // wasmtime-wasi-http reports a worker future dropped before it
+            // finished as "worker panicked"; at shutdown that is every live
+            // instance, and no panic at all.
+            Err(e) if STOPPING.load(Ordering::Relaxed) && e.to_string() == "worker panicked" => {
+                tracing::debug!(component = %self.component, instance = self.instance, "instance dropped at shutdown")
             }
             Err(e) => tracing::warn!(
                 component = %self.component,

@@ -111,6 +111,7 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("Shutting down: waiting for open responses to finish");
+    crate::instance::mark_stopping();
     let _ = stop_tx.send(true);
     let all = u32::try_from(app.limits.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
