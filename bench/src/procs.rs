@@ -169,6 +169,8 @@ impl Launcher {
                     .arg(self.repo.join("spin.toml"))
                     .args(["--log-level", "warn"])
                     .args(["--max-connections", "50000"])
+                    // Every bench client comes from 127.0.0.1.
+                    .args(["--max-connections-per-ip", "0"])
                     .args(["--max-concurrent-requests", "50000"]);
                 for (k, v) in [
                     ("redis_url", redis.url()),

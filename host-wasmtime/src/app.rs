@@ -54,6 +54,25 @@ pub struct AppOptions {
     pub limits: Limits,
     /// Compilation cache directory (`None` disables the cache).
     pub cache_dir: Option<PathBuf>,
+    /// `--dev-admin-token`: generate an `admin_token` when none is set.
+    pub dev_admin_token: bool,
+}
+
+/// The application variable `--dev-admin-token` fills in.
+const ADMIN_TOKEN_VARIABLE: &str = "admin_token";
+
+/// A development admin token: `dev-` and 32 hex digits from the system's
+/// random source.
+fn generate_dev_token() -> Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for a development admin token")?;
+    Ok(format!(
+        "dev-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 /// Runs `spin up --sqlite` style statements: raw SQL against the default
@@ -111,6 +130,8 @@ pub struct App {
     pub redis_urls: Vec<String>,
     /// The epoch tick clock shared with instances.
     pub(crate) ticker: crate::limits::EpochTicker,
+    /// The admin token `--dev-admin-token` generated, shown in the banner only.
+    pub dev_admin_token: Option<String>,
 }
 
 impl std::fmt::Debug for App {
@@ -134,8 +155,29 @@ impl App {
         if opts.build {
             crate::build::run_builds(&manifest)?;
         }
-        let providers = Providers::from_process(opts.variables.clone())?;
-        let vars = AppVariables::resolve(&manifest.doc.variables, &providers)?;
+        let mut variables = opts.variables.clone();
+        let mut vars = AppVariables::resolve(
+            &manifest.doc.variables,
+            &Providers::from_process(variables.clone())?,
+        )?;
+        // `./dev up` on a fresh checkout: no admin token set anywhere, so the
+        // admin API would not exist. Make one for this run (printed in the
+        // banner only); every other way of running requires setting it.
+        let mut dev_admin_token = None;
+        if opts.dev_admin_token
+            && manifest.doc.variables.contains_key(ADMIN_TOKEN_VARIABLE)
+            && vars
+                .get(ADMIN_TOKEN_VARIABLE)
+                .is_ok_and(|v| v.trim().is_empty())
+        {
+            let token = generate_dev_token()?;
+            variables.push((ADMIN_TOKEN_VARIABLE.to_owned(), token.clone()));
+            vars = AppVariables::resolve(
+                &manifest.doc.variables,
+                &Providers::from_process(variables.clone())?,
+            )?;
+            dev_admin_token = Some(token);
+        }
         let runtime_config = match &opts.runtime_config_file {
             Some(path) => RuntimeConfig::load(path)?,
             None => RuntimeConfig::default(),
@@ -237,6 +279,7 @@ impl App {
             stores,
             redis_urls,
             ticker,
+            dev_admin_token,
         })
     }
 
@@ -254,6 +297,16 @@ impl App {
         }
         for store in &self.stores {
             let _ = writeln!(out, "{store}");
+        }
+        if let Some(token) = &self.dev_admin_token {
+            let base = format!("http://{addr}");
+            let _ = writeln!(
+                out,
+                "\nDEVELOPMENT admin token for this run (no admin_token was set; `spin up` and deployments require you to set one):\n  {token}\n\
+Create a PID and an API key for it (the key is shown once):\n  \
+curl -s -X POST {base}/api/v1/admin/pids -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"pid\":\"pid-dev\",\"name\":\"Dev App\"}}'\n  \
+curl -s -X POST {base}/api/v1/admin/pids/pid-dev/keys -H 'Authorization: Bearer {token}'"
+            );
         }
         out
     }

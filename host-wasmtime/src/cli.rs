@@ -52,8 +52,8 @@ pub struct UpArgs {
 
     /// Where the `default` SQLite database lives: `memory` or a file path
     /// [default: .spin/sqlite_db.db next to the manifest]. dock-host only;
-    /// under Spin use a runtime config file.
-    #[arg(long, value_name = "memory|PATH")]
+    /// under Spin use a runtime config file. Given twice, the last wins.
+    #[arg(long, value_name = "memory|PATH", overrides_with = "sqlite_db")]
     pub sqlite_db: Option<String>,
 
     /// Run a SQL statement (e.g. a migration) against the default database
@@ -61,6 +61,12 @@ pub struct UpArgs {
     /// order. As `spin up --sqlite`.
     #[arg(long = "sqlite", value_name = "STATEMENT|@FILE")]
     pub sqlite_statements: Vec<String>,
+
+    /// When no `admin_token` variable is set, generate a development token
+    /// for this run and print it (with the commands that create a PID and a
+    /// key) in the banner. `./dev up` passes it; never use it in production.
+    #[arg(long)]
+    pub dev_admin_token: bool,
 
     /// Run each component's build command before serving.
     #[arg(long)]
@@ -108,12 +114,20 @@ pub struct LimitArgs {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_instances: u32,
 
-    /// Requests handled at the same time; more wait.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    /// Requests handled at the same time (held long-polls and streams count); more wait.
+    #[arg(long, value_name = "N", default_value_t = 16384)]
     pub max_concurrent_requests: usize,
 
-    /// Open client connections; more wait to be accepted.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    /// Requests still unanswered after --waiting-after (long-polls) that may hold a request slot at once; one more is answered 503, so waiters never take the slots of the requests that wake them [default: --max-concurrent-requests less a sixteenth].
+    #[arg(long, value_name = "N")]
+    pub max_waiting_requests: Option<usize>,
+
+    /// How long a request runs unanswered before it counts as waiting.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub waiting_after: Duration,
+
+    /// Open client connections; more wait to be accepted. The open-files limit is raised to fit (or this lowered to it).
+    #[arg(long, value_name = "N", default_value_t = 16384)]
     pub max_connections: usize,
 
     /// Requests one instance serves before it is retired.
@@ -144,6 +158,18 @@ pub struct LimitArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// How long a request body may take in all, from the end of its head; slower clients get 408 and a closed connection. 0 disables.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// The longest pause between two pieces of a request body (408 beyond it). 0 disables.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub body_idle_timeout: Duration,
+
+    /// Open connections from one client address (IPv6: one /64); more are refused at once with 503. 0 = no cap (behind a proxy, cap in the proxy).
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    pub max_connections_per_ip: usize,
+
     /// Set TCP_NODELAY on accepted sockets. `false` leaves Nagle's algorithm
     /// on, as `spin up` does, to reproduce how Spin's socket behaves.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
@@ -157,6 +183,10 @@ impl From<&LimitArgs> for Limits {
             max_instance_memory: a.max_instance_memory,
             max_instances: a.max_instances,
             max_concurrent_requests: a.max_concurrent_requests,
+            max_waiting_requests: a
+                .max_waiting_requests
+                .unwrap_or_else(|| crate::limits::default_max_waiting(a.max_concurrent_requests)),
+            waiting_after: a.waiting_after,
             max_connections: a.max_connections,
             max_instance_reuse_count: a.max_instance_reuse_count,
             max_instance_concurrent_reuse_count: a.max_instance_concurrent_reuse_count,
@@ -165,6 +195,9 @@ impl From<&LimitArgs> for Limits {
             max_guest_resources: a.max_guest_resources,
             shutdown_timeout: a.shutdown_timeout,
             header_read_timeout: a.header_read_timeout,
+            body_read_timeout: a.body_read_timeout,
+            body_idle_timeout: a.body_idle_timeout,
+            max_connections_per_ip: a.max_connections_per_ip,
             tcp_nodelay: a.tcp_nodelay,
         }
     }

@@ -20,7 +20,7 @@ use wasmtime_wasi_http::handler::{
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings;
-use crate::limits::{Clock, Limits, Slice, SliceVerdict};
+use crate::limits::{Clock, Limits, Slice, SliceExceeded, SliceVerdict};
 use crate::outbound_http::OutboundHttp;
 use crate::redis::{Redis, RedisState, RedisView};
 use crate::sqlite::{Sqlite, SqliteState, SqliteView};
@@ -227,9 +227,7 @@ impl ComponentHandler {
                     component = %id,
                     "guest ran for more than --max-guest-slice {slice_limit:?} without waiting for I/O; stopping its instance"
                 );
-                Err(wasmtime::format_err!(
-                    "guest exceeded its CPU time slice ({slice_limit:?} of continuous execution)"
-                ))
+                Err(wasmtime::Error::new(SliceExceeded(slice_limit)))
             }
         });
         store

@@ -40,6 +40,8 @@ use anyhow::Result;
 
 /// Runs `dock-host up`: loads the app, listens, serves until SIGINT/SIGTERM.
 pub async fn up(args: cli::UpArgs) -> Result<()> {
+    let mut limits: limits::Limits = (&args.limits).into();
+    limits.fit_open_files();
     let opts = app::AppOptions {
         manifest: args.manifest(),
         variables: args.variables.clone(),
@@ -47,11 +49,14 @@ pub async fn up(args: cli::UpArgs) -> Result<()> {
         sqlite: args.sqlite_db.clone(),
         sqlite_statements: args.sqlite_statements.clone(),
         build: args.build,
-        limits: (&args.limits).into(),
+        limits,
         cache_dir: args.cache_dir(),
+        dev_admin_token: args.dev_admin_token,
     };
     let app = tokio::task::block_in_place(|| app::App::load(&opts))?;
     let listener = server::bind(args.listen).await?;
+    // Before the banner: whoever reads it may signal us at once.
+    let shutdown = server::shutdown_listener();
     let addr = listener.local_addr()?;
     print!("{}", app.banner(addr));
     use std::io::Write as _;
@@ -61,5 +66,5 @@ pub async fn up(args: cli::UpArgs) -> Result<()> {
         tracing::info!(address = %addr, app = %app.name, stores = ?app.stores, "serving");
     }
     tokio::spawn(app::probe_redis(app.redis_urls.clone()));
-    server::serve(Arc::new(app), listener, server::shutdown_signal()).await
+    server::serve(Arc::new(app), listener, shutdown).await
 }

@@ -42,9 +42,23 @@ pub struct Limits {
     /// `--max-instances` (default 1000, Spin's pool size): live component
     /// instances in the pooling allocator, over all components.
     pub max_instances: u32,
-    /// `--max-concurrent-requests` (default 1000): requests being handled at once.
+    /// `--max-concurrent-requests` (default 16384): requests being handled
+    /// at once. Held long-polls and streams count, so it is sized to hold
+    /// ten thousand waiters with room left for the requests that wake them.
     pub max_concurrent_requests: usize,
-    /// `--max-connections` (default 1000): open client connections.
+    /// `--max-waiting-requests` (default: `--max-concurrent-requests` less a
+    /// sixteenth, 15360): requests still unanswered after `--waiting-after`
+    /// (long-polls, mostly) that may hold a request slot at once. One
+    /// reaching `--waiting-after` with all of these taken is answered `503`
+    /// with `Retry-After`, so held waiters never take the slots that the
+    /// requests which would wake them (completions, creates) need.
+    pub max_waiting_requests: usize,
+    /// `--waiting-after` (default 1s): how long a request runs unanswered
+    /// before it counts as waiting.
+    pub waiting_after: Duration,
+    /// `--max-connections` (default 16384): open client connections (each
+    /// held SSE stream or long-poll is one). The host raises its open-files
+    /// limit to fit, and serves fewer if the system's hard limit is lower.
     pub max_connections: usize,
     /// `--max-instance-reuse-count` (default 128, as Spin): requests one
     /// instance serves before it is retired.
@@ -75,6 +89,22 @@ pub struct Limits {
     /// closes keep-alive connections idle that long). Bounds slowloris
     /// clients, which would otherwise hold connection slots forever.
     pub header_read_timeout: Duration,
+    /// `--body-read-timeout` (default 30s; 0 disables): how long a request
+    /// body may take in all, counted from the end of its head. A client that
+    /// declares a body and sends it slowly (or never) is answered `408` and
+    /// its connection closed, so it cannot hold a connection, a request slot
+    /// and an instance for ever.
+    pub body_read_timeout: Duration,
+    /// `--body-idle-timeout` (default 10s; 0 disables): the longest pause
+    /// between two pieces of a request body, answered as the total one.
+    pub body_idle_timeout: Duration,
+    /// `--max-connections-per-ip` (default 2048; 0 = no cap): open connections
+    /// from one client address (IPv6: one /64), so one client cannot take
+    /// every `--max-connections` slot. Connections over it are answered `503`
+    /// with `Retry-After` and closed at once, not queued. Behind a reverse
+    /// proxy every client shares the proxy's address: set 0 there and cap
+    /// per client in the proxy.
+    pub max_connections_per_ip: usize,
     /// `TCP_NODELAY` on accepted sockets (`spin up` leaves it off).
     pub tcp_nodelay: bool,
 }
@@ -85,8 +115,10 @@ impl Default for Limits {
             max_guest_slice: Duration::from_secs(10),
             max_instance_memory: 256 << 20,
             max_instances: 1000,
-            max_concurrent_requests: 1000,
-            max_connections: 1000,
+            max_concurrent_requests: 16384,
+            max_waiting_requests: default_max_waiting(16384),
+            waiting_after: Duration::from_secs(1),
+            max_connections: 16384,
             max_instance_reuse_count: 128,
             max_instance_concurrent_reuse_count: 16,
             idle_instance_timeout: Duration::from_secs(1),
@@ -94,9 +126,20 @@ impl Default for Limits {
             max_guest_resources: 10_000,
             shutdown_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(10),
+            max_connections_per_ip: 2048,
             tcp_nodelay: true,
         }
     }
+}
+
+/// `--max-waiting-requests` when not given: all request slots but a
+/// sixteenth (at least one kept for requests that answer at once).
+pub fn default_max_waiting(max_concurrent_requests: usize) -> usize {
+    max_concurrent_requests
+        .saturating_sub((max_concurrent_requests / 16).max(1))
+        .max(1)
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
@@ -138,7 +181,31 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
+/// Open files kept for everything but client connections (Redis, SQLite,
+/// the compilation cache, the runtime).
+const FILES_BESIDES_CONNECTIONS: u64 = 1024;
+
 impl Limits {
+    /// Raises the process's open-files limit so `--max-connections` fit;
+    /// where the system's hard limit is lower, serves fewer connections and
+    /// says so (accepting past the limit would fail with EMFILE).
+    pub fn fit_open_files(&mut self) {
+        let want = self.max_connections as u64 + FILES_BESIDES_CONNECTIONS;
+        match rlimit::increase_nofile_limit(want) {
+            Ok(have) if have >= want => {}
+            Ok(have) => {
+                let fit = have.saturating_sub(FILES_BESIDES_CONNECTIONS).max(1) as usize;
+                tracing::warn!(
+                    "the open-files limit is {have} (hard limit): serving {fit} connections, not --max-connections {}; raise `ulimit -Hn` for more",
+                    self.max_connections
+                );
+                self.max_connections = fit;
+                self.max_connections_per_ip = self.max_connections_per_ip.min(fit);
+            }
+            Err(e) => tracing::warn!("cannot read or raise the open-files limit: {e}"),
+        }
+    }
+
     /// The guest slice in epoch ticks (at least 1).
     pub fn slice_ticks(&self) -> u64 {
         (self.max_guest_slice.as_millis() / TICK.as_millis()).max(1) as u64
@@ -149,7 +216,11 @@ impl Limits {
         if self.max_instance_memory > 4 << 30 {
             bail!("--max-instance-memory cannot exceed 4GiB (wasm32)");
         }
+        if self.max_waiting_requests > self.max_concurrent_requests {
+            bail!("--max-waiting-requests cannot exceed --max-concurrent-requests");
+        }
         for (name, v) in [
+            ("--max-waiting-requests", self.max_waiting_requests),
             ("--max-instances", self.max_instances as usize),
             ("--max-concurrent-requests", self.max_concurrent_requests),
             ("--max-connections", self.max_connections),
@@ -286,14 +357,19 @@ impl Clock {
 
 /// Per-instance bookkeeping for the CPU slice.
 ///
-/// The count starts at the first epoch tick seen after the instance was idle
-/// (so time spent idle before a request arrives never counts), and is checked
-/// on every later tick until the instance is idle again.
+/// It counts the ticks in which guest code of the instance was executing
+/// (the epoch callback runs at most once per tick, and only while guest code
+/// runs) since the instance was last idle. Time the instance spends yielded
+/// to tokio, or descheduled on a busy machine, is not execution and does not
+/// count: only a guest that keeps a thread busy without ever waiting does.
 #[derive(Debug)]
 pub struct Slice {
     clock: Clock,
     max_ticks: u64,
-    start: AtomicU64,
+    /// Ticks with guest execution since the instance was last idle.
+    ran: AtomicU64,
+    /// The last tick counted (two callbacks in one tick count once).
+    last_tick: AtomicU64,
     idle_seen: AtomicBool,
     yielding: AtomicBool,
 }
@@ -308,13 +384,13 @@ pub enum SliceVerdict {
 }
 
 impl Slice {
-    /// A fresh slice; counting starts at the first tick of guest execution.
+    /// A fresh slice; nothing counted yet.
     pub fn new(clock: Clock, max_ticks: u64) -> Arc<Self> {
-        let now = clock.now();
         Arc::new(Self {
             clock,
             max_ticks,
-            start: AtomicU64::new(now),
+            ran: AtomicU64::new(0),
+            last_tick: AtomicU64::new(u64::MAX),
             idle_seen: AtomicBool::new(true),
             yielding: AtomicBool::new(false),
         })
@@ -324,8 +400,11 @@ impl Slice {
     pub fn on_epoch(&self) -> SliceVerdict {
         let now = self.clock.now();
         if self.idle_seen.swap(false, Ordering::Relaxed) {
-            self.start.store(now, Ordering::Relaxed);
-        } else if now.saturating_sub(self.start.load(Ordering::Relaxed)) > self.max_ticks {
+            self.ran.store(0, Ordering::Relaxed);
+        }
+        if self.last_tick.swap(now, Ordering::Relaxed) != now
+            && self.ran.fetch_add(1, Ordering::Relaxed) + 1 > self.max_ticks
+        {
             return SliceVerdict::Exceeded;
         }
         self.yielding.store(true, Ordering::Relaxed);
@@ -340,6 +419,24 @@ impl Slice {
         }
     }
 }
+
+/// The error a guest stopped by its CPU slice fails with: requests of the
+/// instance that have no answer yet are answered `503` (the host is
+/// overloaded or the guest misbehaves; a retry lands on a fresh instance).
+#[derive(Debug)]
+pub struct SliceExceeded(pub Duration);
+
+impl std::fmt::Display for SliceExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "guest exceeded its CPU time slice ({:?} of continuous execution)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for SliceExceeded {}
 
 #[cfg(test)]
 mod tests {
@@ -360,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn slice_counts_continuous_execution_only() {
+    fn slice_counts_ticks_of_execution_only() {
         let ticks = Arc::new(AtomicU64::new(100));
         let set = |t: u64| ticks.store(t, Ordering::Relaxed);
         let slice = Slice::new(Clock(ticks.clone()), 5);
@@ -369,24 +466,39 @@ mod tests {
         assert_eq!(slice.on_epoch(), SliceVerdict::Continue);
         slice.on_pending(); // our own yield
         // Running: ticks pass; our yields do not restart the count.
-        for t in 1001..=1005 {
+        for t in 1001..=1004 {
             set(t);
             assert_eq!(slice.on_epoch(), SliceVerdict::Continue);
             slice.on_pending();
         }
-        set(1006);
+        // Two callbacks in one tick count once.
+        assert_eq!(slice.on_epoch(), SliceVerdict::Continue);
+        slice.on_pending();
+        set(1005);
+        assert_eq!(slice.on_epoch(), SliceVerdict::Exceeded);
+
+        // Yielded or descheduled for a long time (a busy host): the wall
+        // clock runs, the count does not.
+        let slice = Slice::new(Clock(ticks.clone()), 5);
+        for round in 0..4 {
+            set(3000 + round * 1000);
+            assert_eq!(slice.on_epoch(), SliceVerdict::Continue);
+            slice.on_pending(); // our yield, then a long wait for a thread
+        }
+        set(9000);
+        assert_eq!(slice.on_epoch(), SliceVerdict::Continue);
+        set(9001);
         assert_eq!(slice.on_epoch(), SliceVerdict::Exceeded);
 
         // Waiting on I/O (a Pending that is not our yield) restarts the count.
         let slice = Slice::new(Clock(ticks.clone()), 5);
         for round in 0..10 {
-            let base = 2000 + round * 10;
-            set(base);
-            assert_eq!(slice.on_epoch(), SliceVerdict::Continue);
-            slice.on_pending(); // our yield
-            set(base + 4);
-            assert_eq!(slice.on_epoch(), SliceVerdict::Continue);
-            slice.on_pending(); // our yield
+            let base = 20_000 + round * 10;
+            for t in base..base + 4 {
+                set(t);
+                assert_eq!(slice.on_epoch(), SliceVerdict::Continue);
+                slice.on_pending(); // our yield
+            }
             slice.on_pending(); // the guest now waits for I/O
         }
     }

@@ -158,6 +158,9 @@ pub fn spin_args(args: &[String], state_dir: &Path) -> Result<Vec<String>> {
             "--no-cache" => out.push("--disable-cache".to_owned()),
             // Spin's sockets keep Nagle's algorithm on.
             "--tcp-nodelay" if value()? == "false" => {}
+            // Spin caps no address's connections: lifting dock-host's cap is
+            // what Spin does already.
+            "--max-connections-per-ip" if value()? == "0" => {}
             other => bail!(
                 "`{other}` is a dock-host flag with no `spin up` equivalent: this test is dock-host only"
             ),
@@ -535,6 +538,8 @@ mod tests {
                 "64MiB",
                 "--tcp-nodelay",
                 "false",
+                "--max-connections-per-ip",
+                "0",
                 "--listen",
                 "127.0.0.1:0",
             ]),
@@ -585,6 +590,8 @@ mod tests {
             ["--max-guest-slice", "1s"],
             ["--tcp-nodelay", "true"],
             ["--header-read-timeout", "2s"],
+            ["--max-connections-per-ip", "8"],
+            ["--body-read-timeout", "2s"],
         ] {
             let e = spin_args(&args(&only), state).unwrap_err().to_string();
             assert!(e.contains(only[0]) && e.contains("dock-host only"), "{e}");

@@ -616,16 +616,23 @@ async fn a_guest_that_loops_forever_is_stopped_and_the_host_keeps_serving() {
     )
     .unwrap();
     let started = Instant::now();
-    let (status, _) = tokio::time::timeout(T, get(&host.url("/probe/loop")))
+    let resp = tokio::time::timeout(T, reqwest::get(host.url("/probe/loop")))
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(status, 500);
+    // Stopped by its slice: 503 with Retry-After (a retry gets a fresh
+    // instance), as for any request whose instance stopped under it.
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(
+        resp.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
-    // The log line travels through a pipe; it may trail the 500.
+    // The log line travels through a pipe; it may trail the 503.
     wait_until(T, "the host to log the stopped guest", || {
         host.output().contains("--max-guest-slice")
     })
@@ -712,7 +719,9 @@ async fn instance_memory_is_limited_and_the_host_survives_an_oversized_guest() {
     )
     .unwrap();
     assert_eq!(get(&host.url("/probe/alloc?4")).await, (200, "4".into()));
-    assert_eq!(get(&host.url("/probe/alloc?64")).await.0, 500);
+    // The instance traps (out of memory): 503 + Retry-After, as for every
+    // request whose instance stopped before answering.
+    assert_eq!(get(&host.url("/probe/alloc?64")).await.0, 503);
     assert_eq!(get(&host.url("/probe/alloc?4")).await, (200, "4".into()));
 }
 

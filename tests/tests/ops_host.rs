@@ -303,3 +303,70 @@ fn startup_errors_name_the_manifest_line_and_the_variable() -> Result<()> {
     );
     Ok(())
 }
+
+/// `--dev-admin-token` (what `./dev up` passes): with no `admin_token` set,
+/// the banner prints a development token and two `curl` commands that, run
+/// as printed, create a PID and an API key; with a token set, nothing is
+/// generated, and without the flag the admin API does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_admin_token_makes_a_first_run_usable() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let manifest = artifacts::root_manifest(dir.path())?;
+    let host = tokio::task::block_in_place(|| {
+        Host::start(&manifest, &["--sqlite-db", "memory", "--dev-admin-token"])
+    })?;
+    let out = host.output();
+    ensure!(out.contains("DEVELOPMENT admin token"), "{out}");
+    let token = out
+        .lines()
+        .skip_while(|l| !l.contains("DEVELOPMENT admin token"))
+        .nth(1)
+        .map(str::trim)
+        .context("token line")?
+        .to_owned();
+    ensure!(token.starts_with("dev-") && token.len() == 36, "{token:?}");
+    let curls: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("curl "))
+        .collect();
+    ensure!(curls.len() == 2, "{out}");
+    let run = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &curls.join("\n")])
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    ensure!(run.status.success(), "{stdout}");
+    ensure!(
+        stdout.contains(r#""pid":"pid-dev""#) && stdout.contains(r#""key":"dock_"#),
+        "the printed commands did not create a PID and a key: {stdout}"
+    );
+    // The token is nowhere but the banner: not in the log lines.
+    let logged = out.lines().filter(|l| l.contains(&token)).count();
+    ensure!(
+        logged == 1 + curls.len(),
+        "the token appears elsewhere: {out}"
+    );
+    drop(host);
+
+    // A token that is set wins; no banner.
+    let host = tokio::task::block_in_place(|| {
+        Host::start(
+            &manifest,
+            &[
+                "--sqlite-db",
+                "memory",
+                "--dev-admin-token",
+                "--variable",
+                "admin_token=an-operator-chosen-token",
+            ],
+        )
+    })?;
+    ensure!(!host.output().contains("DEVELOPMENT"), "{}", host.output());
+    drop(host);
+    // Without the flag (`spin up`, deployments): no admin API.
+    let host = tokio::task::block_in_place(|| Host::start(&manifest, &["--sqlite-db", "memory"]))?;
+    let (s, _) = get_json(&host.url("/api/v1/admin/stats")).await?;
+    ensure!(s == 404, "admin API without a token: {s}");
+    Ok(())
+}

@@ -68,6 +68,21 @@ impl Service {
         Self::start_with(cfg.reuse, redis, n, &[], vars)
     }
 
+    /// [`start_n`](Self::start_n) with extra `up` flags for every instance.
+    pub async fn start_n_with(
+        cfg: impl Into<Cfg>,
+        n: usize,
+        host_args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Result<Service> {
+        let cfg = cfg.into();
+        let redis = match cfg.store {
+            StoreKind::Redis => Some(RedisServer::start()?),
+            StoreKind::Sqlite => None,
+        };
+        Self::start_with(cfg.reuse, redis, n, host_args, vars)
+    }
+
     /// One instance started with extra `up` flags, e.g. `--tcp-nodelay false`.
     pub async fn start_with_host_args(
         cfg: impl Into<Cfg>,
@@ -89,7 +104,17 @@ impl Service {
         n: usize,
         vars: &[(&str, &str)],
     ) -> Result<Service> {
-        Self::start_with(true, Some(redis), n, &[], vars)
+        Self::start_on_redis_with(redis, n, &[], vars).await
+    }
+
+    /// [`start_on_redis`](Self::start_on_redis) with extra `up` flags.
+    pub async fn start_on_redis_with(
+        redis: RedisServer,
+        n: usize,
+        host_args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Result<Service> {
+        Self::start_with(true, Some(redis), n, host_args, vars)
     }
 
     fn start_with(
