@@ -39,6 +39,10 @@ export interface SessionView {
   expiresAt: string;
   /** An object exactly when `status` is `completed`. */
   result: VerificationResult | null;
+  /** The create's `expectedDiscordId`; absent when it gave none. */
+  expectedDiscordId?: string;
+  /** The create's `displayLabel`; absent when it gave none. */
+  displayLabel?: string;
 }
 
 /** A completed session's view. */
@@ -64,6 +68,10 @@ export interface CreateSessionRequest {
   pid: string;
   clientId: string;
   guildId?: string | null;
+  /** Only this Discord account (decimal id) may complete the session. */
+  expectedDiscordId?: string | null;
+  /** Shown on the verify page (at most 100 characters). */
+  displayLabel?: string | null;
 }
 
 /** `data` of `GET /api/v1/public/discord-to-roblox`. */

@@ -54,6 +54,18 @@ pub struct Settings {
     pub discord_oauth_base: String,
     /// `roblox_oauth_base` (default `https://apis.roblox.com`).
     pub roblox_oauth_base: String,
+    /// `flow_requests_per_minute`: requests one client address may make to
+    /// the public flow endpoints (verify page, start, callbacks) per minute
+    /// (0–100000, default 300; 0 = no limit).
+    pub flow_requests_per_minute: u64,
+    /// `flow_starts_per_session`: how often one session's flow may be
+    /// started (1–1000, default 10); each start replaces the last.
+    pub flow_starts_per_session: u64,
+    /// `client_address_header`: the request header that carries the client's
+    /// address when a proxy stands in front (e.g. `x-forwarded-for`, of which
+    /// the last entry counts); empty = the connection's address as Spin
+    /// reports it (`spin-client-addr`).
+    pub client_address_header: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -75,6 +87,9 @@ impl std::fmt::Debug for Settings {
             .field("session_retention_secs", &self.session_retention_secs)
             .field("discord", &self.discord)
             .field("roblox", &self.roblox)
+            .field("flow_requests_per_minute", &self.flow_requests_per_minute)
+            .field("flow_starts_per_session", &self.flow_starts_per_session)
+            .field("client_address_header", &self.client_address_header)
             .finish()
     }
 }
@@ -99,8 +114,11 @@ pub mod names {
     pub const ROBLOX_OAUTH_BASE: &str = "roblox_oauth_base";
     pub const ROBLOX_CLIENT_ID: &str = "roblox_client_id";
     pub const ROBLOX_CLIENT_SECRET: &str = "roblox_client_secret";
+    pub const FLOW_REQUESTS_PER_MINUTE: &str = "flow_requests_per_minute";
+    pub const FLOW_STARTS_PER_SESSION: &str = "flow_starts_per_session";
+    pub const CLIENT_ADDRESS_HEADER: &str = "client_address_header";
     /// Every variable `Settings` reads.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 20] = [
         PUBLIC_BASE_URL,
         REDIS_URL,
         SESSION_TTL_SECONDS,
@@ -118,6 +136,9 @@ pub mod names {
         ROBLOX_OAUTH_BASE,
         ROBLOX_CLIENT_ID,
         ROBLOX_CLIENT_SECRET,
+        FLOW_REQUESTS_PER_MINUTE,
+        FLOW_STARTS_PER_SESSION,
+        CLIENT_ADDRESS_HEADER,
     ];
 }
 
@@ -323,6 +344,21 @@ impl Settings {
                 86_400,
                 60..=2_592_000,
             )?,
+            flow_requests_per_minute: number(&lookup, FLOW_REQUESTS_PER_MINUTE, 300, 0..=100_000)?,
+            flow_starts_per_session: number(&lookup, FLOW_STARTS_PER_SESSION, 10, 1..=1_000)?,
+            client_address_header: match text(&lookup, CLIENT_ADDRESS_HEADER) {
+                Some(h)
+                    if !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
+                    return Err(ConfigError {
+                        variable: CLIENT_ADDRESS_HEADER,
+                        reason: "must be a header name (letters, digits, - and _)".into(),
+                    });
+                }
+                h => h.map(|h| h.to_ascii_lowercase()),
+            },
         })
     }
 }
@@ -356,6 +392,21 @@ mod tests {
         );
         assert_eq!(s.admin_token, None);
         assert_eq!(s.limits.max_body_bytes, 16_384);
+        assert_eq!(
+            (
+                s.flow_requests_per_minute,
+                s.flow_starts_per_session,
+                s.client_address_header.clone()
+            ),
+            (300, 10, None)
+        );
+        assert_eq!(
+            with(&[("client_address_header", "X-Forwarded-For")])
+                .unwrap()
+                .client_address_header
+                .as_deref(),
+            Some("x-forwarded-for")
+        );
         // Blank means default too (Spin variables default to "").
         assert_eq!(
             with(&[("redis_url", ""), ("admin_token", " ")])
@@ -386,6 +437,9 @@ mod tests {
             ("roblox_oauth_base", "http://127.0.0.1.evil.example"),
             ("roblox_oauth_base", "http://localhost.evil.example:80"),
             ("discord_oauth_base", "http://[::2]:80"),
+            ("flow_requests_per_minute", "x"),
+            ("flow_starts_per_session", "0"),
+            ("client_address_header", "x-forwarded-for: 1"),
         ];
         for (var, value) in cases {
             let e = with(&[(var, value)]).unwrap_err();

@@ -254,11 +254,22 @@ pub fn hash_api_key(presented: &str) -> KeyHash {
     KeyHash(hex)
 }
 
-/// The key under which a PID's live session for (clientId, guildId) is
-/// remembered for reuse: hex SHA-256 of the JSON array `[clientId, guildId]`,
-/// so any characters in the ids are safe in store keys and cannot collide.
-pub fn reuse_digest(client_id: &str, guild_id: Option<&str>) -> String {
-    let json = serde_json::to_string(&(client_id, guild_id)).unwrap_or_default();
+/// The key under which a PID's live session for (clientId, guildId[,
+/// expectedDiscordId]) is remembered for reuse: hex SHA-256 of that JSON
+/// array, so any characters in the ids are safe in store keys and cannot
+/// collide.
+pub fn reuse_digest(
+    client_id: &str,
+    guild_id: Option<&str>,
+    expected_discord_id: Option<&str>,
+) -> String {
+    // Without an expected Discord id, the digest of the original pair, so
+    // reuse slots written before that field existed still match.
+    let json = match expected_discord_id {
+        None => serde_json::to_string(&(client_id, guild_id)),
+        Some(d) => serde_json::to_string(&(client_id, guild_id, d)),
+    }
+    .unwrap_or_default();
     hash_api_key(&json).0
 }
 
@@ -332,10 +343,28 @@ mod tests {
 
     #[test]
     fn reuse_digest_separates_fields() {
-        assert_ne!(reuse_digest("a", Some("b")), reuse_digest("a\",\"b", None));
-        assert_ne!(reuse_digest("a", None), reuse_digest("a", Some("")));
-        assert_eq!(reuse_digest("a", Some("b")), reuse_digest("a", Some("b")));
-        assert_eq!(reuse_digest("a", None).len(), 64);
+        assert_ne!(
+            reuse_digest("a", Some("b"), None),
+            reuse_digest("a\",\"b", None, None)
+        );
+        assert_ne!(
+            reuse_digest("a", None, None),
+            reuse_digest("a", Some(""), None)
+        );
+        assert_eq!(
+            reuse_digest("a", Some("b"), None),
+            reuse_digest("a", Some("b"), None)
+        );
+        assert_eq!(reuse_digest("a", None, None).len(), 64);
+        // The expected Discord account is part of the identity.
+        assert_ne!(
+            reuse_digest("a", None, Some("1")),
+            reuse_digest("a", None, Some("2"))
+        );
+        assert_ne!(
+            reuse_digest("a", None, Some("1")),
+            reuse_digest("a", None, None)
+        );
     }
 
     #[test]

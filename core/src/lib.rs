@@ -11,7 +11,8 @@
 //!
 //! What lives here, by role:
 //! - **state**: [`session`] (pending → completed | expired | cancelled, reuse),
-//!   [`link`] (linkChanged / previousRobloxId), [`quota`] (fixed windows);
+//!   [`link`] (linkChanged / previousRobloxId), [`quota`] (fixed windows),
+//!   [`ratelimit`] (the public flow endpoints' windows and client buckets);
 //! - **input**: [`request`] (body validation), [`id`] (ids, keys, hashing),
 //!   [`longpoll`] (`wait`, query), [`config`] (typed settings);
 //! - **output**: [`wire`] (the exact JSON), [`error`] (status + stable code in
@@ -26,6 +27,7 @@ pub mod longpoll;
 pub mod oauth;
 pub mod pages;
 pub mod quota;
+pub mod ratelimit;
 pub mod request;
 pub mod retry;
 pub mod session;

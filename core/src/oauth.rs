@@ -77,6 +77,49 @@ pub fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// An OAuth `state`: `<sid>.<token>`, the session a flow belongs to and a
+/// single-use [`token`]. The sid lets a store keep one live flow per session
+/// (a new start replaces the last, so a flood of starts stays one record);
+/// the token is the secret a callback must present. Stores keep only
+/// [`binding_hash`] of the token.
+pub fn flow_state(sid: &SessionId, token: &str) -> String {
+    format!("{sid}.{token}")
+}
+
+/// Splits a [`flow_state`]; `None` unless it is a session id and a token.
+pub fn parse_flow_state(state: &str) -> Option<(SessionId, &str)> {
+    let (sid, token) = state.split_once('.')?;
+    let sid = SessionId::parse(sid).ok()?;
+    is_token(token).then_some((sid, token))
+}
+
+/// Whether a `POST` to the verify page's start form may go on: a defence
+/// against cross-site auto-submitted forms (login CSRF), by Fetch Metadata
+/// where the browser sends it (`Sec-Fetch-Site` must be `same-origin`, or
+/// `none` for a user's own navigation), else by `Origin`, which must be the
+/// service's own (`public_base_url`'s origin). A request with neither comes
+/// from no browser that could be tricked into sending it.
+pub fn start_request_allowed(
+    sec_fetch_site: Option<&str>,
+    origin: Option<&str>,
+    public_base_url: &str,
+) -> bool {
+    if let Some(site) = sec_fetch_site {
+        return matches!(site.trim(), "same-origin" | "none");
+    }
+    let Some(origin) = origin else {
+        return true;
+    };
+    let ours = match public_base_url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split('/').next().unwrap_or("");
+            format!("{scheme}://{authority}")
+        }
+        None => return false,
+    };
+    origin.trim().eq_ignore_ascii_case(&ours)
+}
+
 /// A PKCE pair (RFC 7636, method S256).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pkce {
@@ -429,6 +472,58 @@ mod tests {
             base: "https://discord.com".into(),
             client_id: "cid".into(),
             client_secret: "sec".into(),
+        }
+    }
+
+    #[test]
+    fn start_form_refuses_cross_site_posts() {
+        let base = "https://verify.example.com/prefix";
+        // Fetch Metadata decides when present.
+        assert!(start_request_allowed(Some("same-origin"), None, base));
+        assert!(start_request_allowed(Some("none"), None, base));
+        assert!(!start_request_allowed(Some("cross-site"), None, base));
+        assert!(!start_request_allowed(Some("same-site"), None, base));
+        assert!(!start_request_allowed(
+            Some("cross-site"),
+            Some("https://verify.example.com"),
+            base
+        ));
+        // Else the Origin, which must be ours.
+        assert!(start_request_allowed(
+            None,
+            Some("https://verify.example.com"),
+            base
+        ));
+        assert!(!start_request_allowed(
+            None,
+            Some("https://evil.example"),
+            base
+        ));
+        assert!(!start_request_allowed(None, Some("null"), base));
+        assert!(!start_request_allowed(
+            None,
+            Some("http://verify.example.com"),
+            base
+        ));
+        // Neither: no browser sent it.
+        assert!(start_request_allowed(None, None, base));
+    }
+
+    #[test]
+    fn flow_state_carries_the_session() {
+        let sid = SessionId::from_entropy([7; 16]);
+        let tok = token([3; 32]);
+        let state = flow_state(&sid, &tok);
+        assert_eq!(parse_flow_state(&state), Some((sid.clone(), tok.as_str())));
+        for bad in [
+            tok.clone(),
+            format!("{sid}"),
+            format!("{sid}.short"),
+            format!("vsn_x.{tok}"),
+            format!("{sid}.{tok}.x"),
+            format!(".{tok}"),
+        ] {
+            assert_eq!(parse_flow_state(&bad), None, "{bad}");
         }
     }
 

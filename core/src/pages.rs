@@ -69,9 +69,17 @@ fn layout(status: u16, title: &str, body: &str) -> Page {
 
 /// The page at `verifyUrl` for a pending session: who asks, what will be
 /// linked, and a button that starts the flow (a form POST; works without JS).
-pub fn verify_page(app_name: &str, pid: &Pid, sid: &SessionId) -> Page {
+pub fn verify_page(app_name: &str, pid: &Pid, sid: &SessionId, label: Option<&str>) -> Page {
+    // The integrator's name for the user: someone sent another person's link
+    // can tell before signing in.
+    let label = label.map_or_else(String::new, |l| {
+        format!(
+            "<p>This verification is for <strong>{}</strong>. If that is not you, close this tab.</p>",
+            escape(l)
+        )
+    });
     let body = format!(
-        "<p><strong>{app}</strong> asks you to verify your accounts.</p>\
+        "<p><strong>{app}</strong> asks you to verify your accounts.</p>{label}\
 <p>You will sign in to:</p><ol><li><strong>Discord</strong>, to share your Discord user ID;</li>\
 <li><strong>Roblox</strong>, to share your Roblox user ID.</li></ol>\
 <p class=\"muted\">{app} will receive both IDs and learn whether this Discord account was linked to another Roblox account before. Nothing else is shared.</p>\
@@ -126,11 +134,27 @@ mod tests {
             "<script>x</script>",
             &Pid::parse("pid-a").unwrap(),
             &SessionId::from_entropy([1; 16]),
+            None,
         );
         assert!(!p.html.contains("<script>"));
         assert!(p.html.contains("&lt;script&gt;"));
         assert!(p.html.contains("action=\"discord/start\""));
         assert!(!p.html.contains("<script"), "no scripts at all");
+        assert!(!p.html.contains("This verification is for"));
+        // The integrator's label for the user, escaped.
+        let p = verify_page(
+            "App",
+            &Pid::parse("pid-a").unwrap(),
+            &SessionId::from_entropy([1; 16]),
+            Some("<b>Ann</b> & co"),
+        );
+        assert!(
+            p.html.contains(
+                "This verification is for <strong>&lt;b&gt;Ann&lt;/b&gt; &amp; co</strong>"
+            ),
+            "{}",
+            p.html
+        );
     }
 
     #[test]

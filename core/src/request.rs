@@ -14,6 +14,7 @@
 //! | `clientId` | 256 characters |
 //! | `guildId` | 128 characters |
 //! | PID display `name` | 100 characters |
+//! | `displayLabel` | 100 characters |
 //! | `discordId`, `robloxId` | 1–20 decimal digits (Discord snowflakes, Roblox user ids) |
 //! | `pid` | see [`Pid::parse`] |
 //!
@@ -36,6 +37,8 @@ pub struct Limits {
     pub max_guild_id_chars: usize,
     /// Longest PID display name, in characters.
     pub max_name_chars: usize,
+    /// Longest `displayLabel`, in characters.
+    pub max_display_label_chars: usize,
 }
 
 impl Default for Limits {
@@ -45,6 +48,7 @@ impl Default for Limits {
             max_client_id_chars: 256,
             max_guild_id_chars: 128,
             max_name_chars: 100,
+            max_display_label_chars: 100,
         }
     }
 }
@@ -225,9 +229,18 @@ impl Fields {
     }
 
     fn platform_id(&mut self, field: &str) -> Result<String, RequestError> {
-        let s = self.string(field, MAX_PLATFORM_ID_DIGITS)?;
+        self.optional_platform_id(field)?
+            .ok_or_else(|| RequestError::Missing {
+                field: field.into(),
+            })
+    }
+
+    fn optional_platform_id(&mut self, field: &str) -> Result<Option<String>, RequestError> {
+        let Some(s) = self.optional_string(field, MAX_PLATFORM_ID_DIGITS)? else {
+            return Ok(None);
+        };
         if s.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(s)
+            Ok(Some(s))
         } else {
             Err(RequestError::Invalid {
                 field: field.into(),
@@ -266,16 +279,36 @@ pub struct CreateSessionRequest {
     /// Optional guild context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guild_id: Option<String>,
+    /// Optional: the only Discord account that may complete the session (the
+    /// Discord callback refuses any other; the session stays pending). Part
+    /// of the reuse identity: a create with another value gets its own session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_discord_id: Option<String>,
+    /// Optional: how the integrator names the user, shown on the verify page
+    /// so that someone sent another person's link can tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_label: Option<String>,
 }
 
 impl CreateSessionRequest {
     /// Validates a create body.
     pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, RequestError> {
-        let mut f = Fields::new(parse_object(body, limits)?, &["pid", "clientId", "guildId"])?;
+        let mut f = Fields::new(
+            parse_object(body, limits)?,
+            &[
+                "pid",
+                "clientId",
+                "guildId",
+                "expectedDiscordId",
+                "displayLabel",
+            ],
+        )?;
         Ok(CreateSessionRequest {
             pid: f.pid("pid")?,
             client_id: f.string("clientId", limits.max_client_id_chars)?,
             guild_id: f.optional_string("guildId", limits.max_guild_id_chars)?,
+            expected_discord_id: f.optional_platform_id("expectedDiscordId")?,
+            display_label: f.optional_string("displayLabel", limits.max_display_label_chars)?,
         })
     }
 }

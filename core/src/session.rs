@@ -71,6 +71,12 @@ pub struct Session {
     pub client_id: String,
     /// Optional guild context.
     pub guild_id: Option<String>,
+    /// The only Discord account that may complete it through the flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_discord_id: Option<String>,
+    /// How the integrator names the user, shown on the verify page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_label: Option<String>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it stops accepting completion.
@@ -101,6 +107,10 @@ pub enum TransitionError {
 }
 
 /// What completing a session did.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a transient return value, matched at once; boxing would allocate on every call"
+)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {
     /// The session was pending: here is the completed record to store, and the
@@ -112,6 +122,10 @@ pub enum Completion {
 
 /// What a create request should do, given the live session for the same
 /// (pid, clientId, guildId), if any.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a transient return value, matched at once; boxing would allocate on every call"
+)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateDecision {
     /// Return this pending session with `reusedExisting: true`, unchanged:
@@ -137,10 +151,32 @@ impl Session {
             pid,
             client_id,
             guild_id,
+            expected_discord_id: None,
+            display_label: None,
             created_at: now,
             expires_at: now.plus_secs(ttl_secs),
             state: State::Pending(Pending {}),
         }
+    }
+
+    /// The same session, bound to one Discord account and/or labelled for
+    /// the verify page (the create body's optional fields).
+    pub fn bound_to(
+        mut self,
+        expected_discord_id: Option<String>,
+        display_label: Option<String>,
+    ) -> Self {
+        self.expected_discord_id = expected_discord_id;
+        self.display_label = display_label;
+        self
+    }
+
+    /// Whether the Discord account `discord_id` may complete this session
+    /// (any account unless the create named one).
+    pub fn accepts_discord(&self, discord_id: &str) -> bool {
+        self.expected_discord_id
+            .as_deref()
+            .is_none_or(|expected| expected == discord_id)
     }
 
     // ---- getters -------------------------------------------------------
@@ -197,6 +233,8 @@ impl Session {
             status: self.status_at(now),
             expires_at: self.expires_at,
             result: self.result().cloned(),
+            expected_discord_id: self.expected_discord_id.clone(),
+            display_label: self.display_label.clone(),
         }
     }
 

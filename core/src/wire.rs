@@ -84,6 +84,12 @@ pub struct SessionView {
     pub expires_at: Timestamp,
     /// The result, `null` unless completed.
     pub result: Option<VerificationResult>,
+    /// The create's `expectedDiscordId`; absent when it gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_discord_id: Option<String>,
+    /// The create's `displayLabel`; absent when it gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_label: Option<String>,
 }
 
 /// `data` of `POST /api/v1/verify/session`, in the spec's field order.

@@ -10,6 +10,7 @@ use dock_core::oauth::{
     StateError,
 };
 use dock_core::pages::{self, Page};
+use dock_core::ratelimit;
 use dock_core::{ApiError, ErrorCode, Pid, Session, SessionId, Settings, Status};
 use http_body_util::{BodyExt as _, Limited};
 use spin_sdk::http::Request;
@@ -54,8 +55,11 @@ fn page_response(settings: &Settings, page: Page) -> Response {
         &settings.discord_oauth_base,
         &settings.roblox_oauth_base,
     ]);
-    http::Response::builder()
-        .status(page.status)
+    let mut b = http::Response::builder();
+    if page.status == 429 {
+        b = b.header(http::header::RETRY_AFTER, RATE_RETRY_AFTER_SECS.to_string());
+    }
+    b.status(page.status)
         .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
         .header(http::header::CACHE_CONTROL, "no-store")
         .header(http::header::CONTENT_SECURITY_POLICY, csp)
@@ -81,6 +85,42 @@ fn redirect(location: &str, cookie: Option<String>) -> Response {
 
 fn finish(settings: &Settings, r: Result<Response, Stop>) -> Response {
     r.unwrap_or_else(|Stop(page)| page_response(settings, page))
+}
+
+/// `Retry-After` of a rate-limited flow page: the rest of a window at most.
+const RATE_RETRY_AFTER_SECS: u64 = 60;
+
+fn too_many(message: &str) -> Stop {
+    Stop(pages::message_page(429, "Too many attempts", message))
+}
+
+/// Counts this request against its client address's allowance of
+/// `flow_requests_per_minute` on the public flow endpoints. The address is
+/// the connection's (`spin-client-addr`), or a proxy's header when
+/// `client_address_header` names one; requests without one count together.
+async fn limit_client(req: &Request, store: &Store, settings: &Settings) -> Result<(), Stop> {
+    if settings.flow_requests_per_minute == 0 {
+        return Ok(());
+    }
+    let reported = header(
+        req,
+        settings
+            .client_address_header
+            .as_deref()
+            .unwrap_or("spin-client-addr"),
+    );
+    let bucket = reported
+        .and_then(ratelimit::client_bucket)
+        .unwrap_or_else(|| "unknown".to_owned());
+    let window = ratelimit::window(now());
+    let count = store.hit(&bucket, ratelimit::window_end(window)).await?;
+    if ratelimit::allowed(count, settings.flow_requests_per_minute) {
+        Ok(())
+    } else {
+        Err(too_many(
+            "Too many verification attempts came from your network. Please wait a minute and try again.",
+        ))
+    }
 }
 
 fn invalid_link() -> Stop {
@@ -175,12 +215,18 @@ async fn verify_page_inner(req: Request, settings: &'static Settings) -> Result<
         .and_then(|s| SessionId::parse(s).ok())
         .ok_or_else(invalid_link)?;
     let store = Store::open(settings).await?;
+    limit_client(&req, &store, settings).await?;
     let session = pending_session(&store, &pid, &sid).await?;
     providers(settings)?;
     let name = app_name(&store, &pid).await?;
     Ok(page_response(
         settings,
-        pages::verify_page(&name, &session.pid, &session.sid),
+        pages::verify_page(
+            &name,
+            &session.pid,
+            &session.sid,
+            session.display_label.as_deref(),
+        ),
     ))
 }
 
@@ -192,6 +238,21 @@ pub async fn start(req: Request, settings: &'static Settings) -> Response {
 
 async fn start_inner(req: Request, settings: &'static Settings) -> Result<Response, Stop> {
     let (discord, _) = providers(settings)?;
+    // A cross-site page must not be able to start a flow in the user's
+    // browser (and so bind the session to the attacker's accounts).
+    if !oauth::start_request_allowed(
+        header(&req, "sec-fetch-site"),
+        header(&req, "origin"),
+        &settings.public_base_url,
+    ) {
+        return Err(Stop(pages::message_page(
+            403,
+            "Start from the verification page",
+            "This verification can only be started from its own page. Please open the link your app gave you.",
+        )));
+    }
+    let store = Store::open(settings).await?;
+    limit_client(&req, &store, settings).await?;
     let form = Limited::new(req.into_body(), 4096)
         .collect()
         .await
@@ -204,11 +265,11 @@ async fn start_inner(req: Request, settings: &'static Settings) -> Result<Respon
     let sid = param(&params, "sid")
         .and_then(|s| SessionId::parse(s).ok())
         .ok_or_else(invalid_link)?;
-    let store = Store::open(settings).await?;
     let session = pending_session(&store, &pid, &sid).await?;
     let t = now();
     let browser = oauth::token(entropy());
-    let state = oauth::token(entropy());
+    let token = oauth::token(entropy());
+    let state = oauth::flow_state(&session.sid, &token);
     let pkce = Pkce::from_entropy(entropy());
     let record = FlowRecord {
         sid: session.sid,
@@ -218,9 +279,19 @@ async fn start_inner(req: Request, settings: &'static Settings) -> Result<Respon
         expires_at: session.expires_at,
         stage: Stage::Discord,
     };
-    store
-        .put_flow(&state, &record, t.millis_until(session.expires_at))
+    let started = store
+        .put_flow(
+            &oauth::binding_hash(&token),
+            &record,
+            t.millis_until(session.expires_at),
+            Some(settings.flow_starts_per_session),
+        )
         .await?;
+    if !started {
+        return Err(too_many(
+            "This verification was started too many times. Please start again from your app.",
+        ));
+    }
     let redirect_uri = oauth::redirect_uri(&settings.public_base_url, DISCORD_CALLBACK_PATH);
     let secure = settings.public_base_url.starts_with("https://");
     let cookie = oauth::binding_cookie(&browser, secure, t.secs_until_ceil(session.expires_at));
@@ -238,10 +309,13 @@ async fn take_state(
     roblox_stage: bool,
     secure: bool,
 ) -> Result<FlowRecord, Stop> {
-    let state = param(params, "state")
-        .filter(|s| oauth::is_token(s))
+    let (sid, token) = param(params, "state")
+        .and_then(oauth::parse_flow_state)
         .ok_or_else(invalid_link)?;
-    let record = store.take_flow(state).await?;
+    let record = store
+        .take_flow(&sid, &oauth::binding_hash(token))
+        .await?
+        .filter(|r| r.sid == sid);
     let cookie = oauth::cookie_value(header(req, "cookie"), oauth::flow_cookie_name(secure));
     let refused = |e: StateError| {
         Stop(pages::message_page(
@@ -350,6 +424,7 @@ async fn callback_start(
 ) -> Result<(Vec<(String, String)>, Store, FlowRecord), Stop> {
     let params = query_map(req.uri().query().unwrap_or(""));
     let store = Store::open(settings).await?;
+    limit_client(req, &store, settings).await?;
     let secure = settings.public_base_url.starts_with("https://");
     let record = take_state(&store, req, &params, roblox_stage, secure).await?;
     let provider = if roblox_stage { "Roblox" } else { "Discord" };
@@ -382,8 +457,17 @@ async fn discord_callback_inner(
     )
     .await?;
     let discord_id = oauth::parse_discord_user(&me).map_err(|e| provider_failed("Discord", e))?;
+    if !session.accepts_discord(&discord_id) {
+        // The session stays pending: the right person can still finish it.
+        return Err(Stop(pages::message_page(
+            403,
+            "Wrong Discord account",
+            "This verification is for a different Discord account. Sign in to Discord with the account your app asked you to verify, then open the link from your app again.",
+        )));
+    }
 
-    let state = oauth::token(entropy());
+    let token = oauth::token(entropy());
+    let state = oauth::flow_state(&session.sid, &token);
     let nonce = oauth::token(entropy());
     let pkce = Pkce::from_entropy(entropy());
     let next = FlowRecord {
@@ -395,7 +479,12 @@ async fn discord_callback_inner(
         ..record
     };
     store
-        .put_flow(&state, &next, now().millis_until(session.expires_at))
+        .put_flow(
+            &oauth::binding_hash(&token),
+            &next,
+            now().millis_until(session.expires_at),
+            None,
+        )
         .await?;
     let redirect_uri = oauth::redirect_uri(&settings.public_base_url, ROBLOX_CALLBACK_PATH);
     Ok(redirect(

@@ -19,7 +19,7 @@ use futures::future::{self, Either};
 use http_body_util::BodyExt;
 use spin_sdk::http::Request;
 
-use crate::auth;
+use crate::auth::{self, Caller};
 use crate::env::{entropy, now};
 use crate::http::{Response, event_stream, header, ok, read_json_body, with_pid};
 use crate::log::log;
@@ -84,7 +84,11 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
         );
     }
     let now = now();
-    let digest = reuse_digest(&body.client_id, body.guild_id.as_deref());
+    let digest = reuse_digest(
+        &body.client_id,
+        body.guild_id.as_deref(),
+        body.expected_discord_id.as_deref(),
+    );
     let candidate = Session::new(
         SessionId::from_entropy(entropy()),
         body.pid,
@@ -92,7 +96,8 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
         body.guild_id,
         now,
         settings.session_ttl_secs,
-    );
+    )
+    .bound_to(body.expected_discord_id, body.display_label);
     let mut expected: Option<SessionId> = None;
     let mut remaining = None;
     for attempt in 0..MAX_CAS_ATTEMPTS {
@@ -155,9 +160,9 @@ async fn open_session_request(
     req: &Request,
     sid: &str,
     settings: &'static Settings,
-) -> Result<(Store, KeyRecord, SessionId, longpoll::SessionQuery), ApiError> {
+) -> Result<(Store, Caller, SessionId, longpoll::SessionQuery), ApiError> {
     let store = Store::open(settings).await?;
-    let key = auth::api_key(req, &store).await?;
+    let key = auth::caller(req, &store).await?;
     let sid = SessionId::parse(sid)?;
     let query =
         longpoll::parse_session_query(req.uri().query().unwrap_or(""), settings.max_wait_secs)?;
@@ -170,10 +175,11 @@ pub async fn get(
     sid: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    let (store, key, sid, query) = open_session_request(&req, sid, settings).await?;
+    let (store, caller, sid, query) = open_session_request(&req, sid, settings).await?;
     let deadline = longpoll::deadline(now(), query.wait_secs.unwrap_or(0));
     let mut waiter: Option<String> = None;
-    let answer = long_poll(&store, &key, &sid, deadline, settings, &mut waiter).await;
+    let answer = long_poll(&store, &caller, &sid, deadline, settings, &mut waiter).await;
+    let key = caller.key;
     if let Some(w) = waiter {
         // After the answer is on its way, not before it: the release is one
         // more round trip the woken client need not wait for. Best effort: a
@@ -185,16 +191,21 @@ pub async fn get(
     answer
 }
 
+/// Answers now, or waits for a change until `deadline`. A wait longer than
+/// the heartbeat interval looks at the caller's key once per interval: a key
+/// revoked meanwhile ends the wait with `401`.
 async fn long_poll(
     store: &Store,
-    key: &KeyRecord,
+    caller: &Caller,
     sid: &SessionId,
     deadline: Timestamp,
     settings: &'static Settings,
     waiter: &mut Option<String>,
 ) -> Result<Response, ApiError> {
+    let key = &caller.key;
     // The state a wake-up carried, when the store's change feed has it.
     let mut known: Option<(Session, Cursor)> = None;
+    let mut key_checked = now();
     loop {
         let (session, cursor) = match known.take() {
             Some(state) => state,
@@ -215,9 +226,17 @@ async fn long_poll(
                             .await?,
                     );
                 }
+                let check_key_at = key_checked.plus_secs(settings.heartbeat_secs);
                 known = store
-                    .wait_change(&key.pid, sid, &cursor, until, settings)
+                    .wait_change(&key.pid, sid, &cursor, until.min(check_key_at), settings)
                     .await?;
+                let t = crate::env::now();
+                if known.is_none() && t >= check_key_at {
+                    if !caller.still_valid(store).await? {
+                        return Err(ApiError::unauthorized());
+                    }
+                    key_checked = t;
+                }
             }
         }
     }
@@ -252,7 +271,8 @@ pub async fn stream(
     sid: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    let (store, key, sid, query) = open_session_request(&req, sid, settings).await?;
+    let (store, caller, sid, query) = open_session_request(&req, sid, settings).await?;
+    let key = &caller.key;
     let last_event_id = header(&req, "last-event-id")
         .map(str::to_owned)
         .or(query.last_event_id);
@@ -262,20 +282,23 @@ pub async fn stream(
         .await?
         .ok_or_else(ApiError::session_not_found)?;
     let cursor_state = StreamCursor::resume(last_event_id.as_deref());
-    let waiter = acquire_waiter(&store, &key, settings, lease_end(settings)).await?;
+    let waiter = acquire_waiter(&store, key, settings, lease_end(settings)).await?;
     let pid = key.pid.clone();
     let (tx, body) = spin_sdk::http::body::stream::<Bytes>();
     spin_sdk::wasip3::spawn(async move {
         let mut task = StreamTask {
             store,
-            key,
+            caller,
             sid,
             settings,
             tx,
             waiter,
         };
         run_stream(&mut task, session, cursor, cursor_state).await;
-        let _ = task.store.release_waiter(&task.key, &task.waiter).await;
+        let _ = task
+            .store
+            .release_waiter(&task.caller.key, &task.waiter)
+            .await;
     });
     Ok(with_pid(event_stream(body.boxed_unsync()), &pid))
 }
@@ -287,7 +310,7 @@ fn lease_end(settings: &Settings) -> Timestamp {
 
 struct StreamTask {
     store: Store,
-    key: KeyRecord,
+    caller: Caller,
     sid: SessionId,
     settings: &'static Settings,
     tx: futures::channel::mpsc::Sender<Bytes>,
@@ -295,8 +318,9 @@ struct StreamTask {
 }
 
 /// Writes events until the session is terminal, the client leaves, the
-/// stream's maximum duration passes (then a `retry:` hint), or the store fails
-/// (then the stream ends and the client resumes with `Last-Event-ID`).
+/// stream's maximum duration passes or its key is revoked (then a `retry:`
+/// hint; a revoked key's reconnect gets `401`), or the store fails (then the
+/// stream ends and the client resumes with `Last-Event-ID`).
 ///
 /// One blocking read per change, held across heartbeats: it ends at the
 /// change, the session's expiry or the stream's end, so a heartbeat is a
@@ -309,13 +333,14 @@ async fn run_stream(
 ) {
     let StreamTask {
         store,
-        key,
+        caller,
         sid,
         settings,
         tx,
         waiter,
     } = task;
     let settings: &'static Settings = settings;
+    let key = &caller.key;
     let ended_by_store = |e: crate::store::StoreError| {
         log!("stream ended by the store: {e}");
         crate::store::note_error();
@@ -345,8 +370,21 @@ async fn run_stream(
             loop {
                 let t = now();
                 if t >= renewed.plus_secs(settings.heartbeat_secs) {
-                    if let Err(e) = store.renew_waiter(key, waiter, lease_end(settings)).await {
-                        return ended_by_store(e);
+                    // Once per heartbeat interval: renew the lease and look
+                    // at the key, together (one round trip's wait).
+                    let (renewal, valid) = future::join(
+                        store.renew_waiter(key, waiter, lease_end(settings)),
+                        caller.still_valid(store),
+                    )
+                    .await;
+                    match (renewal, valid) {
+                        (Err(e), _) | (_, Err(e)) => return ended_by_store(e),
+                        (Ok(()), Ok(false)) => {
+                            log!("stream ended: its key was revoked");
+                            let _ = tx.send(reconnect_hint(DEFAULT_RETRY_MS).into()).await;
+                            return;
+                        }
+                        (Ok(()), Ok(true)) => {}
                     }
                     renewed = t;
                 }

@@ -408,6 +408,55 @@ fn writer(
     })
 }
 
+/// A pooled instance keeps its Redis connection between requests; after a
+/// Redis restart that connection is a dead socket. The first request to find
+/// it reconnects and is served: no 503 once Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_instances_serve_at_once_after_a_redis_restart() -> Result<()> {
+    const WARM: usize = 4;
+    let data = tempfile::tempdir()?;
+    let redis = RedisServer::start_persistent(data.path())?;
+    let mut svc = Service::start_on_redis_with(
+        redis,
+        1,
+        &[
+            "--max-instance-concurrent-reuse-count",
+            "1",
+            "--idle-instance-timeout",
+            "10m",
+        ],
+        &[],
+    )
+    .await?;
+    let key = svc.tenant("pid-warm").await?;
+    let sid = svc.create_sid(&key, "pid-warm", "warm").await?;
+    // WARM long-polls at once, each on an instance of its own (no concurrent
+    // reuse); each instance keeps its connection when it goes idle.
+    let polls = (0..WARM).map(|_| svc.get(&key, &sid, "?wait=1"));
+    for r in futures::future::join_all(polls).await {
+        let (s, body) = r?;
+        ensure!(
+            s == 200 && body["data"]["status"] == "pending",
+            "{s} {body}"
+        );
+    }
+
+    tokio::task::block_in_place(|| svc.redis.as_mut().context("redis")?.restart())?;
+
+    for i in 0..2 * WARM {
+        let (s, body) = svc.get(&key, &sid, "").await?;
+        ensure!(
+            s == 200 && body["data"]["status"] == "pending",
+            "request {i} after the restart: {s} {body}"
+        );
+    }
+    let (s, body) = svc
+        .create(&key, json!({"pid": "pid-warm", "clientId": "after"}))
+        .await?;
+    ensure!(s == 200, "create after the restart: {s} {body}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sigkill_with_aof_loses_nothing_acknowledged_and_waiters_resume() -> Result<()> {
     const PENDING: usize = 8;

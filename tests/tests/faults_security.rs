@@ -19,17 +19,22 @@ mod api_support;
 mod raw_http;
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use api_support::{ADMIN_TOKEN, Cfg, Service, StoreKind};
+use dock_tests::fake_oauth::{FakeProvider, Kind};
 use dock_tests::{Host, RedisServer, artifacts};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 const T: Duration = Duration::from_secs(20);
 
-both_stores!(isolation_matrix);
+both_stores!(
+    isolation_matrix,
+    revoked_key_ends_its_waits_within_a_heartbeat,
+    flow_start_flood_is_bounded
+);
 
 /// One request and its answer, kept for the scans at the end.
 #[derive(Debug, Clone)]
@@ -1352,6 +1357,551 @@ async fn https_flow_cookie_is_host_prefixed() -> Result<()> {
         "the prefixed cookie did not pass the browser check: {} {}",
         real.status,
         real.body
+    );
+    Ok(())
+}
+
+/// Revoking a key ends its open waits within one heartbeat interval (2 s
+/// here): the stream with a `retry:` hint (its reconnect then gets 401), the
+/// long-poll (`wait=25`) with 401.
+async fn revoked_key_ends_its_waits_within_a_heartbeat(cfg: Cfg) -> Result<()> {
+    const HEARTBEAT: Duration = Duration::from_secs(2);
+    let svc = Service::start(cfg, &[("heartbeat_seconds", "2")]).await?;
+    let keep = svc.tenant("pid-rev").await?;
+    let (s, issued) = svc
+        .admin_post("/api/v1/admin/pids/pid-rev/keys", json!({}))
+        .await?;
+    ensure!(s == 200, "issue: {s} {issued}");
+    let key = issued["data"]["key"].as_str().context("key")?.to_owned();
+    let key_id = issued["data"]["keyId"]
+        .as_str()
+        .context("keyId")?
+        .to_owned();
+    let sid = svc.create_sid(&key, "pid-rev", "u-rev").await?;
+
+    let mut stream = svc.stream(&key, &sid, None).await?;
+    ensure!(stream.status == 200, "stream: {}", stream.status);
+    let first = stream.expect(Duration::from_secs(10)).await?;
+    ensure!(first.event == "pending", "{first:?}");
+    let poll = {
+        let http = svc.http.clone();
+        let url = svc.url(&format!("/api/v1/verify/session/{sid}?wait=25"));
+        let key = key.clone();
+        tokio::spawn(async move {
+            let r = http.get(url).bearer_auth(key).send().await?;
+            let status = r.status().as_u16();
+            let body: Value = r.json().await?;
+            anyhow::Ok((status, body, Instant::now()))
+        })
+    };
+    svc.wait_for_waiters(0, &sid, 2).await?;
+
+    let revoked_at = Instant::now();
+    let revoked = svc
+        .http
+        .delete(svc.url(&format!("/api/v1/admin/keys/{key_id}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?;
+    ensure!(revoked.status() == 200, "revoke: {}", revoked.status());
+
+    // Within a heartbeat (plus one for the check in flight, plus slack).
+    let bound = 2 * HEARTBEAT + Duration::from_secs(3);
+    stream.expect_end(bound).await?;
+    let stream_ended = revoked_at.elapsed();
+    ensure!(
+        stream.raw.contains("retry:"),
+        "no retry hint: {:?}",
+        stream.raw
+    );
+    let (status, body, answered) = tokio::time::timeout(bound, poll)
+        .await
+        .context("the long-poll was still waiting")???;
+    ensure!(
+        status == 401 && body["error"]["code"] == "unauthorized",
+        "long-poll after revocation: {status} {body}"
+    );
+    let poll_ended = answered.duration_since(revoked_at);
+    println!(
+        "faults_security: {cfg:?}: key revoked; stream ended after {:.1}s, long-poll answered 401 after {:.1}s (heartbeat {HEARTBEAT:?})",
+        stream_ended.as_secs_f64(),
+        poll_ended.as_secs_f64()
+    );
+    let again = svc.stream(&key, &sid, None).await?;
+    ensure!(
+        again.status == 401,
+        "reconnect with the revoked key: {}",
+        again.status
+    );
+    // The PID's other key still waits as before.
+    let (s, body) = svc.get(&keep, &sid, "").await?;
+    ensure!(
+        s == 200 && body["data"]["status"] == "pending",
+        "{s} {body}"
+    );
+    Ok(())
+}
+
+/// The flow's variables with two fake providers on loopback.
+fn flow_vars(discord: &FakeProvider, roblox: &FakeProvider) -> Vec<(&'static str, String)> {
+    vec![
+        ("discord_oauth_base", discord.origin()),
+        ("discord_client_id", "discord-client".into()),
+        ("discord_client_secret", "discord-secret".into()),
+        ("roblox_oauth_base", roblox.origin()),
+        ("roblox_client_id", "roblox-client".into()),
+        ("roblox_client_secret", "roblox-secret".into()),
+    ]
+}
+
+/// A browser's walk through the flow without a browser: the start form, the
+/// fake provider's consent as `user`, the callback with the flow cookie.
+struct FlowWalker<'a> {
+    rec: &'a Recorder,
+    svc: &'a Service,
+}
+
+impl FlowWalker<'_> {
+    /// Posts the start form; the exchange, and (cookie, provider location) on a 303.
+    async fn start(&self, sid: &str, extra: &[(&str, &str)]) -> Result<Exchange> {
+        let mut r = self
+            .rec
+            .http
+            .post(self.svc.url("/v1/api/verify/discord/start"))
+            .form(&[("pid", "pid-a"), ("sid", sid)]);
+        for (k, v) in extra {
+            r = r.header(*k, *v);
+        }
+        self.rec.call("start", r).await
+    }
+
+    /// From a 303 to a provider: consents there as `user` and follows the
+    /// provider's redirect to our callback with the flow cookie.
+    async fn consent_and_return(
+        &self,
+        to_provider: &Exchange,
+        cookie: &str,
+        user: &str,
+    ) -> Result<Exchange> {
+        let loc = reqwest::Url::parse(to_provider.header("location").context("no Location")?)?;
+        let q: Vec<(String, String)> = loc.query_pairs().into_owned().collect();
+        let get = |k: &str| {
+            q.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let origin = loc.origin().ascii_serialization();
+        let decided = self
+            .rec
+            .call(
+                "consent",
+                self.rec.http.get(format!("{origin}/fake/decide")).query(&[
+                    ("redirect_uri", get("redirect_uri")),
+                    ("state", get("state")),
+                    ("code_challenge", get("code_challenge")),
+                    ("nonce", get("nonce")),
+                    ("user_id", user.to_owned()),
+                    ("decision", "allow".to_owned()),
+                ]),
+            )
+            .await?;
+        let back = decided
+            .header("location")
+            .context("the provider did not redirect")?;
+        self.rec
+            .call("callback", self.rec.http.get(back).header("cookie", cookie))
+            .await
+    }
+}
+
+fn flow_cookie(ex: &Exchange) -> Result<String> {
+    let c = ex.header("set-cookie").context("no Set-Cookie")?;
+    Ok(c.split(';').next().unwrap_or("").to_owned())
+}
+
+/// Binding a session to its user: `expectedDiscordId` (validated, part of the
+/// reuse identity, enforced at the Discord callback with the session left
+/// pending), `displayLabel` (escaped on the verify page), and the start form
+/// refusing cross-site posts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_bind_to_the_expected_discord_account() -> Result<()> {
+    let discord =
+        FakeProvider::start(Kind::Discord, "discord-client", "discord-secret", "111").await?;
+    let roblox =
+        FakeProvider::start(Kind::Roblox, "roblox-client", "roblox-secret", "1001").await?;
+    let owned = flow_vars(&discord, &roblox);
+    let vars: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let svc = Service::start_public(StoreKind::Sqlite, &vars).await?;
+    let key = svc.tenant("pid-a").await?;
+
+    // Validation: digits only.
+    let (s, body) = svc
+        .create(
+            &key,
+            json!({"pid": "pid-a", "clientId": "u", "expectedDiscordId": "12ab"}),
+        )
+        .await?;
+    ensure!(
+        s == 400 && body.to_string().contains("expectedDiscordId"),
+        "{s} {body}"
+    );
+
+    let bound = json!({"pid": "pid-a", "clientId": "u", "expectedDiscordId": "111", "displayLabel": "<b>Ann</b>"});
+    let (s, created) = svc.create(&key, bound.clone()).await?;
+    ensure!(
+        s == 200 && created["data"]["reusedExisting"] == false,
+        "{s} {created}"
+    );
+    let sid = created["data"]["sid"].as_str().context("sid")?.to_owned();
+    let (s, view) = svc.get(&key, &sid, "").await?;
+    ensure!(
+        s == 200
+            && view["data"]["expectedDiscordId"] == "111"
+            && view["data"]["displayLabel"] == "<b>Ann</b>",
+        "{view}"
+    );
+    // Reuse identity: the same expected account reuses; another, or none, does not.
+    let (_, again) = svc.create(&key, bound).await?;
+    ensure!(
+        again["data"]["sid"] == sid.as_str() && again["data"]["reusedExisting"] == true,
+        "{again}"
+    );
+    let (_, other) = svc
+        .create(
+            &key,
+            json!({"pid": "pid-a", "clientId": "u", "expectedDiscordId": "222"}),
+        )
+        .await?;
+    let (_, unbound) = svc
+        .create(&key, json!({"pid": "pid-a", "clientId": "u"}))
+        .await?;
+    ensure!(
+        other["data"]["reusedExisting"] == false
+            && unbound["data"]["reusedExisting"] == false
+            && other["data"]["sid"] != sid.as_str()
+            && unbound["data"]["sid"] != other["data"]["sid"],
+        "{other} {unbound}"
+    );
+    let (_, plain) = svc
+        .get(&key, unbound["data"]["sid"].as_str().context("sid")?, "")
+        .await?;
+    ensure!(
+        plain["data"].get("expectedDiscordId").is_none()
+            && plain["data"].get("displayLabel").is_none(),
+        "fields absent when not given: {plain}"
+    );
+
+    let rec = Recorder::new();
+    let page = rec
+        .call(
+            "verify page",
+            rec.http
+                .get(svc.url("/v1/api/verify/discord"))
+                .query(&[("pid", "pid-a"), ("sid", sid.as_str())]),
+        )
+        .await?;
+    ensure!(
+        page.status == 200
+            && page
+                .body
+                .contains("This verification is for <strong>&lt;b&gt;Ann&lt;/b&gt;</strong>"),
+        "{}",
+        page.body
+    );
+
+    // Cross-site form posts are refused; our own page's post goes on.
+    let walk = FlowWalker {
+        rec: &rec,
+        svc: &svc,
+    };
+    for (label, headers) in [
+        (
+            "Sec-Fetch-Site: cross-site",
+            vec![("sec-fetch-site", "cross-site")],
+        ),
+        (
+            "Sec-Fetch-Site: same-site",
+            vec![("sec-fetch-site", "same-site")],
+        ),
+        ("foreign Origin", vec![("origin", "https://evil.example")]),
+        ("Origin: null", vec![("origin", "null")]),
+    ] {
+        let ex = walk.start(&sid, &headers).await?;
+        ensure!(
+            ex.status == 403
+                && ex.header("set-cookie").is_none()
+                && ex.body.contains("can only be started from its own page"),
+            "{label}: {} {}",
+            ex.status,
+            ex.body
+        );
+    }
+    let own_origin = svc.url("");
+    let own_origin = own_origin.trim_end_matches('/');
+
+    // The wrong Discord account is refused and the session stays pending.
+    let started = walk
+        .start(&sid, &[("sec-fetch-site", "same-origin")])
+        .await?;
+    ensure!(
+        started.status == 303,
+        "start: {} {}",
+        started.status,
+        started.body
+    );
+    let cookie = flow_cookie(&started)?;
+    let wrong = walk.consent_and_return(&started, &cookie, "999").await?;
+    ensure!(
+        wrong.status == 403 && wrong.body.contains("Wrong Discord account"),
+        "{} {}",
+        wrong.status,
+        wrong.body
+    );
+    let (_, view) = svc.get(&key, &sid, "").await?;
+    ensure!(view["data"]["status"] == "pending", "{view}");
+
+    // The expected account completes it.
+    let started = walk.start(&sid, &[("origin", own_origin)]).await?;
+    ensure!(
+        started.status == 303,
+        "start: {} {}",
+        started.status,
+        started.body
+    );
+    let cookie = flow_cookie(&started)?;
+    let to_roblox = walk.consent_and_return(&started, &cookie, "111").await?;
+    ensure!(
+        to_roblox.status == 303,
+        "discord callback: {} {}",
+        to_roblox.status,
+        to_roblox.body
+    );
+    let done = walk.consent_and_return(&to_roblox, &cookie, "1001").await?;
+    ensure!(
+        done.status == 200 && done.body.contains("verified"),
+        "{} {}",
+        done.status,
+        done.body
+    );
+    let (_, view) = svc.get(&key, &sid, "").await?;
+    ensure!(
+        view["data"]["status"] == "completed" && view["data"]["result"]["discordId"] == "111",
+        "{view}"
+    );
+    Ok(())
+}
+
+/// A flood of flow starts stays bounded: each start replaces the session's
+/// live flow (the earlier state stops working), a session refuses starts
+/// past `flow_starts_per_session` with a 429 page, and the store holds one
+/// flow record per session however many starts came.
+async fn flow_start_flood_is_bounded(cfg: Cfg) -> Result<()> {
+    const SESSIONS: usize = 20;
+    const LIMIT: usize = 5;
+    const FLOOD: usize = 8;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("flows.db");
+    let db_arg = db.display().to_string();
+    let limit = LIMIT.to_string();
+    let svc = Service::start_with_host_args(
+        cfg,
+        &["--sqlite-db", &db_arg],
+        &[
+            ("discord_oauth_base", "http://127.0.0.1:9"),
+            ("discord_client_id", "discord-client"),
+            ("discord_client_secret", "discord-secret"),
+            ("roblox_oauth_base", "http://127.0.0.1:9"),
+            ("roblox_client_id", "roblox-client"),
+            ("roblox_client_secret", "roblox-secret"),
+            ("flow_starts_per_session", &limit),
+            ("flow_requests_per_minute", "0"),
+        ],
+    )
+    .await?;
+    let key = svc.tenant("pid-a").await?;
+    let rec = Recorder::new();
+    let walk = FlowWalker {
+        rec: &rec,
+        svc: &svc,
+    };
+    let state_of = |ex: &Exchange| -> Result<String> {
+        let loc = reqwest::Url::parse(ex.header("location").context("no Location")?)?;
+        loc.query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .context("no state")
+    };
+    let mut refused = 0;
+    for i in 0..SESSIONS {
+        let sid = svc.create_sid(&key, "pid-a", &format!("flood-{i}")).await?;
+        let mut first: Option<(String, String)> = None;
+        let mut last: Option<(String, String)> = None;
+        for n in 0..FLOOD {
+            let ex = walk.start(&sid, &[]).await?;
+            if n < LIMIT {
+                ensure!(
+                    ex.status == 303,
+                    "start {n} of {sid}: {} {}",
+                    ex.status,
+                    ex.body
+                );
+                last = Some((flow_cookie(&ex)?, state_of(&ex)?));
+                if first.is_none() {
+                    first = last.clone();
+                }
+            } else {
+                ensure!(
+                    ex.status == 429 && ex.body.contains("started too many times"),
+                    "start {n} of {sid}: {} {}",
+                    ex.status,
+                    ex.body
+                );
+                refused += 1;
+            }
+        }
+        if i == 0 {
+            // The first start's state was replaced by the later ones.
+            let (cookie, state) = first.context("no start")?;
+            let stale = rec
+                .call(
+                    "stale state",
+                    rec.http
+                        .get(svc.url("/v1/api/verify/discord/callback"))
+                        .query(&[("code", "c"), ("state", state.as_str())])
+                        .header("cookie", cookie),
+                )
+                .await?;
+            ensure!(
+                stale.status == 400 && stale.body.contains("already used or has expired"),
+                "a replaced flow still works: {} {}",
+                stale.status,
+                stale.body
+            );
+            // The live one passes the store and browser checks; the code
+            // exchange then fails at the unreachable provider.
+            let (cookie, state) = last.context("no start")?;
+            let live = rec
+                .call(
+                    "live state",
+                    rec.http
+                        .get(svc.url("/v1/api/verify/discord/callback"))
+                        .query(&[("code", "c"), ("state", state.as_str())])
+                        .header("cookie", cookie),
+                )
+                .await?;
+            ensure!(
+                live.status == 502 && live.body.contains("Sign-in failed"),
+                "the live flow was not found: {} {}",
+                live.status,
+                live.body
+            );
+        }
+    }
+    let records = match &svc.redis {
+        Some(redis) => redis
+            .cli(&["--scan", "--pattern", "dock:flow:*"])?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count(),
+        None => {
+            let conn = rusqlite::Connection::open(&db)?;
+            let indexed: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'dock_session_flows_expiry'",
+                [],
+                |r| r.get(0),
+            )?;
+            ensure!(indexed == 1, "no index on the flows' expiry");
+            let n: i64 =
+                conn.query_row("SELECT COUNT(*) FROM dock_session_flows", [], |r| r.get(0))?;
+            n as usize
+        }
+    };
+    println!(
+        "faults_security: {cfg:?}: {} starts on {SESSIONS} sessions: {} accepted, {refused} refused (429), {records} flow records stored",
+        SESSIONS * FLOOD,
+        SESSIONS * LIMIT
+    );
+    ensure!(refused == SESSIONS * (FLOOD - LIMIT), "refused {refused}");
+    ensure!(
+        records == SESSIONS,
+        "{records} flow records for {SESSIONS} sessions"
+    );
+    Ok(())
+}
+
+/// The public flow endpoints allow `flow_requests_per_minute` requests per
+/// client address and minute: past it a 429 page with `Retry-After`, while
+/// another address is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_requests_are_limited_per_client_address() -> Result<()> {
+    const LIMIT: usize = 20;
+    let limit = LIMIT.to_string();
+    let svc = Service::start(
+        StoreKind::Sqlite,
+        &[
+            ("discord_oauth_base", "http://127.0.0.1:9"),
+            ("discord_client_id", "discord-client"),
+            ("discord_client_secret", "discord-secret"),
+            ("roblox_oauth_base", "http://127.0.0.1:9"),
+            ("roblox_client_id", "roblox-client"),
+            ("roblox_client_secret", "roblox-secret"),
+            ("flow_requests_per_minute", &limit),
+        ],
+    )
+    .await?;
+    let key = svc.tenant("pid-a").await?;
+    let sid = svc.create_sid(&key, "pid-a", "u").await?;
+    let page = |client: &reqwest::Client| {
+        client
+            .get(svc.url("/v1/api/verify/discord"))
+            .query(&[("pid", "pid-a"), ("sid", sid.as_str())])
+            .send()
+    };
+    let minute = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() / 60)
+            .unwrap_or(0)
+    };
+    // One minute's window: retried once if the burst straddles a boundary.
+    let mut outcome = None;
+    for _ in 0..2 {
+        let began = minute();
+        let mut statuses = Vec::new();
+        let mut retry_after = None;
+        for _ in 0..LIMIT + 5 {
+            let r = page(&svc.http).await?;
+            if r.status() == 429 {
+                retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap_or("").to_owned());
+            }
+            statuses.push(r.status().as_u16());
+        }
+        if minute() == began {
+            outcome = Some((statuses, retry_after));
+            break;
+        }
+        // Straddled a boundary: the next burst starts a fresh window.
+    }
+    let (statuses, retry_after) = outcome.context("two bursts straddled minute boundaries")?;
+    let allowed = statuses.iter().filter(|&&s| s == 200).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    ensure!(
+        allowed == LIMIT && limited == 5 && retry_after.is_some(),
+        "statuses {statuses:?}, Retry-After {retry_after:?}"
+    );
+    let other = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()?;
+    let r = page(&other).await?;
+    ensure!(
+        r.status() == 200,
+        "127.0.0.2 was limited too: {}",
+        r.status()
     );
     Ok(())
 }

@@ -63,6 +63,14 @@ export interface CreateSessionInput {
   clientId: string;
   /** Optional guild context. */
   guildId?: string | null;
+  /**
+   * Optional: the only Discord account (decimal id) that may complete the
+   * session; the flow refuses any other and the session stays pending. Part
+   * of the reuse identity with `clientId` and `guildId`.
+   */
+  expectedDiscordId?: string | null;
+  /** Optional: how you name the user (at most 100 characters), shown on the verify page. */
+  displayLabel?: string | null;
 }
 
 /** `createSession`'s result: the spec's `data` plus `verifyRequestsRemaining`. */

@@ -371,26 +371,38 @@ impl Store {
         dispatch!(self, s => s.commit(prev, next, link, settings, now).await)
     }
 
-    /// Stores a flow record under its `state` for `ttl_ms`.
+    /// Makes `rec` its session's live flow for `ttl_ms`, replacing any
+    /// earlier one; `state_hash` is what its callback must present. A start
+    /// (`max_starts` set) is counted and refused (false) past the session's
+    /// limit; the Roblox leg's record (`None`) is not a start.
     pub async fn put_flow(
         &self,
-        state: &str,
+        state_hash: &str,
         rec: &dock_core::oauth::FlowRecord,
         ttl_ms: u64,
-    ) -> Result<(), StoreError> {
+        max_starts: Option<u64>,
+    ) -> Result<bool, StoreError> {
         let json = record_json(rec);
-        dispatch!(self, s => s.put_flow(state, &json, ttl_ms.max(1)).await)
+        let sid = &rec.sid;
+        dispatch!(self, s => s.put_flow(sid, state_hash, &json, ttl_ms.max(1), max_starts).await)
     }
 
-    /// Takes the flow record under `state`, atomically: a state is usable once.
+    /// Takes the live flow of `sid` if `state_hash` names it: once.
     pub async fn take_flow(
         &self,
-        state: &str,
+        sid: &SessionId,
+        state_hash: &str,
     ) -> Result<Option<dock_core::oauth::FlowRecord>, StoreError> {
         parse_record(
             "flow record",
-            dispatch!(self, s => s.take_flow(state).await)?,
+            dispatch!(self, s => s.take_flow(sid, state_hash).await)?,
         )
+    }
+
+    /// Counts one request of `bucket` in the window ending at `window_end`;
+    /// the count so far, this one included.
+    pub async fn hit(&self, bucket: &str, window_end: Timestamp) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.hit(bucket, window_end).await)
     }
 
     /// A session with the change-feed position read in the same step.

@@ -23,7 +23,8 @@
 //! | `dock:sid:<sid>` | string | the PID of a session (admin completion by sid) | as the session |
 //! | `dock:key:<sha256>` | string | API key record, by the hash of its secret | until revoked |
 //! | `dock:keyid:<keyId>` | string | the hash, for revocation | until revoked |
-//! | `dock:flow:<state>` | string | an OAuth flow record, taken once with `GETDEL` | until the session expires |
+//! | `dock:flow:{<sid>}` | hash | the session's live OAuth flow: `state` (hash of the state's token), `record`, `starts`; a new start replaces it, a callback takes it once | until the session expires |
+//! | `dock:rl:<client>:<window end>` | string | the public flow endpoints' request count of one client address in one minute | until the window ends |
 //!
 //! Channel `dock:{P}:events` receives every session change (the bare view
 //! JSON), for subscribers outside Spin (components cannot SUBSCRIBE).
@@ -47,7 +48,7 @@
 //! `CREATE` of its PID or a stats read finds it in `dock:{P}:p` past its
 //! `expiresAt` and removes it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
@@ -201,6 +202,46 @@ return 1
 );
 
 /// A Lua script, sent by its SHA-1 once Redis has it.
+/// One session's live flow: a new one replaces the last, starts are counted.
+static PUT_FLOW: Script = Script::new(
+    r"
+-- KEYS: 1 the session's flow hash; ARGV: 1 state hash, 2 record json,
+--       3 ttl ms, 4 1 for a start (counted) or 0, 5 most starts
+local starts = tonumber(redis.call('HGET', KEYS[1], 'starts') or '0') + tonumber(ARGV[4])
+if tonumber(ARGV[4]) > 0 and starts > tonumber(ARGV[5]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'record', ARGV[2], 'starts', starts)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+",
+);
+
+/// Takes the session's live flow if `state` names it (once).
+static TAKE_FLOW: Script = Script::new(
+    r"
+-- KEYS: 1 the session's flow hash; ARGV: 1 state hash
+if redis.call('HGET', KEYS[1], 'state') ~= ARGV[1] then
+  return false
+end
+local record = redis.call('HGET', KEYS[1], 'record')
+redis.call('HDEL', KEYS[1], 'state', 'record')
+return record
+",
+);
+
+/// Counts one request in a rate-limit window.
+static HIT: Script = Script::new(
+    r"
+-- KEYS: 1 window counter; ARGV: 1 window end ms
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+end
+return n
+",
+);
+
 struct Script {
     text: &'static str,
     sha: OnceLock<String>,
@@ -269,6 +310,11 @@ fn k_pending(pid: &Pid) -> String {
 
 fn k_key_ids(pid: &Pid) -> String {
     format!("{}:keys", tag(pid))
+}
+
+/// A session's live verification flow (hash tag: the sid).
+fn k_flow(sid: &SessionId) -> String {
+    format!("dock:flow:{{{sid}}}")
 }
 
 /// The set of all PIDs.
@@ -341,7 +387,11 @@ thread_local! {
 /// A Redis-backed store for one request.
 pub struct RedisStore {
     url: String,
-    conn: Rc<Connection>,
+    conn: RefCell<Rc<Connection>>,
+    /// True while `conn` is a connection an earlier request opened and this
+    /// one has not used yet: it may have died in between (Redis restarted,
+    /// an idle socket was cut), which only its first command can tell.
+    inherited: Cell<bool>,
     /// A second connection for blocking `XREAD`s, opened on first wait, so a
     /// blocked read never delays this request's other commands.
     blocking: RefCell<Option<Connection>>,
@@ -353,28 +403,66 @@ impl RedisStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let shared =
             SHARED.with_borrow(|s| s.as_ref().filter(|(u, _)| u == url).map(|(_, c)| c.clone()));
+        let inherited = shared.is_some();
         let conn = match shared {
             Some(c) => c,
-            None => {
-                let c = Rc::new(Connection::open(url).await.map_err(unavailable)?);
-                SHARED.set(Some((url.to_owned(), c.clone())));
-                c
-            }
+            None => Self::open_shared(url).await.map_err(unavailable)?,
         };
         Ok(RedisStore {
             url: url.to_owned(),
-            conn,
+            conn: RefCell::new(conn),
+            inherited: Cell::new(inherited),
             blocking: RefCell::new(None),
         })
     }
 
-    /// A command failed: the next request opens a new connection.
-    fn failed(&self, e: spin_sdk::redis::Error) -> StoreError {
+    /// Opens a connection and makes it this instance's shared one.
+    async fn open_shared(url: &str) -> Result<Rc<Connection>, spin_sdk::redis::Error> {
+        let c = Rc::new(Connection::open(url).await?);
+        SHARED.set(Some((url.to_owned(), c.clone())));
+        Ok(c)
+    }
+
+    /// Forgets `conn` as the instance's shared connection (if it still is):
+    /// the next request opens a new one.
+    fn forget(conn: &Rc<Connection>) {
         SHARED.with_borrow_mut(|s| {
-            if s.as_ref().is_some_and(|(_, c)| Rc::ptr_eq(c, &self.conn)) {
+            if s.as_ref().is_some_and(|(_, c)| Rc::ptr_eq(c, conn)) {
                 *s = None;
             }
         });
+    }
+
+    /// Runs one command. When it fails on an inherited connection, that
+    /// connection is replaced by a fresh one and the command sent once more:
+    /// a connection that died while the instance sat idle (a Redis restart)
+    /// costs the request that finds it one round trip, not a 503. A failure
+    /// on a connection this request already used is reported as it is.
+    async fn run(
+        &self,
+        cmd: &str,
+        args: Vec<RedisParameter>,
+    ) -> Result<Vec<RedisResult>, spin_sdk::redis::Error> {
+        let conn = self.conn.borrow().clone();
+        if !self.inherited.replace(false) {
+            return conn.execute(cmd, args).await;
+        }
+        match conn.execute(cmd, args.clone()).await {
+            Err(e) if !is_noscript(&e) => {
+                Self::forget(&conn);
+                let Ok(fresh) = Self::open_shared(&self.url).await else {
+                    return Err(e);
+                };
+                *self.conn.borrow_mut() = fresh.clone();
+                fresh.execute(cmd, args).await
+            }
+            r => r,
+        }
+    }
+
+    /// A command failed: the next request opens a new connection.
+    fn failed(&self, e: spin_sdk::redis::Error) -> StoreError {
+        Self::forget(&self.conn.borrow());
         unavailable(e)
     }
 
@@ -383,10 +471,7 @@ impl RedisStore {
         cmd: &str,
         args: Vec<RedisParameter>,
     ) -> Result<Vec<RedisResult>, StoreError> {
-        self.conn
-            .execute(cmd, args)
-            .await
-            .map_err(|e| self.failed(e))
+        self.run(cmd, args).await.map_err(|e| self.failed(e))
     }
 
     /// Runs a script by `EVALSHA`, and by `EVAL` (which also loads it) when
@@ -402,7 +487,7 @@ impl RedisStore {
         all.push(RedisParameter::Int64(keys.len() as i64));
         all.extend(keys.iter().map(p));
         all.extend(args);
-        match self.conn.execute("EVALSHA", all.clone()).await {
+        match self.run("EVALSHA", all.clone()).await {
             Err(e) if is_noscript(&e) => {
                 all[0] = p(script.text);
                 self.exec("EVAL", all).await
@@ -832,25 +917,53 @@ impl RedisStore {
         .map(drop)
     }
 
-    pub async fn put_flow(&self, state: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {
-        self.exec(
-            "SET",
-            vec![
-                p(format!("dock:flow:{state}")),
-                p(json),
-                p("PX"),
-                RedisParameter::Int64(ttl_ms as i64),
-            ],
-        )
-        .await
-        .map(drop)
+    pub async fn put_flow(
+        &self,
+        sid: &SessionId,
+        state_hash: &str,
+        json: &str,
+        ttl_ms: u64,
+        max_starts: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .eval(
+                &PUT_FLOW,
+                &[k_flow(sid)],
+                vec![
+                    p(state_hash),
+                    p(json),
+                    RedisParameter::Int64(ttl_ms as i64),
+                    RedisParameter::Int64(i64::from(max_starts.is_some())),
+                    RedisParameter::Int64(max_starts.unwrap_or(0) as i64),
+                ],
+            )
+            .await?;
+        Ok(matches!(r.first(), Some(RedisResult::Int64(1))))
     }
 
-    pub async fn take_flow(&self, state: &str) -> Result<Option<String>, StoreError> {
+    pub async fn take_flow(
+        &self,
+        sid: &SessionId,
+        state_hash: &str,
+    ) -> Result<Option<String>, StoreError> {
         let r = self
-            .exec("GETDEL", vec![p(format!("dock:flow:{state}"))])
+            .eval(&TAKE_FLOW, &[k_flow(sid)], vec![p(state_hash)])
             .await?;
         Ok(r.first().and_then(text))
+    }
+
+    pub async fn hit(&self, bucket: &str, window_end: Timestamp) -> Result<u64, StoreError> {
+        let r = self
+            .eval(
+                &HIT,
+                &[format!("dock:rl:{bucket}:{}", window_end.as_millis())],
+                vec![RedisParameter::Int64(window_end.as_millis() as i64)],
+            )
+            .await?;
+        match r.first() {
+            Some(RedisResult::Int64(n)) => Ok((*n).max(0) as u64),
+            other => Err(StoreError::Corrupt(format!("rate counter reply {other:?}"))),
+        }
     }
 
     pub async fn read_with_cursor(

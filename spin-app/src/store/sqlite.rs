@@ -67,7 +67,20 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS dock_waiters (
         key_id TEXT NOT NULL, waiter TEXT NOT NULL, lease_until INTEGER NOT NULL,
         PRIMARY KEY (key_id, waiter))",
-    "CREATE TABLE IF NOT EXISTS dock_flows (state TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+    // One live flow per session (a new start replaces it; `starts` counts
+    // them), taken once by the callback whose state hashes to `state`. The
+    // first layout (a row per start, `dock_flows`) held only flows in
+    // progress: dropped, those users start again.
+    "DROP TABLE IF EXISTS dock_flows",
+    "CREATE TABLE IF NOT EXISTS dock_session_flows (
+        sid TEXT PRIMARY KEY, state TEXT, record TEXT,
+        starts INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS dock_session_flows_expiry ON dock_session_flows (expires_at)",
+    // The public flow endpoints' request counts per client address and minute.
+    "CREATE TABLE IF NOT EXISTS dock_rate (
+        bucket TEXT NOT NULL, window_end INTEGER NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (bucket, window_end))",
+    "CREATE INDEX IF NOT EXISTS dock_rate_window ON dock_rate (window_end)",
     "CREATE TABLE IF NOT EXISTS dock_stats (
         pid TEXT NOT NULL, counter TEXT NOT NULL, value INTEGER NOT NULL,
         PRIMARY KEY (pid, counter))",
@@ -634,29 +647,80 @@ impl SqliteStore {
         .map(drop)
     }
 
-    pub async fn put_flow(&self, state: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {
+    pub async fn put_flow(
+        &self,
+        sid: &SessionId,
+        state_hash: &str,
+        json: &str,
+        ttl_ms: u64,
+        max_starts: Option<u64>,
+    ) -> Result<bool, StoreError> {
         let now = crate::env::now();
         self.rows(
-            "DELETE FROM dock_flows WHERE expires_at <= ?",
+            "DELETE FROM dock_session_flows WHERE expires_at <= ?",
             vec![i(ms(now))],
         )
         .await?;
-        self.rows(
-            "INSERT INTO dock_flows (state, record, expires_at) VALUES (?, ?, ?)",
-            vec![t(state), t(json), i(ms(now.plus_millis(ttl_ms)))],
-        )
-        .await
-        .map(drop)
-    }
-
-    pub async fn take_flow(&self, state: &str) -> Result<Option<String>, StoreError> {
+        let add = i64::from(max_starts.is_some());
+        let most = max_starts.map_or(i64::MAX, |m| i64::try_from(m).unwrap_or(i64::MAX));
         let rows = self
             .rows(
-                "DELETE FROM dock_flows WHERE state = ? AND expires_at > ? RETURNING record",
-                vec![t(state), i(ms(crate::env::now()))],
+                "INSERT INTO dock_session_flows (sid, state, record, starts, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (sid) DO UPDATE
+                    SET state = ?2, record = ?3, starts = starts + ?4, expires_at = ?5
+                    WHERE starts + ?4 <= ?6
+                 RETURNING starts",
+                vec![
+                    t(sid.as_str()),
+                    t(state_hash),
+                    t(json),
+                    i(add),
+                    i(ms(now.plus_millis(ttl_ms))),
+                    i(most),
+                ],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    pub async fn take_flow(
+        &self,
+        sid: &SessionId,
+        state_hash: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .rows(
+                // RETURNING gives the row after the update: the record
+                // stays (unusable without its state) until replaced or expired.
+                "UPDATE dock_session_flows SET state = NULL
+                 WHERE sid = ? AND state = ? AND expires_at > ?
+                 RETURNING record",
+                vec![t(sid.as_str()), t(state_hash), i(ms(crate::env::now()))],
             )
             .await?;
         Ok(rows.first().and_then(|r| text_at(r, 0)))
+    }
+
+    pub async fn hit(&self, bucket: &str, window_end: Timestamp) -> Result<u64, StoreError> {
+        let now = crate::env::now();
+        self.rows(
+            "DELETE FROM dock_rate WHERE window_end <= ?",
+            vec![i(ms(now))],
+        )
+        .await?;
+        let rows = self
+            .rows(
+                "INSERT INTO dock_rate (bucket, window_end, count) VALUES (?, ?, 1)
+                 ON CONFLICT (bucket, window_end) DO UPDATE SET count = count + 1
+                 RETURNING count",
+                vec![t(bucket), i(ms(window_end))],
+            )
+            .await?;
+        match rows.first().and_then(|r| r.first()) {
+            Some(Value::Integer(n)) => Ok((*n).max(0) as u64),
+            other => Err(StoreError::Corrupt(format!("rate counter row {other:?}"))),
+        }
     }
 
     pub async fn read_with_cursor(
