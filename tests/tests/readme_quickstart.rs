@@ -18,6 +18,18 @@ async fn readme_quickstart_completes_a_session() -> Result<()> {
         .nth(1)
         .and_then(|b| b.split("```").next())
         .context("sh block")?;
+    // It waits for the service before its first call, and reads JSON with a
+    // JSON parser, not sed.
+    let first_curl = block
+        .lines()
+        .position(|l| l.starts_with("curl") || l.contains("=$(curl"))
+        .context("a curl line")?;
+    let wait = block
+        .lines()
+        .position(|l| l.starts_with("until curl") && l.contains("/readyz"))
+        .context("no wait on /readyz")?;
+    ensure!(wait < first_curl, "the wait on /readyz comes after a call");
+    ensure!(!block.contains("sed "), "JSON parsed with sed");
     let up = block
         .lines()
         .find(|l| l.starts_with("./dev up"))
