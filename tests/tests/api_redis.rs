@@ -5,7 +5,7 @@ mod api_support;
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result, ensure};
 use api_support::{Service, StoreKind};
 use serde_json::Value;
 
@@ -104,5 +104,153 @@ async fn redis_down_then_back() -> Result<()> {
     assert_eq!(s, 200);
     let (_, body) = svc.get(&key, &sid, "?wait=5").await?;
     assert_eq!(body["data"]["status"], "completed");
+    Ok(())
+}
+
+/// Every key in Redis with its `MEMORY USAGE` (exact: `SAMPLES 0`).
+fn key_sizes(redis: &dock_tests::RedisServer) -> Result<Vec<(String, u64)>> {
+    let keys = redis.cli(&["--scan"])?;
+    let mut out = Vec::new();
+    for k in keys.lines().map(str::trim).filter(|k| !k.is_empty()) {
+        let bytes = redis
+            .cli(&["MEMORY", "USAGE", k, "SAMPLES", "0"])?
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        out.push((k.to_owned(), bytes));
+    }
+    Ok(out)
+}
+
+/// The bytes of the keys whose names match `pred`.
+fn bytes_of(sizes: &[(String, u64)], pred: impl Fn(&str) -> bool) -> u64 {
+    sizes.iter().filter(|(k, _)| pred(k)).map(|(_, b)| b).sum()
+}
+
+/// What each thing the service keeps costs Redis, measured with `MEMORY
+/// USAGE` over a scripted load (printed as the table in docs/deploy.md,
+/// "Sizing and durability"); and a Redis out of memory (`maxmemory`,
+/// `noeviction`) is a clear 503 `store_unavailable` with `Retry-After`, never
+/// a 500, and the service recovers when memory is available again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_memory_per_record_and_out_of_memory() -> Result<()> {
+    const N: usize = 200;
+    let svc = Service::start(StoreKind::Redis, &[]).await?;
+    let redis = svc.redis.as_ref().context("redis")?;
+    let before = key_sizes(redis)?;
+    let key = svc.tenant("pid-mem").await?;
+    let tenant = key_sizes(redis)?;
+    let pid_and_key = bytes_of(&tenant, |_| true) - bytes_of(&before, |_| true);
+
+    let mut sids = Vec::new();
+    for i in 0..N {
+        sids.push(
+            svc.create_sid(&key, "pid-mem", &format!("user-{i:04}"))
+                .await?,
+        );
+    }
+    let pending = key_sizes(redis)?;
+    let session_keys = |k: &str| {
+        k.contains(":s:") || k.contains(":e:") || k.contains(":r:") || k.starts_with("dock:sid:")
+    };
+    let class =
+        |sizes: &[(String, u64)], part: &str| bytes_of(sizes, |k| k.contains(part)) / N as u64;
+    let breakdown = |sizes: &[(String, u64)]| {
+        format!(
+            "record {} + event stream {} + reuse slot {} + sid index {}",
+            class(sizes, ":s:"),
+            class(sizes, ":e:"),
+            class(sizes, ":r:"),
+            class(sizes, "dock:sid:")
+        )
+    };
+    println!("api_redis: pending session: {}", breakdown(&pending));
+    let per_pending = (bytes_of(&pending, session_keys)
+        + bytes_of(&pending, |k| k.ends_with("}:p"))
+        - bytes_of(&tenant, |k| k.ends_with("}:p")))
+        / N as u64;
+    for (i, sid) in sids.iter().enumerate() {
+        let (s, body) = svc
+            .complete(
+                sid,
+                &format!("{}", 80_351_110_224_000_000u64 + i as u64),
+                &format!("{}", 1_000 + i),
+            )
+            .await?;
+        ensure!(s == 200, "{s} {body}");
+    }
+    let finished = key_sizes(redis)?;
+    println!("api_redis: finished session: {}", breakdown(&finished));
+    // The change feed outlives the change by 60 s only; what stays for the
+    // retention period is the rest.
+    let feed = finished
+        .iter()
+        .find(|(k, _)| k.contains(":e:"))
+        .map(|(k, _)| k.clone())
+        .context("no change feed after a completion")?;
+    let feed_ttl: i64 = redis.cli(&["PTTL", &feed])?.trim().parse()?;
+    ensure!(
+        (1..=60_000).contains(&feed_ttl),
+        "the change feed lives {feed_ttl} ms after the change"
+    );
+    let per_finished = bytes_of(&finished, |k| session_keys(k) && !k.contains(":e:")) / N as u64;
+    let per_feed = class(&finished, ":e:");
+    let per_link = (bytes_of(&finished, |k| k.ends_with("}:l") || k.contains("}:lr:"))) / N as u64;
+    let total = bytes_of(&finished, |_| true);
+    println!(
+        "api_redis: Redis bytes (MEMORY USAGE, {N} sessions): per pending session {per_pending}, \
+         per finished session {per_finished} (kept session_retention_seconds) plus {per_feed} for the \
+         60 s its change feed outlives the change, per link {per_link}, per PID with one key \
+         {pid_and_key}; all keys {total}"
+    );
+    ensure!(per_pending > 0 && per_finished > 0 && per_link > 0 && pid_and_key > 0);
+
+    // Out of memory: Redis refuses writes; the service says so clearly.
+    let used: u64 = redis
+        .cli(&["INFO", "memory"])?
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("used_memory")?;
+    redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])?;
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "maxmemory",
+        &(used + 64 * 1024).to_string(),
+    ])?;
+    let mut refused = None;
+    for i in 0..1_500 {
+        let (s, body) = svc
+            .create(
+                &key,
+                serde_json::json!({"pid": "pid-mem", "clientId": format!("oom-{i}")}),
+            )
+            .await?;
+        match s {
+            200 => continue,
+            503 => {
+                refused = Some((i, body));
+                break;
+            }
+            other => anyhow::bail!("create {i} while Redis fills up: {other} {body}"),
+        }
+    }
+    let (at, body) = refused.context("Redis never refused a write")?;
+    ensure!(body["error"]["code"] == "store_unavailable", "{body}");
+    // Reads still work; a completion is refused the same way.
+    let (s, _) = svc.get(&key, &sids[0], "").await?;
+    ensure!(s == 200, "read while Redis is full: {s}");
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"])?;
+    let (s, body) = svc
+        .create(
+            &key,
+            serde_json::json!({"pid": "pid-mem", "clientId": "after-oom"}),
+        )
+        .await?;
+    ensure!(s == 200, "create after memory was freed: {s} {body}");
+    println!(
+        "api_redis: maxmemory reached after {at} more creates: 503 store_unavailable, reads served, creates again once memory was raised"
+    );
     Ok(())
 }

@@ -132,13 +132,22 @@ async fn wait_for_leases(svc: &Service, n: u64) -> Result<()> {
 /// Held waiters never lock out the requests that wake them. One dock-host
 /// with its default limits (only `max_streams_per_key` raised) and its
 /// default store: 1,000 SSE streams are open when 1,000 completions arrive,
-/// then 1,000 long-polls (`wait=25`) are waiting when 1,000 more arrive;
+/// then 1,000 long-polls (`wait=120`) are waiting when 1,000 more arrive;
 /// every completion succeeds and every waiter answers `complete` /
 /// `completed`. (With `--max-connections` 1000 the streams took every
 /// connection slot and all completions failed; see docs/reliability.md.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_never_starve_their_completions() -> Result<()> {
-    let svc = Service::start(StoreKind::Sqlite, &[("max_streams_per_key", "100000")]).await?;
+    // Long-polls wait up to 120 s, so that on a busy machine the 1,000
+    // completions land within their wait (starved, they land after it).
+    let svc = Service::start(
+        StoreKind::Sqlite,
+        &[
+            ("max_streams_per_key", "100000"),
+            ("max_wait_seconds", "120"),
+        ],
+    )
+    .await?;
     let key = svc.tenant("pid-starve").await?;
     let create_all = |prefix: &'static str| {
         let (svc, key) = (&svc, &key);
@@ -215,7 +224,7 @@ async fn waiters_never_starve_their_completions() -> Result<()> {
         .map(|sid| {
             let (http, url, key) = (
                 svc.http.clone(),
-                svc.url(&format!("/api/v1/verify/session/{sid}?wait=25")),
+                svc.url(&format!("/api/v1/verify/session/{sid}?wait=120")),
                 key.clone(),
             );
             tokio::spawn(async move {

@@ -8,7 +8,7 @@
 //! | key | type | holds | lifetime |
 //! |---|---|---|---|
 //! | `dock:{P}:s:<sid>` | string | the session record (core's JSON) | expiry + retention, then retention once terminal |
-//! | `dock:{P}:e:<sid>` | stream | one entry (`status`, `session`: the record after the change) per change; waiters `XREAD BLOCK` on it | as the session |
+//! | `dock:{P}:e:<sid>` | stream | one entry (`status`, `session`: the record after the change) per change; waiters `XREAD BLOCK` on it (from `0-0` while it does not exist). Not written at create: a pending session has none | 60 s after the change |
 //! | `dock:{P}:r:<digest>` | string | sid of the live session for (clientId, guildId) | until the session's expiry |
 //! | `dock:{P}:l` | hash | link dataset: discordId → robloxId | forever |
 //! | `dock:{P}:lr:<robloxId>` | set | reverse index: Discord ids linked to a Roblox id | forever |
@@ -98,8 +98,8 @@ if (cur or '') ~= ARGV[1] then
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', '8', '*', 'status', 'pending', 'session', ARGV[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
+-- KEYS[3], the change feed, is not written: it starts with the first change
+-- (a stream costs ~4.7 KB even with one entry; waiters read from 0-0).
 redis.call('ZADD', KEYS[5], ARGV[11], ARGV[2])
 redis.call('HINCRBY', KEYS[4], 'created', 1)
 redis.call('PUBLISH', ARGV[6], ARGV[7])
@@ -114,7 +114,7 @@ static COMMIT: Script = Script::new(
 --       6 stats, 7 pending
 -- ARGV: 1 expected json, 2 new json, 3 px, 4 status, 5 channel, 6 view json,
 --       7 discordId ('' = no link write), 8 robloxId, 9 expected previous ('' = none),
---       10 sid
+--       10 sid, 11 how long the change feed outlives this change (ms)
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then return {'conflict'} end
 if ARGV[7] ~= '' then
@@ -126,7 +126,7 @@ if ARGV[7] ~= '' then
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', '8', '*', 'status', ARGV[4], 'session', ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], math.min(tonumber(ARGV[3]), tonumber(ARGV[11])))
 if ARGV[4] == 'completed' or ARGV[4] == 'cancelled' then
   redis.call('ZREM', KEYS[7], ARGV[10])
   redis.call('HINCRBY', KEYS[6], ARGV[4], 1)
@@ -311,6 +311,13 @@ fn k_pending(pid: &Pid) -> String {
 fn k_key_ids(pid: &Pid) -> String {
     format!("{}:keys", tag(pid))
 }
+
+/// How long a session's change feed outlives a change. Every change is
+/// terminal (completed, cancelled), and a woken waiter takes the new state
+/// from the entry that woke it at once; later readers see the terminal
+/// record and never wait. So the feed only has to outlive the wake-ups in
+/// flight, not the session's retention.
+const FEED_AFTER_CHANGE_MS: i64 = 60_000;
 
 /// A session's live verification flow (hash tag: the sid).
 fn k_flow(sid: &SessionId) -> String {
@@ -802,6 +809,7 @@ impl RedisStore {
                     p(roblox),
                     p(previous),
                     p(next.sid.as_str()),
+                    RedisParameter::Int64(FEED_AFTER_CHANGE_MS),
                 ],
             )
             .await?;
