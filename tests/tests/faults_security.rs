@@ -1761,17 +1761,17 @@ async fn flow_start_flood_is_bounded(cfg: Cfg) -> Result<()> {
             }
         }
         if i == 0 {
-            // The first start's state was replaced by the later ones.
-            let (cookie, state) = first.context("no start")?;
-            let stale = rec
-                .call(
-                    "stale state",
+            let callback = |label: &'static str, (cookie, state): (String, String)| {
+                rec.call(
+                    label,
                     rec.http
                         .get(svc.url("/v1/api/verify/discord/callback"))
                         .query(&[("code", "c"), ("state", state.as_str())])
                         .header("cookie", cookie),
                 )
-                .await?;
+            };
+            // The first start's state was replaced by the later ones.
+            let stale = callback("stale state", first.context("no start")?).await?;
             ensure!(
                 stale.status == 400 && stale.body.contains("already used or has expired"),
                 "a replaced flow still works: {} {}",
@@ -1780,16 +1780,7 @@ async fn flow_start_flood_is_bounded(cfg: Cfg) -> Result<()> {
             );
             // The live one passes the store and browser checks; the code
             // exchange then fails at the unreachable provider.
-            let (cookie, state) = last.context("no start")?;
-            let live = rec
-                .call(
-                    "live state",
-                    rec.http
-                        .get(svc.url("/v1/api/verify/discord/callback"))
-                        .query(&[("code", "c"), ("state", state.as_str())])
-                        .header("cookie", cookie),
-                )
-                .await?;
+            let live = callback("live state", last.context("no start")?).await?;
             ensure!(
                 live.status == 502 && live.body.contains("Sign-in failed"),
                 "the live flow was not found: {} {}",

@@ -68,21 +68,6 @@ impl Service {
         Self::start_with(cfg.reuse, redis, n, &[], vars)
     }
 
-    /// [`start_n`](Self::start_n) with extra `up` flags for every instance.
-    pub async fn start_n_with(
-        cfg: impl Into<Cfg>,
-        n: usize,
-        host_args: &[&str],
-        vars: &[(&str, &str)],
-    ) -> Result<Service> {
-        let cfg = cfg.into();
-        let redis = match cfg.store {
-            StoreKind::Redis => Some(RedisServer::start()?),
-            StoreKind::Sqlite => None,
-        };
-        Self::start_with(cfg.reuse, redis, n, host_args, vars)
-    }
-
     /// One instance started with extra `up` flags, e.g. `--tcp-nodelay false`.
     pub async fn start_with_host_args(
         cfg: impl Into<Cfg>,
