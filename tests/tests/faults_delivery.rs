@@ -250,8 +250,9 @@ async fn waiters_never_starve_their_completions() -> Result<()> {
     }
     let polls_done = t.elapsed();
     println!(
-        "faults_delivery: one dock-host, default limits, SQLite: {WAITERS} held streams, {WAITERS} completions in {:.1}s, every stream woke within {:.1}s; \
+        "faults_delivery: one {} host, default limits, SQLite: {WAITERS} held streams, {WAITERS} completions in {:.1}s, every stream woke within {:.1}s; \
          {WAITERS} held long-polls, {WAITERS} completions in {:.1}s, {answered} answered completed within {:.1}s",
+        dock_tests::Runtime::current().name(),
         completed_after.as_secs_f64(),
         streams_done.as_secs_f64(),
         polls_completed_after.as_secs_f64(),
