@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the workloads and print the table.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The trivial hyper server used as the floor (started by `run`).
     FloorServer {
         #[arg(long)]
@@ -84,6 +84,10 @@ struct RunArgs {
     /// Skip building dock-host and the component.
     #[arg(long)]
     no_build: bool,
+    /// The `spin` binary for `--impls spin` (the component under a real
+    /// `spin up`) [default: ~/.cache/dock-spin/bin/spin].
+    #[arg(long)]
+    spin_bin: Option<PathBuf>,
     /// Extra `dock-host up` flags, e.g. `--dock-arg=--max-instance-concurrent-reuse-count=256`.
     #[arg(long = "dock-arg", allow_hyphen_values = true)]
     dock_args: Vec<String>,
@@ -104,7 +108,7 @@ fn main() -> Result<()> {
             // process it started (redis-server, dock-hosts, node): each is
             // killed by its owner's Drop.
             tokio::select! {
-                r = run(args) => r,
+                r = run(*args) => r,
                 sig = interrupted() => bail!("interrupted by {sig}; stopped every process this run started"),
             }
         }),
@@ -213,6 +217,11 @@ async fn run(mut a: RunArgs) -> Result<()> {
             .unwrap_or_else(|| repo.join("target/release/dock-host")),
         dock_args: a.dock_args.clone(),
         admin_token: "bench-admin-token-0123456789".into(),
+        spin_bin: a.spin_bin.clone().or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/dock-spin/bin/spin"))
+                .filter(|p| p.exists())
+        }),
     };
     let mut report = Report::new(
         machine(),
@@ -270,7 +279,8 @@ async fn run(mut a: RunArgs) -> Result<()> {
         let which = match name.as_str() {
             "dock" => Impl::Dock,
             "node" => Impl::Node,
-            other => bail!("unknown implementation {other:?} (dock, node)"),
+            "spin" => Impl::Spin,
+            other => bail!("unknown implementation {other:?} (dock, node, spin)"),
         };
         // Cold start: a fresh compilation cache, then warm starts.
         eprintln!("==> {}: cold start", which.name());
@@ -343,7 +353,7 @@ async fn run(mut a: RunArgs) -> Result<()> {
                         admin_token: launcher.admin_token.clone(),
                     };
                     let ids = load::create_sessions(addrs[0], &api, n, &format!("w{k}{n}")).await?;
-                    let pids: Vec<u32> = svcs.iter().map(|s| s.proc.pid()).collect();
+                    let pids: Vec<u32> = svcs.iter().flat_map(|s| s.proc.pids()).collect();
                     let r = load::wake(&addrs, &api, &ids, mode, a.rate, a.drivers, || {
                         procs::rss_kib(&pids)
                     })

@@ -19,12 +19,26 @@ pub fn free_port() -> Result<u16> {
 pub struct Proc {
     name: String,
     child: Child,
+    /// Runs in a process group of its own (its PID), killed as a group:
+    /// `spin up` serves from a child `spin trigger http`.
+    group: bool,
 }
 
 impl Proc {
     /// Spawns `cmd` with stdout discarded (services log per request) and
     /// stderr kept for diagnosis.
     pub fn spawn(name: &str, cmd: &mut Command) -> Result<Self> {
+        Self::spawn_as(name, cmd, false)
+    }
+
+    /// [`spawn`](Self::spawn) in a process group of its own.
+    pub fn spawn_group(name: &str, cmd: &mut Command) -> Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+        cmd.process_group(0);
+        Self::spawn_as(name, cmd, true)
+    }
+
+    fn spawn_as(name: &str, cmd: &mut Command, group: bool) -> Result<Self> {
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -34,11 +48,39 @@ impl Proc {
         Ok(Proc {
             name: name.to_owned(),
             child,
+            group,
         })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Every process that serves: the child, and for a group every member.
+    pub fn pids(&self) -> Vec<u32> {
+        if !self.group {
+            return vec![self.pid()];
+        }
+        let pgid = self.pid().to_string();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // /proc/PID/stat: "pid (comm) state ppid pgrp …"; comm may hold spaces.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            if after.split_whitespace().nth(2) == Some(pgid.as_str()) {
+                pids.push(pid);
+            }
+        }
+        pids
     }
 
     /// Fails if the process has exited.
@@ -52,6 +94,11 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.group {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.pid())])
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -120,6 +167,8 @@ pub enum Impl {
     Dock,
     /// The Node reference in `bench/node`.
     Node,
+    /// The same component under a real `spin up`.
+    Spin,
 }
 
 impl Impl {
@@ -127,6 +176,7 @@ impl Impl {
         match self {
             Impl::Dock => "dock (wasm)",
             Impl::Node => "node ref",
+            Impl::Spin => "dock on spin",
         }
     }
 }
@@ -139,6 +189,8 @@ pub struct Launcher {
     /// Extra `dock-host up` flags (instance reuse, limits).
     pub dock_args: Vec<String>,
     pub admin_token: String,
+    /// The `spin` binary, for `Impl::Spin`.
+    pub spin_bin: Option<PathBuf>,
 }
 
 /// One running service instance.
@@ -187,6 +239,33 @@ impl Launcher {
                 };
                 cmd.args(&self.dock_args);
                 Proc::spawn("dock-host", &mut cmd)?
+            }
+            Impl::Spin => {
+                let spin = self.spin_bin.as_ref().context(
+                    "--impls spin needs --spin-bin (tests/spin/build-spin.sh builds one)",
+                )?;
+                // Spin's own defaults, as a user runs it; each `spin up`
+                // keeps its state (and its unused SQLite file) apart.
+                let state = std::env::temp_dir().join(format!("dock-bench-spin-{port}"));
+                let mut cmd = Command::new(spin);
+                cmd.arg("up")
+                    .arg("--from")
+                    .arg(self.repo.join("spin.toml"))
+                    .args(["--listen", &addr.to_string()])
+                    .arg("--state-dir")
+                    .arg(&state);
+                for (k, v) in [
+                    ("redis_url", redis.url()),
+                    ("redis_origin", redis.url()),
+                    ("admin_token", self.admin_token.clone()),
+                    ("public_base_url", base.clone()),
+                    ("max_streams_per_key", "100000".into()),
+                ] {
+                    cmd.args(["--variable", &format!("{k}={v}")]);
+                }
+                // Spin keeps its own compilation cache (~/.cache/spin): its
+                // "cold" start is cold only on a machine that never ran it.
+                Proc::spawn_group("spin up", &mut cmd)?
             }
             Impl::Node => Proc::spawn(
                 "node reference",

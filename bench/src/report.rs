@@ -104,15 +104,15 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "\n| connections | dock ÷ node throughput | dock ÷ node p99 | dock ÷ floor throughput |\n|---:|---:|---:|---:|"
+            "\n| dock under | connections | dock ÷ node throughput | dock ÷ node p99 | dock ÷ floor throughput |\n|---|---:|---:|---:|---:|"
         );
-        for (who, r) in self.create.iter().filter(|(w, _)| w == "dock (wasm)") {
-            let _ = who;
+        for (who, r) in self.create.iter().filter(|(w, _)| is_dock(w)) {
             let node = self.create_of("node ref", r.concurrency);
             let floor = self.create_of("floor", r.concurrency);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
+                runtime_of(who),
                 r.concurrency,
                 node.map_or("–".into(), |n| ratio(r.per_sec, n.per_sec)),
                 node.map_or("–".into(), |n| ratio(r.latency.p99_ms, n.latency.p99_ms)),
@@ -149,13 +149,14 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "\n| waiting | instances | waiters | dock ÷ node wake p99 | dock ÷ node KiB/waiter |\n|---|---:|---:|---:|---:|"
+            "\n| dock under | waiting | instances | waiters | dock ÷ node wake p99 | dock ÷ node KiB/waiter |\n|---|---|---:|---:|---:|---:|"
         );
-        for (_, r) in self.wake.iter().filter(|(w, _)| w == "dock (wasm)") {
+        for (who, r) in self.wake.iter().filter(|(w, _)| is_dock(w)) {
             let node = self.wake_of("node ref", r);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
+                runtime_of(who),
                 r.mode.name(),
                 r.instances,
                 r.waiters,
@@ -182,5 +183,19 @@ impl Report {
             );
         }
         o
+    }
+}
+
+/// Our component's rows: under dock-host or under a real Spin.
+fn is_dock(who: &str) -> bool {
+    who == "dock (wasm)" || who == "dock on spin"
+}
+
+/// Which runtime a dock row ran under.
+fn runtime_of(who: &str) -> &'static str {
+    if who == "dock on spin" {
+        "spin up"
+    } else {
+        "dock-host"
     }
 }
