@@ -194,7 +194,9 @@ impl Limits {
         match rlimit::increase_nofile_limit(want) {
             Ok(have) if have >= want => {}
             Ok(have) => {
-                let fit = have.saturating_sub(FILES_BESIDES_CONNECTIONS).max(1) as usize;
+                // Keep a quarter for the rest when the limit is small.
+                let reserve = FILES_BESIDES_CONNECTIONS.min(have / 4);
+                let fit = have.saturating_sub(reserve).max(1) as usize;
                 tracing::warn!(
                     "the open-files limit is {have} (hard limit): serving {fit} connections, not --max-connections {}; raise `ulimit -Hn` for more",
                     self.max_connections
