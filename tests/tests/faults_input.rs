@@ -1642,8 +1642,10 @@ async fn slow_body_client(
 async fn slow_bodies_are_cut_off_and_other_addresses_are_served() -> Result<()> {
     const SLOW: usize = 1100;
     const PER_IP: usize = 256;
-    const IDLE: Duration = Duration::from_secs(3);
-    const TOTAL: Duration = Duration::from_secs(6);
+    // Long enough that, on a busy machine, every connection is open (and
+    // those over the cap refused) before the first deadline frees a slot.
+    const IDLE: Duration = Duration::from_secs(5);
+    const TOTAL: Duration = Duration::from_secs(9);
     // A host sized for 1,000 connections and requests: without the cap,
     // 1,100 slow bodies would hold every slot.
     let per_ip = PER_IP.to_string();
@@ -1657,9 +1659,9 @@ async fn slow_bodies_are_cut_off_and_other_addresses_are_served() -> Result<()> 
             "--max-connections-per-ip",
             &per_ip,
             "--body-idle-timeout",
-            "3s",
+            "5s",
             "--body-read-timeout",
-            "6s",
+            "9s",
         ],
         &[],
     )
