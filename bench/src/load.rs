@@ -99,6 +99,8 @@ impl Api {
 pub struct CreateResult {
     pub concurrency: usize,
     pub requests: u64,
+    /// Successful creates, warm-up included (what Redis served).
+    pub all_ok: u64,
     pub per_sec: f64,
     pub latency: Latency,
     pub errors: u64,
@@ -124,6 +126,7 @@ pub async fn create_load(
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
             let mut errors = 0u64;
+            let mut all_ok = 0u64;
             let mut c = Conn::open(addr).await?;
             let mut n = 0u64;
             loop {
@@ -141,6 +144,7 @@ pub async fn create_load(
                     }
                 };
                 let done = Instant::now();
+                all_ok += u64::from(ok);
                 if t >= measure_from && done <= end {
                     if ok {
                         h.record(done.duration_since(t).as_micros().max(1) as u64)?;
@@ -149,19 +153,22 @@ pub async fn create_load(
                     }
                 }
             }
-            anyhow::Ok((h, errors))
+            anyhow::Ok((h, errors, all_ok))
         }));
     }
     let mut all = histogram();
     let mut errors = 0;
+    let mut all_ok = 0;
     for t in tasks {
-        let (h, e) = t.await??;
+        let (h, e, ok) = t.await??;
         all.add(&h)?;
         errors += e;
+        all_ok += ok;
     }
     Ok(CreateResult {
         concurrency,
         requests: all.len(),
+        all_ok,
         per_sec: all.len() as f64 / duration.as_secs_f64(),
         latency: Latency::of(&all),
         errors,
@@ -205,6 +212,12 @@ pub struct WakeResult {
     /// Server RSS growth per held waiter, KiB (summed over instances).
     pub rss_kib_per_waiter: Option<f64>,
     pub seconds_to_hold: f64,
+    /// Redis commands per held waiter per minute (heartbeats, lease
+    /// renewals, re-polls), over the hold window; `None` without one.
+    pub redis_per_waiter_minute: Option<f64>,
+    /// Redis per wake: commands, µs of Redis CPU, busiest commands — the
+    /// completion's own commands and the woken waiter's included.
+    pub redis_per_wake: (f64, f64, String),
 }
 
 #[derive(Debug, Default)]
@@ -302,6 +315,8 @@ pub async fn wake(
     rate: f64,
     drivers: usize,
     rss: impl Fn() -> Option<u64>,
+    redis: &crate::procs::Redis,
+    hold_window: Duration,
 ) -> Result<WakeResult> {
     let n = ids.len();
     let k = instances.len();
@@ -355,6 +370,16 @@ pub async fn wake(
         (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / n as f64),
         _ => None,
     };
+    // What holding the waiters costs Redis, with nothing else going on.
+    let redis_per_waiter_minute = if hold_window.is_zero() {
+        None
+    } else {
+        redis.reset_stats()?;
+        tokio::time::sleep(hold_window).await;
+        let held = redis.cost()?;
+        Some(held.calls as f64 / n as f64 / (hold_window.as_secs_f64() / 60.0))
+    };
+    redis.reset_stats()?;
 
     let next = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now() + Duration::from_millis(50);
@@ -442,6 +467,7 @@ pub async fn wake(
             wake_h.record((got.saturating_sub(sent) / 1000).max(1))?;
         }
     }
+    let redis_per_wake = redis.cost()?.per(n as u64);
     for w in waiters {
         w.abort();
     }
@@ -459,6 +485,8 @@ pub async fn wake(
         complete_errors: complete_errors.load(Ordering::SeqCst),
         rss_kib_per_waiter,
         seconds_to_hold,
+        redis_per_waiter_minute,
+        redis_per_wake,
     })
 }
 

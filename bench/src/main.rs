@@ -78,6 +78,10 @@ struct RunArgs {
     /// Connections sending completions.
     #[arg(long, default_value_t = 32)]
     drivers: usize,
+    /// Seconds the waiters are held idle to count what holding costs Redis
+    /// (heartbeats, lease renewals); 0 skips it.
+    #[arg(long, default_value_t = 20)]
+    hold_seconds: u64,
     /// The dock-host binary [default: target/release/dock-host, built first].
     #[arg(long)]
     dock_host: Option<PathBuf>,
@@ -203,6 +207,7 @@ async fn run(mut a: RunArgs) -> Result<()> {
         a.create_seconds = 1;
         a.waiters = vec![200];
         a.instances = vec![1, 2];
+        a.hold_seconds = 0;
     }
     let repo = repo_root();
     if !a.no_build {
@@ -268,6 +273,8 @@ async fn run(mut a: RunArgs) -> Result<()> {
                 a.rate,
                 a.drivers,
                 || procs::rss_kib(&[pid]),
+                &redis,
+                Duration::ZERO,
             )
             .await?;
             eprintln!("    wake {n}: p99 {:.2} ms", r.wake.p99_ms);
@@ -310,6 +317,7 @@ async fn run(mut a: RunArgs) -> Result<()> {
             admin_token: launcher.admin_token.clone(),
         };
         for &c in &a.concurrency {
+            redis.reset_stats()?;
             let r = load::create_load(
                 svc.addr,
                 &api,
@@ -319,10 +327,14 @@ async fn run(mut a: RunArgs) -> Result<()> {
                 &format!("c{c}"),
             )
             .await?;
+            let (calls, usec, top) = redis.cost()?.per(r.all_ok);
             eprintln!(
-                "    c={c}: {:.0}/s p99 {:.2} ms, {} errors",
+                "    c={c}: {:.0}/s p99 {:.2} ms, {} errors; Redis per create: {calls:.2} commands, {usec:.1} µs ({top})",
                 r.per_sec, r.latency.p99_ms, r.errors
             );
+            report
+                .redis_per_create
+                .push((which.name().into(), c, calls, usec, top));
             report.create.push((which.name().into(), r));
         }
         drop(svc);
@@ -354,9 +366,17 @@ async fn run(mut a: RunArgs) -> Result<()> {
                     };
                     let ids = load::create_sessions(addrs[0], &api, n, &format!("w{k}{n}")).await?;
                     let pids: Vec<u32> = svcs.iter().flat_map(|s| s.proc.pids()).collect();
-                    let r = load::wake(&addrs, &api, &ids, mode, a.rate, a.drivers, || {
-                        procs::rss_kib(&pids)
-                    })
+                    let r = load::wake(
+                        &addrs,
+                        &api,
+                        &ids,
+                        mode,
+                        a.rate,
+                        a.drivers,
+                        || procs::rss_kib(&pids),
+                        &redis,
+                        Duration::from_secs(a.hold_seconds),
+                    )
                     .await?;
                     eprintln!(
                         "    wake p50 {:.2} p99 {:.2} max {:.2} ms; delivered {} lost {} dup {}; {:.1} KiB/waiter",

@@ -151,12 +151,85 @@ impl Redis {
         Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
+    /// Zeroes Redis' per-command counters (`CONFIG RESETSTAT`).
+    pub fn reset_stats(&self) -> Result<()> {
+        let r = self.command("CONFIG RESETSTAT")?;
+        if !r.starts_with("+OK") {
+            bail!("CONFIG RESETSTAT: {r}");
+        }
+        Ok(())
+    }
+
+    /// What the servers asked of Redis since the last [`reset_stats`]:
+    /// `INFO commandstats`, without the harness's own `info`/`config`.
+    ///
+    /// [`reset_stats`]: Self::reset_stats
+    pub fn cost(&self) -> Result<RedisCost> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "INFO", "commandstats"])
+            .output()
+            .context("cannot run redis-cli")?;
+        let mut cost = RedisCost::default();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // cmdstat_get:calls=12,usec=34,usec_per_call=2.83,...
+            let Some((name, fields)) = line
+                .trim()
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            if name == "info" || name.starts_with("config") {
+                continue;
+            }
+            let field = |k: &str| {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let calls = field("calls");
+            cost.calls += calls;
+            cost.usec += field("usec");
+            cost.by_command.push((name.to_owned(), calls));
+        }
+        cost.by_command
+            .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(cost)
+    }
+
     pub fn flushall(&self) -> Result<()> {
         let r = self.command("FLUSHALL")?;
         if !r.starts_with("+OK") {
             bail!("FLUSHALL: {r}");
         }
         Ok(())
+    }
+}
+
+/// Commands Redis executed (and the CPU it spent in them) over a window.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RedisCost {
+    pub calls: u64,
+    /// Redis' own time in commands, µs (`usec` of `INFO commandstats`).
+    pub usec: u64,
+    /// Calls per command, most first.
+    pub by_command: Vec<(String, u64)>,
+}
+
+impl RedisCost {
+    /// `calls` and `usec` per `n` operations, and the three busiest commands.
+    pub fn per(&self, n: u64) -> (f64, f64, String) {
+        let n = n.max(1) as f64;
+        let top = self
+            .by_command
+            .iter()
+            .take(3)
+            .map(|(c, k)| format!("{c} {:.2}", *k as f64 / n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (self.calls as f64 / n, self.usec as f64 / n, top)
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Report {
     pub create: Vec<(String, CreateResult)>,
     pub wake: Vec<(String, WakeResult)>,
     pub cold: Vec<ColdStart>,
+    /// `(server, connections, commands, Redis µs, busiest commands)` per create.
+    pub redis_per_create: Vec<(String, usize, f64, f64, String)>,
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -47,6 +49,7 @@ impl Report {
             create: Vec::new(),
             wake: Vec::new(),
             cold: Vec::new(),
+            redis_per_create: Vec::new(),
         }
     }
 
@@ -168,6 +171,42 @@ impl Report {
                     }
                 }),
             );
+        }
+
+        let _ = writeln!(
+            o,
+            "\n### What each operation costs Redis (`INFO commandstats` deltas)\n"
+        );
+        let _ = writeln!(
+            o,
+            "| server | operation | commands | Redis µs | busiest commands (per operation) |\n|---|---|---:|---:|---|"
+        );
+        for (who, c, calls, usec, top) in &self.redis_per_create {
+            let _ = writeln!(
+                o,
+                "| {who} | create ({c} connections) | {calls:.2} | {usec:.1} | {top} |"
+            );
+        }
+        for (who, r) in self.wake.iter().filter(|(w, _)| w != "floor") {
+            let (calls, usec, top) = &r.redis_per_wake;
+            let _ = writeln!(
+                o,
+                "| {who} | wake ({} ×{} on {}) | {calls:.2} | {usec:.1} | {top} |",
+                r.mode.name(),
+                r.waiters,
+                r.instances
+            );
+        }
+        for (who, r) in self.wake.iter().filter(|(w, _)| w != "floor") {
+            if let Some(per_min) = r.redis_per_waiter_minute {
+                let _ = writeln!(
+                    o,
+                    "| {who} | held waiter, per minute ({} ×{} on {}) | {per_min:.2} | | |",
+                    r.mode.name(),
+                    r.waiters,
+                    r.instances
+                );
+            }
         }
 
         let _ = writeln!(o, "\n### Cold start: spawn → first `200 /healthz`\n");
