@@ -370,21 +370,18 @@ async fn run_stream(
             loop {
                 let t = now();
                 if t >= renewed.plus_secs(settings.heartbeat_secs) {
-                    // Once per heartbeat interval: renew the lease and look
-                    // at the key, together (one round trip's wait).
-                    let (renewal, valid) = future::join(
-                        store.renew_waiter(key, waiter, lease_end(settings)),
-                        caller.still_valid(store),
-                    )
-                    .await;
-                    match (renewal, valid) {
-                        (Err(e), _) | (_, Err(e)) => return ended_by_store(e),
-                        (Ok(()), Ok(false)) => {
-                            log!("stream ended: its key was revoked");
+                    // Once per heartbeat interval: renew the lease. A
+                    // revoked key's leases are deleted with it, so a lease
+                    // that is gone ends the stream (the reconnect is a 401
+                    // if the key was revoked, a fresh lease if it lapsed).
+                    match store.renew_waiter(key, waiter, lease_end(settings)).await {
+                        Err(e) => return ended_by_store(e),
+                        Ok(false) => {
+                            log!("stream ended: its lease is gone (key revoked?)");
                             let _ = tx.send(reconnect_hint(DEFAULT_RETRY_MS).into()).await;
                             return;
                         }
-                        (Ok(()), Ok(true)) => {}
+                        Ok(true) => {}
                     }
                     renewed = t;
                 }

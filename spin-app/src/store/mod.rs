@@ -434,7 +434,7 @@ impl Store {
         key: &KeyRecord,
         waiter: &str,
         lease_until: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.renew_waiter(key, waiter, lease_until).await)
     }
 

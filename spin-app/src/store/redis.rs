@@ -14,7 +14,7 @@
 //! | `dock:{P}:lr:<robloxId>` | set | reverse index: Discord ids linked to a Roblox id | forever |
 //! | `dock:{P}:meta` | string | the PID record | forever |
 //! | `dock:{P}:q:<keyId>:<window>` | string | create counter of a quota window | until the window ends |
-//! | `dock:{P}:w:<keyId>` | sorted set | open waiters of a key (member: waiter id, score: lease end) | while any waiter holds a lease |
+//! | `dock:{P}:w:<keyId>` | sorted set | open waiters of a key (member: waiter id, score: lease end); deleted when the key is revoked, so its streams end at their next renewal | while any waiter holds a lease |
 //! | `dock:{P}:p` | sorted set | pending sessions (member: sid, score: `expiresAt` ms); those past their score are counted expired and removed | while pending |
 //! | `dock:{P}:stats` | hash | the PID's counters: `created`, `reused`, `completed`, `cancelled`, `expired`, `quota_rejected` | forever |
 //! | `dock:{P}:keys` | set | ids of the keys issued to the PID (to find its waiter sets) | forever |
@@ -159,6 +159,10 @@ return {redis.call('GET', KEYS[1]) or '', redis.call('HGET', KEYS[2], ARGV[1]) o
 static RENEW: Script = Script::new(
     r"
 -- KEYS: 1 waiters zset; ARGV: 1 waiter id, 2 lease end ms
+-- 0: the lease is gone (its key was revoked, or it lapsed).
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
+end
 if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[2], ARGV[1]) == 1 then
   redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
 end
@@ -555,9 +559,15 @@ impl RedisStore {
             return Ok(false);
         };
         // The usable record first, so a failure in between leaves the key revoked.
+        let record = self.get(&format!("dock:key:{hash}")).await?;
         self.exec("DEL", vec![p(format!("dock:key:{hash}"))])
             .await?;
         self.exec("DEL", vec![p(idx)]).await?;
+        // Its waiters' leases: each open stream finds its lease gone at its
+        // next renewal and ends (the reconnect is then a 401).
+        if let Some(key) = record.and_then(|j| serde_json::from_str::<KeyRecord>(&j).ok()) {
+            self.exec("DEL", vec![p(k_waiters(&key))]).await?;
+        }
         Ok(true)
     }
 
@@ -850,17 +860,18 @@ impl RedisStore {
         key: &KeyRecord,
         waiter: &str,
         lease_until: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.eval(
-            &RENEW,
-            &[k_waiters(key)],
-            vec![
-                p(waiter),
-                RedisParameter::Int64(lease_until.as_millis() as i64),
-            ],
-        )
-        .await
-        .map(drop)
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .eval(
+                &RENEW,
+                &[k_waiters(key)],
+                vec![
+                    p(waiter),
+                    RedisParameter::Int64(lease_until.as_millis() as i64),
+                ],
+            )
+            .await?;
+        Ok(matches!(r.first(), Some(RedisResult::Int64(1))))
     }
 
     pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {

@@ -303,6 +303,12 @@ impl SqliteStore {
                 vec![t(key_id.as_str())],
             )
             .await?;
+        // Its waiters' leases: open streams end at their next renewal.
+        self.rows(
+            "DELETE FROM dock_waiters WHERE key_id = ?",
+            vec![t(key_id.as_str())],
+        )
+        .await?;
         Ok(!rows.is_empty())
     }
 
@@ -564,13 +570,15 @@ impl SqliteStore {
         key: &KeyRecord,
         waiter: &str,
         lease_until: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.rows(
-            "UPDATE dock_waiters SET lease_until = ? WHERE key_id = ? AND waiter = ?",
-            vec![i(ms(lease_until)), t(key.key_id.as_str()), t(waiter)],
-        )
-        .await
-        .map(drop)
+    ) -> Result<bool, StoreError> {
+        let rows = self
+            .rows(
+                "UPDATE dock_waiters SET lease_until = ? WHERE key_id = ? AND waiter = ?
+                 RETURNING waiter",
+                vec![i(ms(lease_until)), t(key.key_id.as_str()), t(waiter)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
