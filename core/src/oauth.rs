@@ -113,6 +113,12 @@ pub fn start_request_allowed(
     let ours = match public_base_url.split_once("://") {
         Some((scheme, rest)) => {
             let authority = rest.split('/').next().unwrap_or("");
+            // Browsers leave the scheme's default port out of `Origin`.
+            let authority = match scheme {
+                "https" => authority.strip_suffix(":443").unwrap_or(authority),
+                "http" => authority.strip_suffix(":80").unwrap_or(authority),
+                _ => authority,
+            };
             format!("{scheme}://{authority}")
         }
         None => return false,
@@ -507,6 +513,17 @@ mod tests {
         ));
         // Neither: no browser sent it.
         assert!(start_request_allowed(None, None, base));
+        // A base with the default port: browsers send the origin without it.
+        assert!(start_request_allowed(
+            None,
+            Some("https://verify.example.com"),
+            "https://verify.example.com:443"
+        ));
+        assert!(start_request_allowed(
+            None,
+            Some("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080/"
+        ));
     }
 
     #[test]

@@ -114,7 +114,7 @@ pub struct LimitArgs {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_instances: u32,
 
-    /// Requests handled at the same time (held long-polls and streams count); more wait.
+    /// Requests handled at the same time, each until its response head is ready (a long-poll past --waiting-after moves to a waiting slot); more wait.
     #[arg(long, value_name = "N", default_value_t = 16384)]
     pub max_concurrent_requests: usize,
 

@@ -43,8 +43,9 @@ pub struct Limits {
     /// instances in the pooling allocator, over all components.
     pub max_instances: u32,
     /// `--max-concurrent-requests` (default 16384): requests being handled
-    /// at once. Held long-polls and streams count, so it is sized to hold
-    /// ten thousand waiters with room left for the requests that wake them.
+    /// at once, each until its response head is ready (an SSE stream stops
+    /// counting once its head is sent; a long-poll still unanswered after
+    /// `--waiting-after` moves to a waiting slot).
     pub max_concurrent_requests: usize,
     /// `--max-waiting-requests` (default: `--max-concurrent-requests` less a
     /// sixteenth, 15360): requests still unanswered after `--waiting-after`

@@ -388,8 +388,11 @@ fn text(status: StatusCode, body: &'static str) -> Response<WasiBody> {
     r
 }
 
-/// The request slots: `--max-concurrent-requests` for every request, of
-/// which at most `--max-waiting-requests` for those past `--waiting-after`.
+/// The request slots: every request takes one of `--max-concurrent-requests`
+/// until its response head is ready; one still unanswered after
+/// `--waiting-after` moves to one of `--max-waiting-requests` waiting slots
+/// and gives its request slot back (or is answered 503 when those are all
+/// taken). So waiters never hold the request slots new requests need.
 #[derive(Clone)]
 struct Slots {
     requests: Arc<Semaphore>,

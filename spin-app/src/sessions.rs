@@ -283,6 +283,12 @@ pub async fn stream(
         .ok_or_else(ApiError::session_not_found)?;
     let cursor_state = StreamCursor::resume(last_event_id.as_deref());
     let waiter = acquire_waiter(&store, key, settings, lease_end(settings)).await?;
+    // A revocation between the key lookup and the lease would leave this
+    // lease behind it (revoking deletes the key's leases): look again.
+    if !caller.still_valid(&store).await? {
+        let _ = store.release_waiter(key, &waiter).await;
+        return Err(ApiError::unauthorized());
+    }
     let pid = key.pid.clone();
     let (tx, body) = spin_sdk::http::body::stream::<Bytes>();
     spin_sdk::wasip3::spawn(async move {

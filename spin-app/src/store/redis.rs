@@ -271,6 +271,31 @@ impl Script {
 }
 
 /// Redis's answer to an `EVALSHA` of a script it does not hold.
+/// Whether a failed command means the connection itself is gone (so sending
+/// it again on a new one is safe: Redis never ran it, or ran nothing of it),
+/// as opposed to Redis answering with an error (`OOM`, `WRONGTYPE`, a script
+/// error), which must not be repeated.
+fn connection_lost(e: &spin_sdk::redis::Error) -> bool {
+    let text = format!("{e:?} {e}").to_ascii_lowercase();
+    [
+        "broken pipe",
+        "connection reset",
+        "connection closed",
+        "connection refused",
+        "connection aborted",
+        "not connected",
+        "unexpected eof",
+        "end of file",
+        "io error",
+        "os error",
+        "timed out",
+        "terminated",
+        "dropped",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+}
+
 fn is_noscript(e: &spin_sdk::redis::Error) -> bool {
     let text = format!("{e:?} {e}").to_ascii_lowercase();
     text.contains("noscript") || text.contains("no script")
@@ -444,8 +469,9 @@ impl RedisStore {
         });
     }
 
-    /// Runs one command. When it fails on an inherited connection, that
-    /// connection is replaced by a fresh one and the command sent once more:
+    /// Runs one command. When it fails on an inherited connection because
+    /// that connection is gone, it is replaced by a fresh one and the command
+    /// sent once more:
     /// a connection that died while the instance sat idle (a Redis restart)
     /// costs the request that finds it one round trip, not a 503. A failure
     /// on a connection this request already used is reported as it is.
@@ -459,7 +485,7 @@ impl RedisStore {
             return conn.execute(cmd, args).await;
         }
         match conn.execute(cmd, args.clone()).await {
-            Err(e) if !is_noscript(&e) => {
+            Err(e) if connection_lost(&e) => {
                 Self::forget(&conn);
                 let Ok(fresh) = Self::open_shared(&self.url).await else {
                     return Err(e);
