@@ -274,6 +274,17 @@ pub struct Service {
 }
 
 impl Launcher {
+    /// The application variables every dock instance runs with, `NAME=VALUE`.
+    fn variables(&self, redis: &Redis, base: &str) -> [String; 5] {
+        [
+            format!("redis_url={}", redis.url()),
+            format!("redis_origin={}", redis.url()),
+            format!("admin_token={}", self.admin_token),
+            format!("public_base_url={base}"),
+            "max_streams_per_key=100000".to_owned(),
+        ]
+    }
+
     /// Starts one instance on a free port and waits for `/healthz`.
     pub async fn start(
         &self,
@@ -297,14 +308,8 @@ impl Launcher {
                     // Every bench client comes from 127.0.0.1.
                     .args(["--max-connections-per-ip", "0"])
                     .args(["--max-concurrent-requests", "50000"]);
-                for (k, v) in [
-                    ("redis_url", redis.url()),
-                    ("redis_origin", redis.url()),
-                    ("admin_token", self.admin_token.clone()),
-                    ("public_base_url", base.clone()),
-                    ("max_streams_per_key", "100000".into()),
-                ] {
-                    cmd.args(["--var", &format!("{k}={v}")]);
+                for v in self.variables(redis, &base) {
+                    cmd.args(["--var", &v]);
                 }
                 match cache_dir {
                     Some(d) => cmd.arg("--cache-dir").arg(d),
@@ -327,14 +332,8 @@ impl Launcher {
                     .args(["--listen", &addr.to_string()])
                     .arg("--state-dir")
                     .arg(&state);
-                for (k, v) in [
-                    ("redis_url", redis.url()),
-                    ("redis_origin", redis.url()),
-                    ("admin_token", self.admin_token.clone()),
-                    ("public_base_url", base.clone()),
-                    ("max_streams_per_key", "100000".into()),
-                ] {
-                    cmd.args(["--variable", &format!("{k}={v}")]);
+                for v in self.variables(redis, &base) {
+                    cmd.args(["--variable", &v]);
                 }
                 // Spin keeps its own compilation cache (~/.cache/spin): its
                 // "cold" start is cold only on a machine that never ran it.
