@@ -1272,21 +1272,25 @@ async fn a_short_wait_does_not_cut_longer_leases() -> Result<()> {
     Ok(())
 }
 
+/// Both OAuth providers configured but unreachable: the flow runs up to the
+/// first call to a provider.
+const UNREACHABLE_PROVIDERS: [(&str, &str); 6] = [
+    ("discord_oauth_base", "http://127.0.0.1:9"),
+    ("discord_client_id", "discord-client"),
+    ("discord_client_secret", "discord-secret"),
+    ("roblox_oauth_base", "http://127.0.0.1:9"),
+    ("roblox_client_id", "roblox-client"),
+    ("roblox_client_secret", "roblox-secret"),
+];
+
 /// On HTTPS the flow cookie is `__Host-dock_flow` (`Secure`, `Path=/`, no
 /// `Domain`), so a sibling subdomain or a plain-HTTP page cannot plant it; a
 /// callback carrying only an unprefixed `dock_flow` with the right value is
 /// refused, the prefixed one is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_flow_cookie_is_host_prefixed() -> Result<()> {
-    let vars = [
-        ("public_base_url", "https://dock.example.test"),
-        ("discord_oauth_base", "http://127.0.0.1:9"),
-        ("discord_client_id", "discord-client"),
-        ("discord_client_secret", "discord-secret"),
-        ("roblox_oauth_base", "http://127.0.0.1:9"),
-        ("roblox_client_id", "roblox-client"),
-        ("roblox_client_secret", "roblox-secret"),
-    ];
+    let mut vars = vec![("public_base_url", "https://dock.example.test")];
+    vars.extend(UNREACHABLE_PROVIDERS);
     let svc = Service::start(StoreKind::Sqlite, &vars).await?;
     let key = svc.tenant("pid-a").await?;
     let sid = svc.create_sid(&key, "pid-a", "u1").await?;
@@ -1708,15 +1712,13 @@ async fn flow_start_flood_is_bounded(cfg: Cfg) -> Result<()> {
         cfg,
         &["--sqlite-db", &db_arg],
         &[
-            ("discord_oauth_base", "http://127.0.0.1:9"),
-            ("discord_client_id", "discord-client"),
-            ("discord_client_secret", "discord-secret"),
-            ("roblox_oauth_base", "http://127.0.0.1:9"),
-            ("roblox_client_id", "roblox-client"),
-            ("roblox_client_secret", "roblox-secret"),
-            ("flow_starts_per_session", &limit),
-            ("flow_requests_per_minute", "0"),
-        ],
+            UNREACHABLE_PROVIDERS.as_slice(),
+            &[
+                ("flow_starts_per_session", &limit),
+                ("flow_requests_per_minute", "0"),
+            ],
+        ]
+        .concat(),
     )
     .await?;
     let key = svc.tenant("pid-a").await?;
@@ -1831,14 +1833,10 @@ async fn flow_requests_are_limited_per_client_address() -> Result<()> {
     let svc = Service::start(
         StoreKind::Sqlite,
         &[
-            ("discord_oauth_base", "http://127.0.0.1:9"),
-            ("discord_client_id", "discord-client"),
-            ("discord_client_secret", "discord-secret"),
-            ("roblox_oauth_base", "http://127.0.0.1:9"),
-            ("roblox_client_id", "roblox-client"),
-            ("roblox_client_secret", "roblox-secret"),
-            ("flow_requests_per_minute", &limit),
-        ],
+            UNREACHABLE_PROVIDERS.as_slice(),
+            &[("flow_requests_per_minute", &limit)],
+        ]
+        .concat(),
     )
     .await?;
     let key = svc.tenant("pid-a").await?;
