@@ -17,7 +17,9 @@
 //!   [`longpoll`] (`wait`, query), [`config`] (typed settings);
 //! - **output**: [`wire`] (the exact JSON), [`error`] (status + stable code in
 //!   one place), [`sse`] (encoder and WHATWG decoder), [`stream`] (the session
-//!   event vocabulary and resume), [`verify_url`].
+//!   event vocabulary and resume), [`verify_url`];
+//! - **timing**: [`waiter`] (every timer of a long-poll or an SSE stream:
+//!   what to do next and when to wake, for thin I/O drivers).
 
 pub mod config;
 pub mod error;
@@ -35,6 +37,7 @@ pub mod sse;
 pub mod stream;
 pub mod time;
 pub mod verify_url;
+pub mod waiter;
 pub mod wire;
 
 pub use config::Settings;
