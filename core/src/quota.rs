@@ -72,10 +72,19 @@ impl Quota {
         Timestamp::from_millis((self.window_index(now) + 1) * self.window_ms())
     }
 
+    /// Whether the create that brought its window's count to
+    /// `count_after_increment` is within the quota. The one statement of the
+    /// rule: [`Quota::decide`] and the SQLite store call it; the Redis
+    /// script repeats it (`n > limit`) inside its atomic step, and the
+    /// component's store scenario tests check the two agree.
+    pub fn admits(&self, count_after_increment: u64) -> bool {
+        count_after_increment <= self.limit
+    }
+
     /// Decides a create, given the window's counter *after* the store
     /// incremented it for this request (so the first create sees 1).
     pub fn decide(&self, count_after_increment: u64, now: Timestamp) -> QuotaDecision {
-        if count_after_increment <= self.limit {
+        if self.admits(count_after_increment) {
             QuotaDecision::Allowed {
                 remaining: self.limit - count_after_increment,
             }

@@ -2,16 +2,14 @@
 
 use dock_core::request::{CompleteSessionRequest, CreateKeyRequest, CreatePidRequest};
 use dock_core::wire::{IssuedKey, KeyRecord, PidRecord, RevokedKey, SessionCounters, Stats};
-use dock_core::{
-    ApiError, ApiKeySecret, Completion, ErrorCode, KeyId, Pid, SessionId, SessionView, Settings,
-};
+use dock_core::{ApiError, ApiKeySecret, ErrorCode, KeyId, Pid, SessionId, Settings};
 use spin_sdk::http::Request;
 
 use crate::auth;
 use crate::env::{entropy, now};
 use crate::http::{Response, ok, read_json_body};
-use crate::sessions::MAX_CAS_ATTEMPTS;
-use crate::store::{LinkWrite, Store};
+use crate::domain;
+use crate::store::{Backend, Store};
 
 /// `POST /api/v1/admin/pids` `{pid, name}`.
 pub async fn create_pid(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
@@ -113,7 +111,7 @@ pub async fn stats(req: Request, settings: &'static Settings) -> Result<Response
         return Err(ApiError::new(ErrorCode::PidNotFound, "no such PID"));
     }
     let now = now();
-    let snap = store.stats(pid.as_ref(), now).await?;
+    let snap = crate::store::stats(&store, pid.as_ref(), now).await?;
     let c = snap.counters;
     let data = Stats {
         pid,
@@ -146,54 +144,16 @@ pub async fn complete(
     let body = read_json_body(req, settings.limits.max_body_bytes).await?;
     let body = CompleteSessionRequest::parse(&body, &settings.limits)?;
     let store = Store::open(settings).await?;
-    let view = complete_session(
+    let now = now();
+    let view = domain::complete(
         &store,
         None,
         &sid,
         &body.discord_id,
         &body.roblox_id,
         settings,
+        now,
     )
     .await?;
-    Ok(ok(view, now(), None))
-}
-
-/// Completes a session (scoped to `pid` when given): core's transition and
-/// the link-dataset update, committed together, retried on conflict. Used by
-/// the admin API and by the OAuth flow alike.
-pub async fn complete_session(
-    store: &Store,
-    pid: Option<&Pid>,
-    sid: &SessionId,
-    discord_id: &str,
-    roblox_id: &str,
-    settings: &'static Settings,
-) -> Result<SessionView, ApiError> {
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let (loaded, previous) = store
-            .load_for_completion(pid, sid, discord_id)
-            .await?
-            .ok_or_else(ApiError::session_not_found)?;
-        let now = now();
-        match loaded
-            .session
-            .complete(now, discord_id, roblox_id, previous.as_deref())?
-        {
-            Completion::AlreadyCompleted => return Ok(loaded.session.view_at(now)),
-            Completion::Applied(next) => {
-                let link = LinkWrite {
-                    discord_id: discord_id.to_owned(),
-                    roblox_id: roblox_id.to_owned(),
-                    expected_previous: previous,
-                };
-                if store
-                    .commit(&loaded, &next, Some(&link), settings, now)
-                    .await?
-                {
-                    return Ok(next.view_at(now));
-                }
-            }
-        }
-    }
-    Err(ApiError::store_unavailable(1))
+    Ok(ok(view, now, None))
 }

@@ -6,7 +6,7 @@ use dock_core::{ApiError, ErrorCode, Settings};
 use spin_sdk::http::Request;
 
 use crate::http::bearer;
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 /// Longest bearer token we bother hashing.
 const MAX_TOKEN_LEN: usize = 256;

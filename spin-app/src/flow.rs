@@ -19,7 +19,7 @@ use spin_sdk::http::body::IncomingBodyExt as _;
 use crate::env::{entropy, now};
 use crate::http::{Response, full, header};
 use crate::log::log;
-use crate::store::Store;
+use crate::store::{Backend, Store};
 
 /// A flow step that ends in a page rather than a redirect.
 struct Stop(Page);
@@ -113,7 +113,9 @@ async fn limit_client(req: &Request, store: &Store, settings: &Settings) -> Resu
         .and_then(ratelimit::client_bucket)
         .unwrap_or_else(|| "unknown".to_owned());
     let window = ratelimit::window(now());
-    let count = store.hit(&bucket, ratelimit::window_end(window)).await?;
+    let count = store
+        .hit(&bucket, ratelimit::window_end(window), now())
+        .await?;
     if ratelimit::allowed(count, settings.flow_requests_per_minute) {
         Ok(())
     } else {
@@ -281,8 +283,9 @@ async fn start_inner(req: Request, settings: &'static Settings) -> Result<Respon
     };
     let started = store
         .put_flow(
-            &oauth::binding_hash(&token),
             &record,
+            &oauth::binding_hash(&token),
+            t,
             t.millis_until(session.expires_at),
             Some(settings.flow_starts_per_session),
         )
@@ -313,7 +316,7 @@ async fn take_state(
         .and_then(oauth::parse_flow_state)
         .ok_or_else(invalid_link)?;
     let record = store
-        .take_flow(&sid, &oauth::binding_hash(token))
+        .take_flow(&sid, &oauth::binding_hash(token), now())
         .await?
         .filter(|r| r.sid == sid);
     let cookie = oauth::cookie_value(header(req, "cookie"), oauth::flow_cookie_name(secure));
@@ -478,11 +481,13 @@ async fn discord_callback_inner(
         },
         ..record
     };
+    let t = now();
     store
         .put_flow(
-            &oauth::binding_hash(&token),
             &next,
-            now().millis_until(session.expires_at),
+            &oauth::binding_hash(&token),
+            t,
+            t.millis_until(session.expires_at),
             None,
         )
         .await?;
@@ -532,13 +537,14 @@ async fn roblox_callback_inner(
             "userinfo and ID token name different users",
         ));
     }
-    let view = match crate::admin::complete_session(
+    let view = match crate::domain::complete(
         &store,
         Some(&record.pid),
         &record.sid,
         discord_id,
         &roblox_id,
         settings,
+        now(),
     )
     .await
     {

@@ -9,6 +9,7 @@
 mod admin;
 mod auth;
 mod config;
+mod domain;
 mod env;
 mod flow;
 mod http;

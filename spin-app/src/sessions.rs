@@ -2,16 +2,14 @@
 //! the link lookups; plus health.
 
 use bytes::Bytes;
-use dock_core::id::reuse_digest;
 use dock_core::longpoll::{self, WaitDecision};
-use dock_core::quota::QuotaDecision;
 use dock_core::request::{CreateSessionRequest, parse_platform_id};
 use dock_core::stream::{
     DEFAULT_RETRY_MS, StreamCursor, StreamTimer, TimerAction, heartbeat_frame, reconnect_hint,
 };
 use dock_core::verify_url::verify_url;
 use dock_core::wire::{CreatedSession, DiscordLink, Health, KeyRecord, RobloxLinks};
-use dock_core::{ApiError, CreateDecision, ErrorCode, Session, SessionId, Settings, Timestamp};
+use dock_core::{ApiError, ErrorCode, Session, SessionId, Settings, Timestamp};
 use std::time::Duration;
 
 use futures::SinkExt;
@@ -23,27 +21,14 @@ use crate::auth::{self, Caller};
 use crate::env::{entropy, now};
 use crate::http::{Response, event_stream, header, ok, read_json_body, with_pid};
 use crate::log::log;
-use crate::store::{Claim, Cursor, Store, StoreError};
-
-/// Compare-and-set attempts before giving up under contention.
-pub const MAX_CAS_ATTEMPTS: usize = 16;
+use crate::domain;
+use crate::store::{Backend, Cursor, Store};
 
 /// How far a waiter's lease reaches past its next planned renewal: an
 /// instance that dies without releasing frees its slots after this.
 const LEASE_GRACE_SECS: u64 = 30;
 
-fn too_many_waiters(settings: &Settings) -> ApiError {
-    ApiError::new(
-        ErrorCode::TooManyStreams,
-        format!(
-            "this API key already has {} open streams and long-polls; close one or retry later",
-            settings.max_streams_per_key
-        ),
-    )
-    .with_retry_after(1)
-}
-
-/// Takes one of the key's `max_streams_per_key` waiter slots until `lease_until`.
+/// Takes one of the key's waiter slots until `lease_until`, under a new waiter id.
 async fn acquire_waiter(
     store: &Store,
     key: &KeyRecord,
@@ -51,24 +36,8 @@ async fn acquire_waiter(
     lease_until: Timestamp,
 ) -> Result<String, ApiError> {
     let waiter = dock_core::oauth::token(entropy());
-    if store
-        .acquire_waiter(
-            key,
-            &waiter,
-            settings.max_streams_per_key,
-            now(),
-            lease_until,
-        )
-        .await?
-    {
-        Ok(waiter)
-    } else {
-        Err(too_many_waiters(settings))
-    }
-}
-
-fn contention() -> ApiError {
-    ApiError::store_unavailable(1).with_field("contention")
+    domain::acquire_waiter(store, key, &waiter, settings, now(), lease_until).await?;
+    Ok(waiter)
 }
 
 /// `POST /api/v1/verify/session`.
@@ -77,81 +46,19 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
     let key = auth::api_key(&req, &store).await?;
     let body = read_json_body(req, settings.limits.max_body_bytes).await?;
     let body = CreateSessionRequest::parse(&body, &settings.limits)?;
-    if body.pid != key.pid {
-        // A key only ever sees its own PID; others do not exist for it.
-        return Err(
-            ApiError::new(ErrorCode::PidNotFound, "no such PID for this API key").with_field("pid"),
-        );
-    }
     let now = now();
-    let digest = reuse_digest(
-        &body.client_id,
-        body.guild_id.as_deref(),
-        body.expected_discord_id.as_deref(),
-    );
-    let candidate = Session::new(
-        SessionId::from_entropy(entropy()),
-        body.pid,
-        body.client_id,
-        body.guild_id,
-        now,
-        settings.session_ttl_secs,
-    )
-    .bound_to(body.expected_discord_id, body.display_label);
-    let mut expected: Option<SessionId> = None;
-    let mut remaining = None;
-    for attempt in 0..MAX_CAS_ATTEMPTS {
-        // The first attempt also counts the create against the key's quota.
-        let charge = (attempt == 0).then_some(&key);
-        let claimed = store
-            .claim_reuse(
-                &digest,
-                expected.as_ref(),
-                &candidate,
-                charge,
-                settings,
-                now,
-            )
-            .await?;
-        if let Some(count) = claimed.quota_count {
-            match key.quota.decide(count, now) {
-                QuotaDecision::Allowed { remaining: r } => remaining = Some(r),
-                QuotaDecision::Exhausted { retry_after_secs } => {
-                    return Err(ApiError::quota_exceeded(retry_after_secs));
-                }
-            }
-        }
-        let (session, reused) = match claimed.claim {
-            Claim::OverQuota => {
-                return Err(StoreError::Corrupt(format!(
-                    "the store refused create {} of quota {} as beyond it",
-                    claimed.quota_count.unwrap_or(0),
-                    key.quota.limit
-                ))
-                .into());
-            }
-            Claim::Created => (candidate, false),
-            Claim::Taken { sid, session } => {
-                match dock_core::session::decide_create(session.as_ref(), now) {
-                    CreateDecision::Reuse(existing) => (existing, true),
-                    CreateDecision::CreateNew => {
-                        expected = sid;
-                        continue;
-                    }
-                }
-            }
-        };
-        let data = CreatedSession {
-            verify_url: verify_url(&settings.public_base_url, &session.pid, &session.sid),
-            sid: session.sid,
-            pid: session.pid,
-            client_id: session.client_id,
-            expires_at: session.expires_at,
-            reused_existing: reused,
-        };
-        return Ok(with_pid(ok(data, now, remaining), &key.pid));
-    }
-    Err(contention())
+    let sid = SessionId::from_entropy(entropy());
+    let created = domain::create(&store, &key, body, sid, settings, now).await?;
+    let session = created.session;
+    let data = CreatedSession {
+        verify_url: verify_url(&settings.public_base_url, &session.pid, &session.sid),
+        sid: session.sid,
+        pid: session.pid,
+        client_id: session.client_id,
+        expires_at: session.expires_at,
+        reused_existing: created.reused,
+    };
+    Ok(with_pid(ok(data, now, created.remaining), &key.pid))
 }
 
 /// What every read of one session starts with: the store, the caller's key,
@@ -251,18 +158,9 @@ pub async fn cancel(
     let store = Store::open(settings).await?;
     let key = auth::api_key(&req, &store).await?;
     let sid = SessionId::parse(sid)?;
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let loaded = store
-            .load_session(Some(&key.pid), &sid)
-            .await?
-            .ok_or_else(ApiError::session_not_found)?;
-        let now = now();
-        let next = loaded.session.cancel(now)?;
-        if store.commit(&loaded, &next, None, settings, now).await? {
-            return Ok(with_pid(ok(next.view_at(now), now, None), &key.pid));
-        }
-    }
-    Err(contention())
+    let now = now();
+    let next = domain::cancel(&store, &key.pid, &sid, settings, now).await?;
+    Ok(with_pid(ok(next.view_at(now), now, None), &key.pid))
 }
 
 /// `GET /api/v1/verify/session/:sid/stream`.

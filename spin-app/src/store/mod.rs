@@ -19,11 +19,16 @@
 //! them in memory ([`note_error`]) and adds them to the store's service-wide
 //! counter the next time it opens the store.
 
+#[cfg(test)]
+pub mod memory;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub mod native;
 pub mod redis;
 pub mod sqlite;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use dock_core::oauth::FlowRecord;
 use dock_core::wire::{KeyRecord, PidRecord};
 use dock_core::{ApiError, ErrorCode, KeyId, Pid, Session, SessionId, Settings, Timestamp};
 
@@ -114,7 +119,7 @@ impl Counters {
     }
 
     /// Adds another PID's counters.
-    fn add(&mut self, o: &Counters) {
+    pub(crate) fn add(&mut self, o: &Counters) {
         self.created += o.created;
         self.reused += o.reused;
         self.completed += o.completed;
@@ -173,6 +178,10 @@ pub struct Claimed {
 }
 
 /// The outcome of claiming the reuse slot of (pid, clientId, guildId).
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a transient return value, matched at once; boxing would allocate on every create"
+)]
 #[derive(Debug)]
 pub enum Claim {
     /// The charged create was beyond the key's quota: nothing was claimed.
@@ -199,21 +208,193 @@ pub struct LinkWrite {
     pub expected_previous: Option<String>,
 }
 
-/// The configured store.
-pub enum Store {
-    /// Redis (`redis_url` set).
-    Redis(redis::RedisStore),
-    /// Spin's SQLite `default` database.
-    Sqlite(sqlite::SqliteStore),
-}
+/// Declares [`Backend`] from one list of signatures, and implements it for
+/// [`Store`] (the configured backend) by delegation: each operation's
+/// signature is written here once, and once by each implementation.
+macro_rules! backend {
+    ($(
+        $(#[$doc:meta])*
+        async fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;
+    )*) => {
+        /// What the domain flows need of a store: every read and
+        /// compare-and-set they make. Implemented by Redis, SQLite and
+        /// (tests) memory.
+        ///
+        /// `async fn` in a trait without `Send` bounds on purpose: the
+        /// component is single-threaded (a Wasm instance), and so are the
+        /// native tests' executors.
+        #[allow(async_fn_in_trait)]
+        pub trait Backend {
+            $( $(#[$doc])* async fn $name(&self $(, $arg: $ty)*) -> $ret; )*
+        }
 
-macro_rules! dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            Store::Redis($s) => $e,
-            Store::Sqlite($s) => $e,
+        /// The configured store.
+        pub enum Store {
+            /// Redis (`redis_url` set).
+            Redis(redis::RedisStore),
+            /// Spin's SQLite `default` database.
+            Sqlite(sqlite::SqliteStore),
+        }
+
+        impl Backend for Store {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match self {
+                        Store::Redis(s) => s.$name($($arg),*).await,
+                        Store::Sqlite(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
         }
     };
+}
+
+backend! {
+    /// A cheap round trip.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The key whose secret hashes to `hash`.
+    async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// A PID's record.
+    async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError>;
+
+    /// Creates a PID; false if it exists.
+    async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError>;
+
+    /// Stores a key record under the hash of its secret.
+    async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError>;
+
+    /// Deletes a key and its waiter leases; false if unknown.
+    async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError>;
+
+    /// Makes `candidate` the live session for its reuse slot if the slot holds
+    /// `expected` (None = empty). With `charge`, first counts one create
+    /// against that key's current quota window, in the same step, and claims
+    /// nothing when the count is beyond the limit (a quota rejection).
+    async fn claim_reuse(
+        &self,
+        digest: &str,
+        expected: Option<&SessionId>,
+        candidate: &Session,
+        charge: Option<&KeyRecord>,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<Claimed, StoreError>;
+
+    /// A session by id with what the PID's link dataset holds for
+    /// `discord_id`, read together (what a completion decides from).
+    async fn load_for_completion(
+        &self,
+        pid: Option<&Pid>,
+        sid: &SessionId,
+        discord_id: &str,
+    ) -> Result<Option<(Loaded, Option<String>)>, StoreError>;
+
+    /// A session by id, scoped to `pid` (None: any PID; the admin API).
+    async fn load_session(
+        &self,
+        pid: Option<&Pid>,
+        sid: &SessionId,
+    ) -> Result<Option<Loaded>, StoreError>;
+
+    /// The Roblox id the PID's dataset links to `discord_id`.
+    async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Every Discord id the PID's dataset links to `roblox_id`, sorted.
+    async fn discord_ids_of(&self, pid: &Pid, roblox_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Replaces `prev` by `next` (and writes `link`) if nothing changed since
+    /// `prev` was read; false on conflict. Wakes every waiter.
+    async fn commit(
+        &self,
+        prev: &Loaded,
+        next: &Session,
+        link: Option<&LinkWrite>,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Makes `rec` its session's live flow until `now + ttl_ms`, replacing
+    /// any earlier one; `state_hash` is what its callback must present. A
+    /// start (`max_starts` set) is counted and refused (false) past the
+    /// session's limit; the Roblox leg's record (`None`) is not a start.
+    async fn put_flow(
+        &self,
+        rec: &FlowRecord,
+        state_hash: &str,
+        now: Timestamp,
+        ttl_ms: u64,
+        max_starts: Option<u64>,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes the live flow of `sid` if `state_hash` names it and it has not
+    /// expired by `now`: once.
+    async fn take_flow(
+        &self,
+        sid: &SessionId,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<FlowRecord>, StoreError>;
+
+    /// Counts one request of `bucket` in the window ending at `window_end`
+    /// (windows ended by `now` are dropped); the count so far, this one included.
+    async fn hit(&self, bucket: &str, window_end: Timestamp, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// A session with the change-feed position read in the same step.
+    async fn read_with_cursor(
+        &self,
+        pid: &Pid,
+        sid: &SessionId,
+    ) -> Result<Option<(Session, Cursor)>, StoreError>;
+
+    /// Registers a waiter (long-poll or stream) of `key` until `lease_until`,
+    /// if fewer than `max` are registered; false when the key is at its limit.
+    /// Leases make a crashed instance's waiters lapse on their own.
+    async fn acquire_waiter(
+        &self,
+        key: &KeyRecord,
+        waiter: &str,
+        max: u64,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Extends a waiter's lease; false when the lease is gone (its key was
+    /// revoked, or it lapsed).
+    async fn renew_waiter(
+        &self,
+        key: &KeyRecord,
+        waiter: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Unregisters a waiter.
+    async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError>;
+
+    /// Returns when the session changes after `cursor`, or at `until`,
+    /// whichever first: with the session and cursor after the change when
+    /// the store's change feed carries them (Redis), else `None` (read again).
+    async fn wait_change(
+        &self,
+        pid: &Pid,
+        sid: &SessionId,
+        cursor: &Cursor,
+        until: Timestamp,
+        settings: &Settings,
+    ) -> Result<Option<(Session, Cursor)>, StoreError>;
+
+    /// Every PID.
+    async fn pids(&self) -> Result<Vec<Pid>, StoreError>;
+
+    /// One PID's counters; counts the pending sessions that expired by `now` first.
+    async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError>;
+
+    /// Service-wide store errors reported so far.
+    async fn store_errors(&self) -> Result<u64, StoreError>;
+
+    /// Adds to the service-wide store error count.
+    async fn add_store_errors(&self, n: u64) -> Result<(), StoreError>;
 }
 
 impl Store {
@@ -226,8 +407,7 @@ impl Store {
             None => Store::Sqlite(sqlite::SqliteStore::open().await?),
         };
         let unreported = UNREPORTED_ERRORS.swap(0, Ordering::Relaxed);
-        let this = &store;
-        if unreported > 0 && dispatch!(this, s => s.add_store_errors(unreported).await).is_err() {
+        if unreported > 0 && store.add_store_errors(unreported).await.is_err() {
             UNREPORTED_ERRORS.fetch_add(unreported, Ordering::Relaxed);
         }
         Ok(store)
@@ -249,217 +429,33 @@ impl Store {
             Store::Sqlite(_) => "sqlite",
         }
     }
+}
 
-    /// The counters of `pid`, or summed over every PID; counts the pending
-    /// sessions that expired by `now` first.
-    pub async fn stats(
-        &self,
-        pid: Option<&Pid>,
-        now: Timestamp,
-    ) -> Result<StatsSnapshot, StoreError> {
-        let pids = match pid {
-            Some(p) => vec![p.clone()],
-            None => dispatch!(self, s => s.pids().await)?,
-        };
-        let mut snapshot = StatsSnapshot {
-            pids: pids.len() as u64,
-            ..StatsSnapshot::default()
-        };
-        for pid in &pids {
-            let c = dispatch!(self, s => s.counters(pid, now).await)?;
-            snapshot.counters.add(&c);
-        }
-        snapshot.store_errors = dispatch!(self, s => s.store_errors().await)?;
-        Ok(snapshot)
+/// The counters of `pid`, or summed over every PID; counts the pending
+/// sessions that expired by `now` first.
+pub async fn stats(
+    store: &impl Backend,
+    pid: Option<&Pid>,
+    now: Timestamp,
+) -> Result<StatsSnapshot, StoreError> {
+    let pids = match pid {
+        Some(p) => vec![p.clone()],
+        None => store.pids().await?,
+    };
+    let mut snapshot = StatsSnapshot {
+        pids: pids.len() as u64,
+        ..StatsSnapshot::default()
+    };
+    for pid in &pids {
+        let c = store.counters(pid, now).await?;
+        snapshot.counters.add(&c);
     }
-
-    /// A cheap round trip.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.ping().await)
-    }
-
-    /// The key whose secret hashes to `hash`.
-    pub async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        parse_record(
-            "key record",
-            dispatch!(self, s => s.lookup_key(hash).await)?,
-        )
-    }
-
-    /// A PID's record.
-    pub async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError> {
-        parse_record("pid record", dispatch!(self, s => s.load_pid(pid).await)?)
-    }
-
-    /// Creates a PID; false if it exists.
-    pub async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
-        let json = record_json(rec);
-        dispatch!(self, s => s.create_pid(&rec.pid, &json).await)
-    }
-
-    /// Stores a key record under the hash of its secret.
-    pub async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
-        let json = record_json(rec);
-        dispatch!(self, s => s.issue_key(hash, &rec.pid, &rec.key_id, &json).await)
-    }
-
-    /// Deletes a key; false if unknown.
-    pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.revoke_key(key_id).await)
-    }
-
-    /// Makes `candidate` the live session for its reuse slot if the slot holds
-    /// `expected` (None = empty). With `charge`, first counts one create
-    /// against that key's current quota window, in the same step, and claims
-    /// nothing when the count is beyond the limit (a quota rejection).
-    pub async fn claim_reuse(
-        &self,
-        digest: &str,
-        expected: Option<&SessionId>,
-        candidate: &Session,
-        charge: Option<&KeyRecord>,
-        settings: &Settings,
-        now: Timestamp,
-    ) -> Result<Claimed, StoreError> {
-        dispatch!(self, s => s.claim_reuse(digest, expected, candidate, charge, settings, now).await)
-    }
-
-    /// A session by id with what the PID's link dataset holds for
-    /// `discord_id`, read together (what a completion decides from).
-    pub async fn load_for_completion(
-        &self,
-        pid: Option<&Pid>,
-        sid: &SessionId,
-        discord_id: &str,
-    ) -> Result<Option<(Loaded, Option<String>)>, StoreError> {
-        dispatch!(self, s => s.load_for_completion(pid, sid, discord_id).await)
-    }
-
-    /// A session by id, scoped to `pid` (None: any PID; the admin API).
-    pub async fn load_session(
-        &self,
-        pid: Option<&Pid>,
-        sid: &SessionId,
-    ) -> Result<Option<Loaded>, StoreError> {
-        dispatch!(self, s => s.load_session(pid, sid).await)
-    }
-
-    /// The Roblox id the PID's dataset links to `discord_id`.
-    pub async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
-        dispatch!(self, s => s.link_of(pid, discord_id).await)
-    }
-
-    /// Every Discord id the PID's dataset links to `roblox_id`.
-    pub async fn discord_ids_of(
-        &self,
-        pid: &Pid,
-        roblox_id: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        dispatch!(self, s => s.discord_ids_of(pid, roblox_id).await)
-    }
-
-    /// Replaces `prev` by `next` (and writes `link`) if nothing changed since
-    /// `prev` was read; false on conflict. Wakes every waiter.
-    pub async fn commit(
-        &self,
-        prev: &Loaded,
-        next: &Session,
-        link: Option<&LinkWrite>,
-        settings: &Settings,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.commit(prev, next, link, settings, now).await)
-    }
-
-    /// Makes `rec` its session's live flow for `ttl_ms`, replacing any
-    /// earlier one; `state_hash` is what its callback must present. A start
-    /// (`max_starts` set) is counted and refused (false) past the session's
-    /// limit; the Roblox leg's record (`None`) is not a start.
-    pub async fn put_flow(
-        &self,
-        state_hash: &str,
-        rec: &dock_core::oauth::FlowRecord,
-        ttl_ms: u64,
-        max_starts: Option<u64>,
-    ) -> Result<bool, StoreError> {
-        let json = record_json(rec);
-        let sid = &rec.sid;
-        dispatch!(self, s => s.put_flow(sid, state_hash, &json, ttl_ms.max(1), max_starts).await)
-    }
-
-    /// Takes the live flow of `sid` if `state_hash` names it: once.
-    pub async fn take_flow(
-        &self,
-        sid: &SessionId,
-        state_hash: &str,
-    ) -> Result<Option<dock_core::oauth::FlowRecord>, StoreError> {
-        parse_record(
-            "flow record",
-            dispatch!(self, s => s.take_flow(sid, state_hash).await)?,
-        )
-    }
-
-    /// Counts one request of `bucket` in the window ending at `window_end`;
-    /// the count so far, this one included.
-    pub async fn hit(&self, bucket: &str, window_end: Timestamp) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.hit(bucket, window_end).await)
-    }
-
-    /// A session with the change-feed position read in the same step.
-    pub async fn read_with_cursor(
-        &self,
-        pid: &Pid,
-        sid: &SessionId,
-    ) -> Result<Option<(Session, Cursor)>, StoreError> {
-        dispatch!(self, s => s.read_with_cursor(pid, sid).await)
-    }
-
-    /// Registers a waiter (long-poll or stream) of `key` until `lease_until`,
-    /// if fewer than `max` are registered; false when the key is at its limit.
-    /// Leases make a crashed instance's waiters lapse on their own.
-    pub async fn acquire_waiter(
-        &self,
-        key: &KeyRecord,
-        waiter: &str,
-        max: u64,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.acquire_waiter(key, waiter, max, now, lease_until).await)
-    }
-
-    /// Extends a waiter's lease.
-    pub async fn renew_waiter(
-        &self,
-        key: &KeyRecord,
-        waiter: &str,
-        lease_until: Timestamp,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.renew_waiter(key, waiter, lease_until).await)
-    }
-
-    /// Unregisters a waiter.
-    pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
-        dispatch!(self, s => s.release_waiter(key, waiter).await)
-    }
-
-    /// Returns when the session changes after `cursor`, or at `until`,
-    /// whichever first: with the session and cursor after the change when
-    /// the store's change feed carries them (Redis), else `None` (read again).
-    pub async fn wait_change(
-        &self,
-        pid: &Pid,
-        sid: &SessionId,
-        cursor: &Cursor,
-        until: Timestamp,
-        settings: &Settings,
-    ) -> Result<Option<(Session, Cursor)>, StoreError> {
-        dispatch!(self, s => s.wait_change(pid, sid, cursor, until, settings).await)
-    }
+    snapshot.store_errors = store.store_errors().await?;
+    Ok(snapshot)
 }
 
 /// Parses a stored record (key, PID, flow) if there is one.
-fn parse_record<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_record<T: serde::de::DeserializeOwned>(
     what: &str,
     json: Option<String>,
 ) -> Result<Option<T>, StoreError> {
@@ -468,7 +464,7 @@ fn parse_record<T: serde::de::DeserializeOwned>(
 }
 
 /// Serializes a record for storage (our records serialize infallibly).
-fn record_json<T: serde::Serialize>(rec: &T) -> String {
+pub(crate) fn record_json<T: serde::Serialize>(rec: &T) -> String {
     serde_json::to_string(rec).unwrap_or_default()
 }
 

@@ -19,13 +19,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dock_core::wire::KeyRecord;
+use dock_core::oauth::FlowRecord;
+use dock_core::wire::{KeyRecord, PidRecord};
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use spin_sdk::sqlite::{Connection, Value};
 
 use super::{
-    Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session,
-    retention_ms, session_json,
+    Backend, Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version,
+    parse_record, parse_session, record_json, retention_ms, session_json,
 };
 
 /// How long a statement waits for another connection's write lock.
@@ -154,7 +155,7 @@ fn ms(ts: Timestamp) -> i64 {
 }
 
 /// A row as owned values.
-type Row = Vec<Value>;
+pub type Row = Vec<Value>;
 
 fn text_at(row: &Row, idx: usize) -> Option<String> {
     match row.get(idx) {
@@ -170,9 +171,31 @@ fn int_at(row: &Row, idx: usize) -> Option<i64> {
     }
 }
 
+/// A connection to SQLite as the store uses it: Spin's `spin:sqlite`
+/// connection in the component; a native one in the store's tests.
+#[allow(async_fn_in_trait)]
+pub trait Link: Sized {
+    /// Runs one statement; every row it returns, as owned values.
+    async fn rows(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, String>;
+    /// Sleeps (waiters re-read every `poll_interval_ms`).
+    async fn sleep(&self, d: Duration);
+}
+
+impl Link for Connection {
+    async fn rows(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, String> {
+        let result = self.execute(sql, params).await.map_err(|e| e.to_string())?;
+        let rows = result.collect().await.map_err(|e| e.to_string())?;
+        Ok(rows.into_iter().map(|r| r.values).collect())
+    }
+
+    async fn sleep(&self, d: Duration) {
+        spin_sdk::time::sleep(d).await;
+    }
+}
+
 /// A SQLite-backed store for one request.
-pub struct SqliteStore {
-    conn: Connection,
+pub struct SqliteStore<C: Link = Connection> {
+    conn: C,
 }
 
 impl SqliteStore {
@@ -188,6 +211,16 @@ impl SqliteStore {
             }
             e => unavailable(e),
         })?;
+        let schema_ready = SCHEMA_READY.load(Ordering::Acquire);
+        let store = SqliteStore::with_link(conn, !schema_ready).await?;
+        SCHEMA_READY.store(true, Ordering::Release);
+        Ok(store)
+    }
+}
+
+impl<C: Link> SqliteStore<C> {
+    /// A store over `conn`; creates (or migrates) the schema when `create_schema`.
+    pub async fn with_link(conn: C, create_schema: bool) -> Result<Self, StoreError> {
         let store = SqliteStore { conn };
         // Spin gives every guest `open` its own SQLite connection to the file
         // and sets no busy timeout on it, so two requests writing at once made
@@ -199,7 +232,7 @@ impl SqliteStore {
         if let Err(e) = store.rows(BUSY_TIMEOUT, vec![]).await {
             crate::log::log!("sqlite: {BUSY_TIMEOUT} refused: {e}");
         }
-        if !SCHEMA_READY.load(Ordering::Acquire) {
+        if create_schema {
             for stmt in SCHEMA {
                 match store.rows(stmt, vec![]).await {
                     Err(e) if stmt.starts_with("PRAGMA") => {
@@ -210,29 +243,12 @@ impl SqliteStore {
                     }
                 }
             }
-            SCHEMA_READY.store(true, Ordering::Release);
         }
         Ok(store)
     }
 
     async fn rows(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, StoreError> {
-        let result = self.conn.execute(sql, params).await.map_err(unavailable)?;
-        let rows = result.collect().await.map_err(unavailable)?;
-        Ok(rows.into_iter().map(|r| r.values).collect())
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.rows("SELECT 1", vec![]).await.map(drop)
-    }
-
-    pub async fn lookup_key(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        let rows = self
-            .rows(
-                "SELECT record FROM dock_keys WHERE key_hash = ?",
-                vec![t(hash)],
-            )
-            .await?;
-        Ok(rows.first().and_then(|r| text_at(r, 0)))
+        self.conn.rows(sql, params).await.map_err(unavailable)
     }
 
     async fn quota_hit(&self, key: &KeyRecord, now: Timestamp) -> Result<u64, StoreError> {
@@ -246,7 +262,7 @@ impl SqliteStore {
             )
             .await?;
         let count = rows.first().and_then(|r| int_at(r, 0)).unwrap_or(0);
-        if u64::try_from(count).unwrap_or(0) > key.quota.limit {
+        if !key.quota.admits(u64::try_from(count).unwrap_or(0)) {
             self.rows(BUMP, vec![t(key.pid.as_str()), t("quota_rejected"), i(1)])
                 .await?;
         }
@@ -259,85 +275,6 @@ impl SqliteStore {
             .await?;
         }
         Ok(u64::try_from(count).unwrap_or(0))
-    }
-
-    pub async fn load_pid(&self, pid: &Pid) -> Result<Option<String>, StoreError> {
-        let rows = self
-            .rows(
-                "SELECT record FROM dock_pids WHERE pid = ?",
-                vec![t(pid.as_str())],
-            )
-            .await?;
-        Ok(rows.first().and_then(|r| text_at(r, 0)))
-    }
-
-    pub async fn create_pid(&self, pid: &Pid, json: &str) -> Result<bool, StoreError> {
-        let rows = self
-            .rows(
-                "INSERT INTO dock_pids (pid, record) VALUES (?, ?) ON CONFLICT (pid) DO NOTHING RETURNING pid",
-                vec![t(pid.as_str()), t(json)],
-            )
-            .await?;
-        Ok(!rows.is_empty())
-    }
-
-    pub async fn issue_key(
-        &self,
-        hash: &str,
-        _pid: &Pid,
-        key_id: &KeyId,
-        json: &str,
-    ) -> Result<(), StoreError> {
-        self.rows(
-            "INSERT INTO dock_keys (key_hash, key_id, record) VALUES (?, ?, ?)",
-            vec![t(hash), t(key_id.as_str()), t(json)],
-        )
-        .await
-        .map(drop)
-    }
-
-    pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
-        let rows = self
-            .rows(
-                "DELETE FROM dock_keys WHERE key_id = ? RETURNING key_id",
-                vec![t(key_id.as_str())],
-            )
-            .await?;
-        // Its waiters' leases: open streams end at their next renewal.
-        self.rows(
-            "DELETE FROM dock_waiters WHERE key_id = ?",
-            vec![t(key_id.as_str())],
-        )
-        .await?;
-        Ok(!rows.is_empty())
-    }
-
-    pub async fn claim_reuse(
-        &self,
-        digest: &str,
-        expected: Option<&SessionId>,
-        candidate: &Session,
-        charge: Option<&KeyRecord>,
-        settings: &Settings,
-        now: Timestamp,
-    ) -> Result<Claimed, StoreError> {
-        let quota_count = match charge {
-            Some(key) => {
-                let n = self.quota_hit(key, now).await?;
-                if n > key.quota.limit {
-                    return Ok(Claimed {
-                        quota_count: Some(n),
-                        claim: Claim::OverQuota,
-                    });
-                }
-                Some(n)
-            }
-            None => None,
-        };
-        let claim = self
-            .claim_slot(digest, expected, candidate, settings, now)
-            .await?;
-        Ok(Claimed { quota_count, claim })
     }
 
     async fn claim_slot(
@@ -418,8 +355,100 @@ impl SqliteStore {
         };
         Ok(Claim::Taken { sid, session })
     }
+}
 
-    pub async fn load_session(
+impl<C: Link> Backend for SqliteStore<C> {
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.rows("SELECT 1", vec![]).await.map(drop)
+    }
+
+    async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT record FROM dock_keys WHERE key_hash = ?",
+                vec![t(hash)],
+            )
+            .await?;
+        parse_record("key record", rows.first().and_then(|r| text_at(r, 0)))
+    }
+
+    async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT record FROM dock_pids WHERE pid = ?",
+                vec![t(pid.as_str())],
+            )
+            .await?;
+        parse_record("pid record", rows.first().and_then(|r| text_at(r, 0)))
+    }
+
+    async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
+        let (pid, json) = (&rec.pid, record_json(rec));
+        let rows = self
+            .rows(
+                "INSERT INTO dock_pids (pid, record) VALUES (?, ?) ON CONFLICT (pid) DO NOTHING RETURNING pid",
+                vec![t(pid.as_str()), t(json)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
+        let (key_id, json) = (&rec.key_id, record_json(rec));
+        self.rows(
+            "INSERT INTO dock_keys (key_hash, key_id, record) VALUES (?, ?, ?)",
+            vec![t(hash), t(key_id.as_str()), t(json)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
+        let rows = self
+            .rows(
+                "DELETE FROM dock_keys WHERE key_id = ? RETURNING key_id",
+                vec![t(key_id.as_str())],
+            )
+            .await?;
+        // Its waiters' leases: open streams end at their next renewal.
+        self.rows(
+            "DELETE FROM dock_waiters WHERE key_id = ?",
+            vec![t(key_id.as_str())],
+        )
+        .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn claim_reuse(
+        &self,
+        digest: &str,
+        expected: Option<&SessionId>,
+        candidate: &Session,
+        charge: Option<&KeyRecord>,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<Claimed, StoreError> {
+        let quota_count = match charge {
+            Some(key) => {
+                let n = self.quota_hit(key, now).await?;
+                if !key.quota.admits(n) {
+                    return Ok(Claimed {
+                        quota_count: Some(n),
+                        claim: Claim::OverQuota,
+                    });
+                }
+                Some(n)
+            }
+            None => None,
+        };
+        let claim = self
+            .claim_slot(digest, expected, candidate, settings, now)
+            .await?;
+        Ok(Claimed { quota_count, claim })
+    }
+
+    async fn load_session(
         &self,
         pid: Option<&Pid>,
         sid: &SessionId,
@@ -448,7 +477,7 @@ impl SqliteStore {
         }))
     }
 
-    pub async fn load_for_completion(
+    async fn load_for_completion(
         &self,
         pid: Option<&Pid>,
         sid: &SessionId,
@@ -461,7 +490,7 @@ impl SqliteStore {
         Ok(Some((loaded, link)))
     }
 
-    pub async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
+    async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
         let rows = self
             .rows(
                 "SELECT roblox_id FROM dock_links WHERE pid = ? AND discord_id = ?",
@@ -471,7 +500,7 @@ impl SqliteStore {
         Ok(rows.first().and_then(|r| text_at(r, 0)))
     }
 
-    pub async fn discord_ids_of(
+    async fn discord_ids_of(
         &self,
         pid: &Pid,
         roblox_id: &str,
@@ -485,7 +514,7 @@ impl SqliteStore {
         Ok(rows.iter().filter_map(|r| text_at(r, 0)).collect())
     }
 
-    pub async fn commit(
+    async fn commit(
         &self,
         prev: &Loaded,
         next: &Session,
@@ -533,7 +562,7 @@ impl SqliteStore {
         Ok(!rows.is_empty())
     }
 
-    pub async fn acquire_waiter(
+    async fn acquire_waiter(
         &self,
         key: &KeyRecord,
         waiter: &str,
@@ -565,7 +594,7 @@ impl SqliteStore {
         Ok(!rows.is_empty())
     }
 
-    pub async fn renew_waiter(
+    async fn renew_waiter(
         &self,
         key: &KeyRecord,
         waiter: &str,
@@ -581,7 +610,7 @@ impl SqliteStore {
         Ok(!rows.is_empty())
     }
 
-    pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
+    async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
         self.rows(
             "DELETE FROM dock_waiters WHERE key_id = ? AND waiter = ?",
             vec![t(key.key_id.as_str()), t(waiter)],
@@ -590,7 +619,7 @@ impl SqliteStore {
         .map(drop)
     }
 
-    pub async fn pids(&self) -> Result<Vec<Pid>, StoreError> {
+    async fn pids(&self) -> Result<Vec<Pid>, StoreError> {
         let rows = self
             .rows("SELECT pid FROM dock_pids ORDER BY pid", vec![])
             .await?;
@@ -601,7 +630,7 @@ impl SqliteStore {
             .collect())
     }
 
-    pub async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {
+    async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {
         self.rows(
             "DELETE FROM dock_pending WHERE expires_at <= ?",
             vec![t(now.to_iso8601())],
@@ -631,7 +660,7 @@ impl SqliteStore {
         Ok(counters)
     }
 
-    pub async fn store_errors(&self) -> Result<u64, StoreError> {
+    async fn store_errors(&self) -> Result<u64, StoreError> {
         let rows = self
             .rows(
                 "SELECT value FROM dock_stats WHERE pid = ? AND counter = 'store_errors'",
@@ -642,7 +671,7 @@ impl SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    pub async fn add_store_errors(&self, n: u64) -> Result<(), StoreError> {
+    async fn add_store_errors(&self, n: u64) -> Result<(), StoreError> {
         self.rows(
             BUMP,
             vec![
@@ -655,15 +684,15 @@ impl SqliteStore {
         .map(drop)
     }
 
-    pub async fn put_flow(
+    async fn put_flow(
         &self,
-        sid: &SessionId,
+        rec: &FlowRecord,
         state_hash: &str,
-        json: &str,
+        now: Timestamp,
         ttl_ms: u64,
         max_starts: Option<u64>,
     ) -> Result<bool, StoreError> {
-        let now = crate::env::now();
+        let (sid, json, ttl_ms) = (&rec.sid, record_json(rec), ttl_ms.max(1));
         self.rows(
             "DELETE FROM dock_session_flows WHERE expires_at <= ?",
             vec![i(ms(now))],
@@ -692,11 +721,12 @@ impl SqliteStore {
         Ok(!rows.is_empty())
     }
 
-    pub async fn take_flow(
+    async fn take_flow(
         &self,
         sid: &SessionId,
         state_hash: &str,
-    ) -> Result<Option<String>, StoreError> {
+        now: Timestamp,
+    ) -> Result<Option<FlowRecord>, StoreError> {
         let rows = self
             .rows(
                 // RETURNING gives the row after the update: the record
@@ -704,14 +734,18 @@ impl SqliteStore {
                 "UPDATE dock_session_flows SET state = NULL
                  WHERE sid = ? AND state = ? AND expires_at > ?
                  RETURNING record",
-                vec![t(sid.as_str()), t(state_hash), i(ms(crate::env::now()))],
+                vec![t(sid.as_str()), t(state_hash), i(ms(now))],
             )
             .await?;
-        Ok(rows.first().and_then(|r| text_at(r, 0)))
+        parse_record("flow record", rows.first().and_then(|r| text_at(r, 0)))
     }
 
-    pub async fn hit(&self, bucket: &str, window_end: Timestamp) -> Result<u64, StoreError> {
-        let now = crate::env::now();
+    async fn hit(
+        &self,
+        bucket: &str,
+        window_end: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
         self.rows(
             "DELETE FROM dock_rate WHERE window_end <= ?",
             vec![i(ms(now))],
@@ -731,7 +765,7 @@ impl SqliteStore {
         }
     }
 
-    pub async fn read_with_cursor(
+    async fn read_with_cursor(
         &self,
         pid: &Pid,
         sid: &SessionId,
@@ -745,7 +779,7 @@ impl SqliteStore {
         }))
     }
 
-    pub async fn wait_change(
+    async fn wait_change(
         &self,
         _pid: &Pid,
         sid: &SessionId,
@@ -763,7 +797,9 @@ impl SqliteStore {
             if left == 0 {
                 return Ok(None);
             }
-            spin_sdk::time::sleep(Duration::from_millis(left.min(settings.poll_interval_ms))).await;
+            self.conn
+                .sleep(Duration::from_millis(left.min(settings.poll_interval_ms)))
+                .await;
             let rows = self
                 .rows(
                     "SELECT revision FROM dock_sessions WHERE sid = ?",

@@ -1,30 +1,11 @@
 //! The Redis store, through Spin's outbound Redis (`spin:redis@3.0.0`).
 //!
+//! Parts: this file (connections, commands, reply parsing), [`keys`] (every
+//! key name), and one Lua file per atomic step (`*.lua`, sent by `EVALSHA`).
+//!
 //! ## Key layout
 //!
-//! Every key of a PID carries the hash tag `{pid}`, so all keys a script
-//! touches share one Redis Cluster slot.
-//!
-//! | key | type | holds | lifetime |
-//! |---|---|---|---|
-//! | `dock:{P}:s:<sid>` | string | the session record (core's JSON) | expiry + retention, then retention once terminal |
-//! | `dock:{P}:e:<sid>` | stream | one entry (`status`, `session`: the record after the change) per change; waiters `XREAD BLOCK` on it (from `0-0` while it does not exist). Not written at create: a pending session has none | 60 s after the change |
-//! | `dock:{P}:r:<digest>` | string | sid of the live session for (clientId, guildId) | until the session's expiry |
-//! | `dock:{P}:l` | hash | link dataset: discordId → robloxId | forever |
-//! | `dock:{P}:lr:<robloxId>` | set | reverse index: Discord ids linked to a Roblox id | forever |
-//! | `dock:{P}:meta` | string | the PID record | forever |
-//! | `dock:{P}:q:<keyId>:<window>` | string | create counter of a quota window | until the window ends |
-//! | `dock:{P}:w:<keyId>` | sorted set | open waiters of a key (member: waiter id, score: lease end); deleted when the key is revoked, so its streams end at their next renewal | while any waiter holds a lease |
-//! | `dock:{P}:p` | sorted set | pending sessions (member: sid, score: `expiresAt` ms); those past their score are counted expired and removed | while pending |
-//! | `dock:{P}:stats` | hash | the PID's counters: `created`, `reused`, `completed`, `cancelled`, `expired`, `quota_rejected` | forever |
-//! | `dock:{P}:keys` | set | ids of the keys issued to the PID (to find its waiter sets) | forever |
-//! | `dock:pids` | set | every PID (the stats endpoint sums over it) | forever |
-//! | `dock:stats` | hash | service-wide `store_errors` (flushed by instances that saw errors) | forever |
-//! | `dock:sid:<sid>` | string | the PID of a session (admin completion by sid) | as the session |
-//! | `dock:key:<sha256>` | string | API key record, by the hash of its secret | until revoked |
-//! | `dock:keyid:<keyId>` | string | the hash, for revocation | until revoked |
-//! | `dock:flow:{<sid>}` | hash | the session's live OAuth flow: `state` (hash of the state's token), `record`, `starts`; a new start replaces it, a callback takes it once | until the session expires |
-//! | `dock:rl:<client>:<window end>` | string | the public flow endpoints' request count of one client address in one minute | until the window ends |
+//! Every key is built in [`keys`], which documents the layout.
 //!
 //! Channel `dock:{P}:events` receives every session change (the bare view
 //! JSON), for subscribers outside Spin (components cannot SUBSCRIBE).
@@ -48,203 +29,59 @@
 //! `CREATE` of its PID or a stats read finds it in `dock:{P}:p` past its
 //! `expiresAt` and removes it.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use dock_core::wire::KeyRecord;
+use dock_core::oauth::FlowRecord;
+use dock_core::wire::{KeyRecord, PidRecord};
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use sha1::{Digest as _, Sha1};
+
+mod keys;
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
 use super::{
-    Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session,
-    retention_ms, session_json,
+    Backend, Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version,
+    parse_record, parse_session, record_json, retention_ms, session_json,
 };
 
 /// Counts a create against its key's quota window when charged (nothing
 /// more when beyond the limit), then creates the live session for a reuse
 /// slot if the slot holds what the caller expects; else returns what it
 /// holds. Every reply ends with the quota count (-1: not charged).
-static CREATE: Script = Script::new(
-    r"
--- KEYS: 1 reuse slot, 2 session, 3 events, 4 stats, 5 pending, 6 quota window counter
--- ARGV: 1 expected sid ('' = empty), 2 sid, 3 session json, 4 px, 5 reuse px,
---       6 channel, 7 view json, 8 session key prefix, 9 pid, 10 now ms,
---       11 expiresAt ms, 12 charge ('1' = count this create), 13 window end ms,
---       14 quota limit
-local n = -1
-if ARGV[12] == '1' then
-  n = redis.call('INCR', KEYS[6])
-  if n == 1 then redis.call('PEXPIREAT', KEYS[6], ARGV[13]) end
-  if n > tonumber(ARGV[14]) then
-    redis.call('HINCRBY', KEYS[4], 'quota_rejected', 1)
-    return {'quota', n}
-  end
-end
-local expired = redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[10])
-if expired > 0 then redis.call('HINCRBY', KEYS[4], 'expired', expired) end
-local cur = redis.call('GET', KEYS[1])
-if (cur or '') ~= ARGV[1] then
-  local s = ''
-  if cur then
-    s = redis.call('GET', ARGV[8] .. cur) or ''
-    -- Still pending and unexpired: the caller reuses it.
-    if s ~= '' and redis.call('ZSCORE', KEYS[5], cur) then
-      redis.call('HINCRBY', KEYS[4], 'reused', 1)
-    end
-  end
-  return {'taken', cur or '', s, n}
-end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[5])
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
--- KEYS[3], the change feed, is not written: it starts with the first change
--- (a stream costs ~4.7 KB even with one entry; waiters read from 0-0).
-redis.call('ZADD', KEYS[5], ARGV[11], ARGV[2])
-redis.call('HINCRBY', KEYS[4], 'created', 1)
-redis.call('PUBLISH', ARGV[6], ARGV[7])
-return {'ok', n}
-",
-);
+static CREATE: Script = Script::new(include_str!("create.lua"));
 
 /// Replaces a session record if unchanged (and the link, if given, too).
-static COMMIT: Script = Script::new(
-    r"
--- KEYS: 1 session, 2 events, 3 link hash, 4 new roblox set, 5 old roblox set,
---       6 stats, 7 pending
--- ARGV: 1 expected json, 2 new json, 3 px, 4 status, 5 channel, 6 view json,
---       7 discordId ('' = no link write), 8 robloxId, 9 expected previous ('' = none),
---       10 sid, 11 how long the change feed outlives this change (ms)
-local cur = redis.call('GET', KEYS[1])
-if cur ~= ARGV[1] then return {'conflict'} end
-if ARGV[7] ~= '' then
-  local prev = redis.call('HGET', KEYS[3], ARGV[7]) or ''
-  if prev ~= ARGV[9] then return {'conflict'} end
-  redis.call('HSET', KEYS[3], ARGV[7], ARGV[8])
-  if prev ~= '' and prev ~= ARGV[8] then redis.call('SREM', KEYS[5], ARGV[7]) end
-  redis.call('SADD', KEYS[4], ARGV[7])
-end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', '8', '*', 'status', ARGV[4], 'session', ARGV[2])
-redis.call('PEXPIRE', KEYS[2], math.min(tonumber(ARGV[3]), tonumber(ARGV[11])))
-if ARGV[4] == 'completed' or ARGV[4] == 'cancelled' then
-  redis.call('ZREM', KEYS[7], ARGV[10])
-  redis.call('HINCRBY', KEYS[6], ARGV[4], 1)
-end
-redis.call('PUBLISH', ARGV[5], ARGV[6])
-return {'ok'}
-",
-);
+static COMMIT: Script = Script::new(include_str!("commit.lua"));
 
 /// Reads a session and its change-feed position in one step.
-static READ: Script = Script::new(
-    r"
-local s = redis.call('GET', KEYS[1])
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local id = '0-0'
-if last[1] then id = last[1][1] end
-return {s or '', id}
-",
-);
+static READ: Script = Script::new(include_str!("read.lua"));
 
 /// Reads a session and what the link dataset holds for a Discord id ('' = none).
-static READ_FOR_COMPLETION: Script = Script::new(
-    r"
--- KEYS: 1 session, 2 link hash; ARGV: 1 discordId
-return {redis.call('GET', KEYS[1]) or '', redis.call('HGET', KEYS[2], ARGV[1]) or ''}
-",
-);
+static READ_FOR_COMPLETION: Script = Script::new(include_str!("read_for_completion.lua"));
 
 /// Extends a waiter's lease; the set lives as long as its longest lease.
-static RENEW: Script = Script::new(
-    r"
--- KEYS: 1 waiters zset; ARGV: 1 waiter id, 2 lease end ms
--- 0: the lease is gone (its key was revoked, or it lapsed).
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return 0
-end
-if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[2], ARGV[1]) == 1 then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
-end
-return 1
-",
-);
+static RENEW: Script = Script::new(include_str!("renew.lua"));
 
 /// One PID's counters: first counts the pending sessions that expired by
 /// `now` (as `CREATE` does), then reads the hash and the live waiter leases
 /// of every key of the PID.
-static STATS: Script = Script::new(
-    r"
--- KEYS: 1 stats, 2 pending, 3 key ids; ARGV: 1 now ms, 2 waiter set prefix
-local expired = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-if expired > 0 then redis.call('HINCRBY', KEYS[1], 'expired', expired) end
-local waiters = 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  waiters = waiters + redis.call('ZCOUNT', ARGV[2] .. id, '(' .. ARGV[1], '+inf')
-end
-local out = redis.call('HGETALL', KEYS[1])
-out[#out + 1] = 'waiters'
-out[#out + 1] = tostring(waiters)
-return out
-",
-);
+static STATS: Script = Script::new(include_str!("stats.lua"));
 
 /// Registers a waiter if the key has fewer than the maximum live leases.
-static ACQUIRE: Script = Script::new(
-    r"
--- KEYS: 1 waiters zset; ARGV: 1 now ms, 2 max, 3 waiter id, 4 lease end ms
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
--- Only ever extend: a short lease must not cut the set's life below the
--- longer leases it holds (PEXPIRETIME is -1 for a set without expiry yet).
-if redis.call('PEXPIRETIME', KEYS[1]) < tonumber(ARGV[4]) then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-end
-return 1
-",
-);
+static ACQUIRE: Script = Script::new(include_str!("acquire.lua"));
 
 /// A Lua script, sent by its SHA-1 once Redis has it.
 /// One session's live flow: a new one replaces the last, starts are counted.
-static PUT_FLOW: Script = Script::new(
-    r"
--- KEYS: 1 the session's flow hash; ARGV: 1 state hash, 2 record json,
---       3 ttl ms, 4 1 for a start (counted) or 0, 5 most starts
-local starts = tonumber(redis.call('HGET', KEYS[1], 'starts') or '0') + tonumber(ARGV[4])
-if tonumber(ARGV[4]) > 0 and starts > tonumber(ARGV[5]) then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'record', ARGV[2], 'starts', starts)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-",
-);
+static PUT_FLOW: Script = Script::new(include_str!("put_flow.lua"));
 
 /// Takes the session's live flow if `state` names it (once).
-static TAKE_FLOW: Script = Script::new(
-    r"
--- KEYS: 1 the session's flow hash; ARGV: 1 state hash
-if redis.call('HGET', KEYS[1], 'state') ~= ARGV[1] then
-  return false
-end
-local record = redis.call('HGET', KEYS[1], 'record')
-redis.call('HDEL', KEYS[1], 'state', 'record')
-return record
-",
-);
+static TAKE_FLOW: Script = Script::new(include_str!("take_flow.lua"));
 
 /// Counts one request in a rate-limit window.
-static HIT: Script = Script::new(
-    r"
--- KEYS: 1 window counter; ARGV: 1 window end ms
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[1])
-end
-return n
-",
-);
+static HIT: Script = Script::new(include_str!("hit.lua"));
 
 struct Script {
     text: &'static str,
@@ -301,63 +138,12 @@ fn is_noscript(e: &spin_sdk::redis::Error) -> bool {
     text.contains("noscript") || text.contains("no script")
 }
 
-fn k_waiters(key: &KeyRecord) -> String {
-    format!("{}:w:{}", tag(&key.pid), key.key_id)
-}
-
-fn tag(pid: &Pid) -> String {
-    format!("dock:{{{pid}}}")
-}
-
-fn k_session(pid: &Pid, sid: &SessionId) -> String {
-    format!("{}:s:{sid}", tag(pid))
-}
-
-fn k_events(pid: &Pid, sid: &SessionId) -> String {
-    format!("{}:e:{sid}", tag(pid))
-}
-
-fn k_links(pid: &Pid) -> String {
-    format!("{}:l", tag(pid))
-}
-
-fn k_roblox(pid: &Pid, roblox_id: &str) -> String {
-    format!("{}:lr:{roblox_id}", tag(pid))
-}
-
-fn channel(pid: &Pid) -> String {
-    format!("{}:events", tag(pid))
-}
-
-fn k_stats(pid: &Pid) -> String {
-    format!("{}:stats", tag(pid))
-}
-
-fn k_pending(pid: &Pid) -> String {
-    format!("{}:p", tag(pid))
-}
-
-fn k_key_ids(pid: &Pid) -> String {
-    format!("{}:keys", tag(pid))
-}
-
 /// How long a session's change feed outlives a change. Every change is
 /// terminal (completed, cancelled), and a woken waiter takes the new state
 /// from the entry that woke it at once; later readers see the terminal
 /// record and never wait. So the feed only has to outlive the wake-ups in
 /// flight, not the session's retention.
 const FEED_AFTER_CHANGE_MS: i64 = 60_000;
-
-/// A session's live verification flow (hash tag: the sid).
-fn k_flow(sid: &SessionId) -> String {
-    format!("dock:flow:{{{sid}}}")
-}
-
-/// The set of all PIDs.
-const K_PIDS: &str = "dock:pids";
-
-/// The service-wide counters (not per PID).
-const K_GLOBAL_STATS: &str = "dock:stats";
 
 fn p(v: impl AsRef<[u8]>) -> RedisParameter {
     RedisParameter::Binary(v.as_ref().to_vec())
@@ -411,34 +197,65 @@ fn checked(pid: &Pid, sid: &SessionId, json: &str) -> Result<Option<Loaded>, Sto
     }))
 }
 
+/// A connection to Redis as the store uses it: Spin's `spin:redis`
+/// connection in the component; a native client in the store's tests.
+#[allow(async_fn_in_trait)]
+pub trait Link: Sized + 'static {
+    /// Opens a connection to `url`.
+    async fn open(url: &str) -> Result<Self, spin_sdk::redis::Error>;
+    /// Runs one command; the reply flattened as Spin flattens it.
+    async fn execute(
+        &self,
+        cmd: &str,
+        args: Vec<RedisParameter>,
+    ) -> Result<Vec<RedisResult>, spin_sdk::redis::Error>;
+}
+
+impl Link for Connection {
+    async fn open(url: &str) -> Result<Self, spin_sdk::redis::Error> {
+        Connection::open(url).await
+    }
+
+    async fn execute(
+        &self,
+        cmd: &str,
+        args: Vec<RedisParameter>,
+    ) -> Result<Vec<RedisResult>, spin_sdk::redis::Error> {
+        Connection::execute(self, cmd, args).await
+    }
+}
+
 thread_local! {
     /// This instance's connection for non-blocking commands, shared by its
     /// concurrent requests (commands on one connection may be in flight
     /// together, as `futures::join!` of two `execute`s is): one `open` per
     /// instance instead of one per request. Forgotten after an error, so the
-    /// next request opens a new one.
-    static SHARED: RefCell<Option<(String, Rc<Connection>)>> = const { RefCell::new(None) };
+    /// next request opens a new one. (`dyn Any`: one slot whatever the [`Link`].)
+    static SHARED: RefCell<Option<(String, Rc<dyn Any>)>> = const { RefCell::new(None) };
 }
 
 /// A Redis-backed store for one request.
-pub struct RedisStore {
+pub struct RedisStore<C: Link = Connection> {
     url: String,
-    conn: RefCell<Rc<Connection>>,
+    conn: RefCell<Rc<C>>,
     /// True while `conn` is a connection an earlier request opened and this
     /// one has not used yet: it may have died in between (Redis restarted,
     /// an idle socket was cut), which only its first command can tell.
     inherited: Cell<bool>,
     /// A second connection for blocking `XREAD`s, opened on first wait, so a
     /// blocked read never delays this request's other commands.
-    blocking: RefCell<Option<Connection>>,
+    blocking: RefCell<Option<C>>,
 }
 
-impl RedisStore {
+impl<C: Link> RedisStore<C> {
     /// Takes this instance's shared connection, opening it on first use
     /// (Spin opens a new socket per `open`).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let shared =
-            SHARED.with_borrow(|s| s.as_ref().filter(|(u, _)| u == url).map(|(_, c)| c.clone()));
+        let shared = SHARED.with_borrow(|s| {
+            s.as_ref()
+                .filter(|(u, _)| u == url)
+                .and_then(|(_, c)| c.clone().downcast::<C>().ok())
+        });
         let inherited = shared.is_some();
         let conn = match shared {
             Some(c) => c,
@@ -453,17 +270,20 @@ impl RedisStore {
     }
 
     /// Opens a connection and makes it this instance's shared one.
-    async fn open_shared(url: &str) -> Result<Rc<Connection>, spin_sdk::redis::Error> {
-        let c = Rc::new(Connection::open(url).await?);
-        SHARED.set(Some((url.to_owned(), c.clone())));
+    async fn open_shared(url: &str) -> Result<Rc<C>, spin_sdk::redis::Error> {
+        let c = Rc::new(C::open(url).await?);
+        SHARED.set(Some((url.to_owned(), c.clone() as Rc<dyn Any>)));
         Ok(c)
     }
 
     /// Forgets `conn` as the instance's shared connection (if it still is):
     /// the next request opens a new one.
-    fn forget(conn: &Rc<Connection>) {
+    fn forget(conn: &Rc<C>) {
         SHARED.with_borrow_mut(|s| {
-            if s.as_ref().is_some_and(|(_, c)| Rc::ptr_eq(c, conn)) {
+            if s
+                .as_ref()
+                .is_some_and(|(_, c)| std::ptr::addr_eq(Rc::as_ptr(c), Rc::as_ptr(conn)))
+            {
                 *s = None;
             }
         });
@@ -538,66 +358,90 @@ impl RedisStore {
         Ok(r.first().and_then(text))
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn set_sid_index(&self, pid: &Pid, sid: &SessionId, px: i64) -> Result<(), StoreError> {
+        self.exec(
+            "SET",
+            vec![
+                p(keys::sid_index(sid)),
+                p(pid.as_str()),
+                p("PX"),
+                RedisParameter::Int64(px),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `pid`, or (the admin API) the PID the sid index names.
+    async fn pid_of(&self, pid: Option<&Pid>, sid: &SessionId) -> Result<Option<Pid>, StoreError> {
+        Ok(match pid {
+            Some(p) => Some(p.clone()),
+            None => self
+                .get(&keys::sid_index(sid))
+                .await?
+                .and_then(|s| Pid::parse(&s).ok()),
+        })
+    }
+}
+
+impl<C: Link> Backend for RedisStore<C> {
+
+    async fn ping(&self) -> Result<(), StoreError> {
         self.exec("PING", vec![]).await.map(drop)
     }
 
-    pub async fn lookup_key(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        self.get(&format!("dock:key:{hash}")).await
+    async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        parse_record("key record", self.get(&keys::key(hash)).await?)
     }
 
-    pub async fn load_pid(&self, pid: &Pid) -> Result<Option<String>, StoreError> {
-        self.get(&format!("{}:meta", tag(pid))).await
+    async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError> {
+        parse_record("pid record", self.get(&keys::meta(pid)).await?)
     }
 
-    pub async fn create_pid(&self, pid: &Pid, json: &str) -> Result<bool, StoreError> {
+    async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
+        let (pid, json) = (&rec.pid, record_json(rec));
         // The index first (idempotent): a half-created PID is listed with zero counters.
-        self.exec("SADD", vec![p(K_PIDS), p(pid.as_str())]).await?;
+        self.exec("SADD", vec![p(keys::PIDS), p(pid.as_str())]).await?;
         let r = self
             .exec(
                 "SET",
-                vec![p(format!("{}:meta", tag(pid))), p(json), p("NX")],
+                vec![p(keys::meta(pid)), p(json), p("NX")],
             )
             .await?;
         Ok(!matches!(r.first(), None | Some(RedisResult::Nil)))
     }
 
-    pub async fn issue_key(
-        &self,
-        hash: &str,
-        pid: &Pid,
-        key_id: &KeyId,
-        json: &str,
-    ) -> Result<(), StoreError> {
+    async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
+        let (pid, key_id, json) = (&rec.pid, &rec.key_id, record_json(rec));
         // The key id index first: a half-issued key is revocable and never usable.
-        self.exec("SET", vec![p(format!("dock:keyid:{key_id}")), p(hash)])
+        self.exec("SET", vec![p(keys::key_id(key_id)), p(hash)])
             .await?;
-        self.exec("SADD", vec![p(k_key_ids(pid)), p(key_id.as_str())])
+        self.exec("SADD", vec![p(keys::key_ids(pid)), p(key_id.as_str())])
             .await?;
-        self.exec("SET", vec![p(format!("dock:key:{hash}")), p(json)])
+        self.exec("SET", vec![p(keys::key(hash)), p(json)])
             .await?;
         Ok(())
     }
 
-    pub async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
-        let idx = format!("dock:keyid:{key_id}");
+    async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
+        let idx = keys::key_id(key_id);
         let Some(hash) = self.get(&idx).await? else {
             return Ok(false);
         };
         // The usable record first, so a failure in between leaves the key revoked.
-        let record = self.get(&format!("dock:key:{hash}")).await?;
-        self.exec("DEL", vec![p(format!("dock:key:{hash}"))])
+        let record = self.get(&keys::key(&hash)).await?;
+        self.exec("DEL", vec![p(keys::key(&hash))])
             .await?;
         self.exec("DEL", vec![p(idx)]).await?;
         // Its waiters' leases: each open stream finds its lease gone at its
         // next renewal and ends (the reconnect is then a 401).
         if let Some(key) = record.and_then(|j| serde_json::from_str::<KeyRecord>(&j).ok()) {
-            self.exec("DEL", vec![p(k_waiters(&key))]).await?;
+            self.exec("DEL", vec![p(keys::waiters(&key.pid, &key.key_id))]).await?;
         }
         Ok(true)
     }
 
-    pub async fn claim_reuse(
+    async fn claim_reuse(
         &self,
         digest: &str,
         expected: Option<&SessionId>,
@@ -612,23 +456,18 @@ impl RedisStore {
         let view = dock_core::wire::view_json(&candidate.view_at(now));
         let (quota_key, window_end, limit) = match charge {
             Some(key) => (
-                format!(
-                    "{}:q:{}:{}",
-                    tag(pid),
-                    key.key_id,
-                    key.quota.window_index(now)
-                ),
+                keys::quota(pid, &key.key_id, key.quota.window_index(now)),
                 key.quota.window_end(now).as_millis() as i64,
                 i64::try_from(key.quota.limit).unwrap_or(i64::MAX),
             ),
-            None => (format!("{}:q:-", tag(pid)), 0, 0),
+            None => (keys::quota_uncharged(pid), 0, 0),
         };
         let keys = [
-            format!("{}:r:{digest}", tag(pid)),
-            k_session(pid, &candidate.sid),
-            k_events(pid, &candidate.sid),
-            k_stats(pid),
-            k_pending(pid),
+            keys::reuse(pid, digest),
+            keys::session(pid, &candidate.sid),
+            keys::events(pid, &candidate.sid),
+            keys::stats(pid),
+            keys::pending(pid),
             quota_key,
         ];
         let create = self.eval(
@@ -640,9 +479,9 @@ impl RedisStore {
                 p(session_json(candidate)),
                 RedisParameter::Int64(px),
                 RedisParameter::Int64(reuse_px),
-                p(channel(pid)),
+                p(keys::channel(pid)),
                 p(view),
-                p(format!("{}:s:", tag(pid))),
+                p(keys::session_prefix(pid)),
                 p(pid.as_str()),
                 RedisParameter::Int64(now.as_millis() as i64),
                 RedisParameter::Int64(candidate.expires_at.as_millis() as i64),
@@ -711,21 +550,7 @@ impl RedisStore {
         }
     }
 
-    async fn set_sid_index(&self, pid: &Pid, sid: &SessionId, px: i64) -> Result<(), StoreError> {
-        self.exec(
-            "SET",
-            vec![
-                p(format!("dock:sid:{sid}")),
-                p(pid.as_str()),
-                p("PX"),
-                RedisParameter::Int64(px),
-            ],
-        )
-        .await
-        .map(drop)
-    }
-
-    pub async fn load_session(
+    async fn load_session(
         &self,
         pid: Option<&Pid>,
         sid: &SessionId,
@@ -733,24 +558,13 @@ impl RedisStore {
         let Some(pid) = self.pid_of(pid, sid).await? else {
             return Ok(None);
         };
-        let Some(json) = self.get(&k_session(&pid, sid)).await? else {
+        let Some(json) = self.get(&keys::session(&pid, sid)).await? else {
             return Ok(None);
         };
         checked(&pid, sid, &json)
     }
 
-    /// `pid`, or (the admin API) the PID the sid index names.
-    async fn pid_of(&self, pid: Option<&Pid>, sid: &SessionId) -> Result<Option<Pid>, StoreError> {
-        Ok(match pid {
-            Some(p) => Some(p.clone()),
-            None => self
-                .get(&format!("dock:sid:{sid}"))
-                .await?
-                .and_then(|s| Pid::parse(&s).ok()),
-        })
-    }
-
-    pub async fn load_for_completion(
+    async fn load_for_completion(
         &self,
         pid: Option<&Pid>,
         sid: &SessionId,
@@ -762,7 +576,7 @@ impl RedisStore {
         let r = self
             .eval(
                 &READ_FOR_COMPLETION,
-                &[k_session(&pid, sid), k_links(&pid)],
+                &[keys::session(&pid, sid), keys::links(&pid)],
                 vec![p(discord_id)],
             )
             .await?;
@@ -778,27 +592,27 @@ impl RedisStore {
         Ok(Some((loaded, Some(link.clone()).filter(|l| !l.is_empty()))))
     }
 
-    pub async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
+    async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
         let r = self
-            .exec("HGET", vec![p(k_links(pid)), p(discord_id)])
+            .exec("HGET", vec![p(keys::links(pid)), p(discord_id)])
             .await?;
         Ok(r.first().and_then(text))
     }
 
-    pub async fn discord_ids_of(
+    async fn discord_ids_of(
         &self,
         pid: &Pid,
         roblox_id: &str,
     ) -> Result<Vec<String>, StoreError> {
         let r = self
-            .exec("SMEMBERS", vec![p(k_roblox(pid, roblox_id))])
+            .exec("SMEMBERS", vec![p(keys::roblox(pid, roblox_id))])
             .await?;
         let mut ids: Vec<String> = r.iter().filter_map(text).collect();
         ids.sort();
         Ok(ids)
     }
 
-    pub async fn commit(
+    async fn commit(
         &self,
         prev: &Loaded,
         next: &Session,
@@ -821,13 +635,13 @@ impl RedisStore {
             None => ("", "", ""),
         };
         let keys = [
-            k_session(pid, &next.sid),
-            k_events(pid, &next.sid),
-            k_links(pid),
-            k_roblox(pid, if roblox.is_empty() { "-" } else { roblox }),
-            k_roblox(pid, if previous.is_empty() { "-" } else { previous }),
-            k_stats(pid),
-            k_pending(pid),
+            keys::session(pid, &next.sid),
+            keys::events(pid, &next.sid),
+            keys::links(pid),
+            keys::roblox(pid, if roblox.is_empty() { "-" } else { roblox }),
+            keys::roblox(pid, if previous.is_empty() { "-" } else { previous }),
+            keys::stats(pid),
+            keys::pending(pid),
         ];
         let view = next.view_at(now);
         let r = self
@@ -839,7 +653,7 @@ impl RedisStore {
                     p(session_json(next)),
                     RedisParameter::Int64(retention_ms(next, settings, now) as i64),
                     p(view.status.as_str()),
-                    p(channel(pid)),
+                    p(keys::channel(pid)),
                     p(dock_core::wire::view_json(&view)),
                     p(discord),
                     p(roblox),
@@ -858,7 +672,7 @@ impl RedisStore {
         }
     }
 
-    pub async fn acquire_waiter(
+    async fn acquire_waiter(
         &self,
         key: &KeyRecord,
         waiter: &str,
@@ -869,7 +683,7 @@ impl RedisStore {
         let r = self
             .eval(
                 &ACQUIRE,
-                &[k_waiters(key)],
+                &[keys::waiters(&key.pid, &key.key_id)],
                 vec![
                     RedisParameter::Int64(now.as_millis() as i64),
                     RedisParameter::Int64(max as i64),
@@ -881,7 +695,7 @@ impl RedisStore {
         Ok(matches!(r.first(), Some(RedisResult::Int64(1))))
     }
 
-    pub async fn renew_waiter(
+    async fn renew_waiter(
         &self,
         key: &KeyRecord,
         waiter: &str,
@@ -890,7 +704,7 @@ impl RedisStore {
         let r = self
             .eval(
                 &RENEW,
-                &[k_waiters(key)],
+                &[keys::waiters(&key.pid, &key.key_id)],
                 vec![
                     p(waiter),
                     RedisParameter::Int64(lease_until.as_millis() as i64),
@@ -900,28 +714,28 @@ impl RedisStore {
         Ok(matches!(r.first(), Some(RedisResult::Int64(1))))
     }
 
-    pub async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
-        self.exec("ZREM", vec![p(k_waiters(key)), p(waiter)])
+    async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
+        self.exec("ZREM", vec![p(keys::waiters(&key.pid, &key.key_id)), p(waiter)])
             .await
             .map(drop)
     }
 
-    pub async fn pids(&self) -> Result<Vec<Pid>, StoreError> {
-        let r = self.exec("SMEMBERS", vec![p(K_PIDS)]).await?;
+    async fn pids(&self) -> Result<Vec<Pid>, StoreError> {
+        let r = self.exec("SMEMBERS", vec![p(keys::PIDS)]).await?;
         Ok(r.iter()
             .filter_map(text)
             .filter_map(|s| Pid::parse(&s).ok())
             .collect())
     }
 
-    pub async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {
+    async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {
         let r = self
             .eval(
                 &STATS,
-                &[k_stats(pid), k_pending(pid), k_key_ids(pid)],
+                &[keys::stats(pid), keys::pending(pid), keys::key_ids(pid)],
                 vec![
                     RedisParameter::Int64(now.as_millis() as i64),
-                    p(format!("{}:w:", tag(pid))),
+                    p(keys::waiters_prefix(pid)),
                 ],
             )
             .await?;
@@ -938,9 +752,9 @@ impl RedisStore {
         Ok(counters)
     }
 
-    pub async fn store_errors(&self) -> Result<u64, StoreError> {
+    async fn store_errors(&self) -> Result<u64, StoreError> {
         let r = self
-            .exec("HGET", vec![p(K_GLOBAL_STATS), p("store_errors")])
+            .exec("HGET", vec![p(keys::GLOBAL_STATS), p("store_errors")])
             .await?;
         Ok(r.first()
             .and_then(text)
@@ -948,12 +762,12 @@ impl RedisStore {
             .unwrap_or(0))
     }
 
-    pub async fn add_store_errors(&self, n: u64) -> Result<(), StoreError> {
+    async fn add_store_errors(&self, n: u64) -> Result<(), StoreError> {
         let n = i64::try_from(n).unwrap_or(i64::MAX);
         self.exec(
             "HINCRBY",
             vec![
-                p(K_GLOBAL_STATS),
+                p(keys::GLOBAL_STATS),
                 p("store_errors"),
                 RedisParameter::Int64(n),
             ],
@@ -962,18 +776,19 @@ impl RedisStore {
         .map(drop)
     }
 
-    pub async fn put_flow(
+    async fn put_flow(
         &self,
-        sid: &SessionId,
+        rec: &FlowRecord,
         state_hash: &str,
-        json: &str,
+        _now: Timestamp,
         ttl_ms: u64,
         max_starts: Option<u64>,
     ) -> Result<bool, StoreError> {
+        let (sid, json, ttl_ms) = (&rec.sid, record_json(rec), ttl_ms.max(1));
         let r = self
             .eval(
                 &PUT_FLOW,
-                &[k_flow(sid)],
+                &[keys::flow(sid)],
                 vec![
                     p(state_hash),
                     p(json),
@@ -986,22 +801,28 @@ impl RedisStore {
         Ok(matches!(r.first(), Some(RedisResult::Int64(1))))
     }
 
-    pub async fn take_flow(
+    async fn take_flow(
         &self,
         sid: &SessionId,
         state_hash: &str,
-    ) -> Result<Option<String>, StoreError> {
+        _now: Timestamp,
+    ) -> Result<Option<FlowRecord>, StoreError> {
         let r = self
-            .eval(&TAKE_FLOW, &[k_flow(sid)], vec![p(state_hash)])
+            .eval(&TAKE_FLOW, &[keys::flow(sid)], vec![p(state_hash)])
             .await?;
-        Ok(r.first().and_then(text))
+        parse_record("flow record", r.first().and_then(text))
     }
 
-    pub async fn hit(&self, bucket: &str, window_end: Timestamp) -> Result<u64, StoreError> {
+    async fn hit(
+        &self,
+        bucket: &str,
+        window_end: Timestamp,
+        _now: Timestamp,
+    ) -> Result<u64, StoreError> {
         let r = self
             .eval(
                 &HIT,
-                &[format!("dock:rl:{bucket}:{}", window_end.as_millis())],
+                &[keys::rate(bucket, window_end)],
                 vec![RedisParameter::Int64(window_end.as_millis() as i64)],
             )
             .await?;
@@ -1011,13 +832,13 @@ impl RedisStore {
         }
     }
 
-    pub async fn read_with_cursor(
+    async fn read_with_cursor(
         &self,
         pid: &Pid,
         sid: &SessionId,
     ) -> Result<Option<(Session, Cursor)>, StoreError> {
         let r = self
-            .eval(&READ, &[k_session(pid, sid), k_events(pid, sid)], vec![])
+            .eval(&READ, &[keys::session(pid, sid), keys::events(pid, sid)], vec![])
             .await?;
         let parts: Vec<Option<String>> = r.iter().map(text).collect();
         match parts.as_slice() {
@@ -1029,7 +850,7 @@ impl RedisStore {
         }
     }
 
-    pub async fn wait_change(
+    async fn wait_change(
         &self,
         pid: &Pid,
         sid: &SessionId,
@@ -1049,7 +870,7 @@ impl RedisStore {
         let existing = self.blocking.borrow_mut().take();
         let conn = match existing {
             Some(c) => c,
-            None => Connection::open(&self.url).await.map_err(unavailable)?,
+            None => C::open(&self.url).await.map_err(unavailable)?,
         };
         let r = conn
             .execute(
@@ -1060,7 +881,7 @@ impl RedisStore {
                     p("BLOCK"),
                     RedisParameter::Int64(ms.max(1) as i64),
                     p("STREAMS"),
-                    p(k_events(pid, sid)),
+                    p(keys::events(pid, sid)),
                     p(id),
                 ],
             )

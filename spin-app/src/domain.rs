@@ -1,0 +1,225 @@
+//! The domain flows: every rule of a session's life, as plain async Rust
+//! over a [`Backend`], with the clock and entropy as arguments.
+//!
+//! Handlers (`sessions`, `admin`, `flow`) only translate HTTP to these calls
+//! and their results back; the decisions inside are dock-core's, and the
+//! stores compare-and-set what core decided. Run natively against the
+//! in-memory backend by `cargo test -p dock-spin-app` (the tests below).
+//!
+//! | rule | here |
+//! |---|---|
+//! | a key sees its own PID only | [`create`] (`pid_not_found`), every read scoped by the key's PID |
+//! | one live session per (clientId, guildId, expectedDiscordId), reused until it expires | [`create`] (core's `decide_create`, the store's reuse slot) |
+//! | quota: every create request is charged once, refused past the limit | [`create`] (core's `Quota`) |
+//! | cancel / complete only while pending; completion is idempotent for the same result | [`cancel`], [`complete`] (core's transitions) |
+//! | the link dataset changes in the same atomic step as the completion | [`complete`] (`LinkWrite`) |
+//! | compare-and-set conflicts retry, then answer 503 `contention` | [`MAX_CAS_ATTEMPTS`] |
+//! | a key holds at most `max_streams_per_key` waiter leases | [`acquire_waiter`] |
+
+use dock_core::id::reuse_digest;
+use dock_core::quota::QuotaDecision;
+use dock_core::request::CreateSessionRequest;
+use dock_core::wire::KeyRecord;
+use dock_core::{
+    ApiError, Completion, CreateDecision, ErrorCode, Pid, Session, SessionId, SessionView,
+    Settings, Timestamp,
+};
+
+use crate::store::{Backend, Claim, LinkWrite, StoreError};
+
+/// Compare-and-set attempts before giving up under contention.
+pub const MAX_CAS_ATTEMPTS: usize = 16;
+
+/// The answer when every compare-and-set attempt lost to another writer.
+fn contention() -> ApiError {
+    ApiError::store_unavailable(1).with_field("contention")
+}
+
+/// What [`create`] made or found.
+#[derive(Debug)]
+pub struct Created {
+    /// The live session (new, or the pending one reused).
+    pub session: Session,
+    /// True when it was reused (`reusedExisting`).
+    pub reused: bool,
+    /// Creates left in the key's quota window (`verifyRequestsRemaining`).
+    pub remaining: Option<u64>,
+}
+
+/// Creates a session for `key`, or returns the live one for the same
+/// (clientId, guildId, expectedDiscordId). `sid` is the new session's id if
+/// one is created (from the caller's entropy).
+pub async fn create(
+    store: &impl Backend,
+    key: &KeyRecord,
+    body: CreateSessionRequest,
+    sid: SessionId,
+    settings: &Settings,
+    now: Timestamp,
+) -> Result<Created, ApiError> {
+    if body.pid != key.pid {
+        // A key only ever sees its own PID; others do not exist for it.
+        return Err(
+            ApiError::new(ErrorCode::PidNotFound, "no such PID for this API key").with_field("pid"),
+        );
+    }
+    let digest = reuse_digest(
+        &body.client_id,
+        body.guild_id.as_deref(),
+        body.expected_discord_id.as_deref(),
+    );
+    let candidate = Session::new(
+        sid,
+        body.pid,
+        body.client_id,
+        body.guild_id,
+        now,
+        settings.session_ttl_secs,
+    )
+    .bound_to(body.expected_discord_id, body.display_label);
+    let mut expected: Option<SessionId> = None;
+    let mut remaining = None;
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        // The first attempt also counts the create against the key's quota.
+        let charge = (attempt == 0).then_some(key);
+        let claimed = store
+            .claim_reuse(
+                &digest,
+                expected.as_ref(),
+                &candidate,
+                charge,
+                settings,
+                now,
+            )
+            .await?;
+        if let Some(count) = claimed.quota_count {
+            match key.quota.decide(count, now) {
+                QuotaDecision::Allowed { remaining: r } => remaining = Some(r),
+                QuotaDecision::Exhausted { retry_after_secs } => {
+                    return Err(ApiError::quota_exceeded(retry_after_secs));
+                }
+            }
+        }
+        match claimed.claim {
+            Claim::OverQuota => {
+                return Err(StoreError::Corrupt(format!(
+                    "the store refused create {} of quota {} as beyond it",
+                    claimed.quota_count.unwrap_or(0),
+                    key.quota.limit
+                ))
+                .into());
+            }
+            Claim::Created => {
+                return Ok(Created {
+                    session: candidate,
+                    reused: false,
+                    remaining,
+                });
+            }
+            Claim::Taken { sid, session } => {
+                match dock_core::session::decide_create(session.as_ref(), now) {
+                    CreateDecision::Reuse(existing) => {
+                        return Ok(Created {
+                            session: existing,
+                            reused: true,
+                            remaining,
+                        });
+                    }
+                    CreateDecision::CreateNew => expected = sid,
+                }
+            }
+        }
+    }
+    Err(contention())
+}
+
+/// Cancels a pending session of `pid`: the cancelled record.
+pub async fn cancel(
+    store: &impl Backend,
+    pid: &Pid,
+    sid: &SessionId,
+    settings: &Settings,
+    now: Timestamp,
+) -> Result<Session, ApiError> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let loaded = store
+            .load_session(Some(pid), sid)
+            .await?
+            .ok_or_else(ApiError::session_not_found)?;
+        let next = loaded.session.cancel(now)?;
+        if store.commit(&loaded, &next, None, settings, now).await? {
+            return Ok(next);
+        }
+    }
+    Err(contention())
+}
+
+/// Completes a session (scoped to `pid` when given; the admin API passes
+/// none): core's transition and the link-dataset update, committed together,
+/// retried on conflict. The admin API and the OAuth flow both complete here.
+pub async fn complete(
+    store: &impl Backend,
+    pid: Option<&Pid>,
+    sid: &SessionId,
+    discord_id: &str,
+    roblox_id: &str,
+    settings: &Settings,
+    now: Timestamp,
+) -> Result<SessionView, ApiError> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (loaded, previous) = store
+            .load_for_completion(pid, sid, discord_id)
+            .await?
+            .ok_or_else(ApiError::session_not_found)?;
+        match loaded
+            .session
+            .complete(now, discord_id, roblox_id, previous.as_deref())?
+        {
+            Completion::AlreadyCompleted => return Ok(loaded.session.view_at(now)),
+            Completion::Applied(next) => {
+                let link = LinkWrite {
+                    discord_id: discord_id.to_owned(),
+                    roblox_id: roblox_id.to_owned(),
+                    expected_previous: previous,
+                };
+                if store
+                    .commit(&loaded, &next, Some(&link), settings, now)
+                    .await?
+                {
+                    return Ok(next.view_at(now));
+                }
+            }
+        }
+    }
+    Err(contention())
+}
+
+/// Takes one of the key's `max_streams_per_key` waiter slots for `waiter`
+/// until `lease_until`; `429 too_many_streams` when all are held.
+pub async fn acquire_waiter(
+    store: &impl Backend,
+    key: &KeyRecord,
+    waiter: &str,
+    settings: &Settings,
+    now: Timestamp,
+    lease_until: Timestamp,
+) -> Result<(), ApiError> {
+    if store
+        .acquire_waiter(key, waiter, settings.max_streams_per_key, now, lease_until)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::TooManyStreams,
+            format!(
+                "this API key already has {} open streams and long-polls; close one or retry later",
+                settings.max_streams_per_key
+            ),
+        )
+        .with_retry_after(1))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,452 @@
+//! An in-memory [`Backend`] for the native unit tests of the domain flows.
+//!
+//! It keeps the stores' contract (the same compare-and-set, quota, counter,
+//! lease and flow rules as `redis` and `sqlite`), in one `RefCell` instead of
+//! a script or a statement: a test is single-threaded, so each method is one
+//! atomic step. Not modelled: retention (records are never purged) and the
+//! clock (`wait_change` has no timer: it returns at the next commit of the
+//! session, or at once if the session changed since `cursor`).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use dock_core::oauth::FlowRecord;
+use dock_core::wire::{KeyRecord, PidRecord};
+use dock_core::{KeyId, Pid, Session, SessionId, Settings, Status, Timestamp};
+use futures::channel::oneshot;
+
+use super::{
+    Backend, Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session,
+    session_json,
+};
+
+/// A session as stored: its record and revision.
+struct Row {
+    record: String,
+    revision: i64,
+}
+
+/// One session's live OAuth flow.
+struct Flow {
+    state: Option<String>,
+    record: FlowRecord,
+    starts: u64,
+    expires_at: Timestamp,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<SessionId, Row>,
+    /// Pending sessions: sid → (pid, expiresAt).
+    pending: HashMap<SessionId, (Pid, Timestamp)>,
+    reuse: HashMap<(Pid, String), SessionId>,
+    links: BTreeMap<(Pid, String), String>,
+    pids: BTreeMap<Pid, PidRecord>,
+    keys: HashMap<String, KeyRecord>,
+    quota: HashMap<(KeyId, u64), u64>,
+    waiters: HashMap<KeyId, HashMap<String, Timestamp>>,
+    flows: HashMap<SessionId, Flow>,
+    rate: HashMap<(String, Timestamp), u64>,
+    counters: HashMap<Pid, Counters>,
+    store_errors: u64,
+    /// Waiters parked in `wait_change`, woken by the session's next commit.
+    parked: HashMap<SessionId, Vec<oneshot::Sender<()>>>,
+    /// When set, the next this many commits fail their compare (tests of the retry).
+    fail_commits: usize,
+}
+
+impl State {
+    fn count(&mut self, pid: &Pid) -> &mut Counters {
+        self.counters.entry(pid.clone()).or_default()
+    }
+
+    /// Counts the pending sessions of `pid` whose expiry has passed, once.
+    fn expire(&mut self, pid: &Pid, now: Timestamp) {
+        let gone: Vec<SessionId> = self
+            .pending
+            .iter()
+            .filter(|(_, (p, at))| p == pid && *at <= now)
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        for sid in &gone {
+            self.pending.remove(sid);
+        }
+        self.count(pid).expired += gone.len() as u64;
+    }
+}
+
+/// The in-memory store.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: RefCell<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the next `n` commits fail their compare, as if another writer
+    /// had changed the session in between.
+    pub fn fail_next_commits(&self, n: usize) {
+        self.state.borrow_mut().fail_commits = n;
+    }
+}
+
+impl Backend for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn lookup_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.state.borrow().keys.get(hash).cloned())
+    }
+
+    async fn load_pid(&self, pid: &Pid) -> Result<Option<PidRecord>, StoreError> {
+        Ok(self.state.borrow().pids.get(pid).cloned())
+    }
+
+    async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
+        let mut s = self.state.borrow_mut();
+        if s.pids.contains_key(&rec.pid) {
+            return Ok(false);
+        }
+        s.pids.insert(rec.pid.clone(), rec.clone());
+        Ok(true)
+    }
+
+    async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
+        self.state
+            .borrow_mut()
+            .keys
+            .insert(hash.to_owned(), rec.clone());
+        Ok(())
+    }
+
+    async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
+        let mut s = self.state.borrow_mut();
+        let before = s.keys.len();
+        s.keys.retain(|_, k| &k.key_id != key_id);
+        s.waiters.remove(key_id);
+        Ok(s.keys.len() < before)
+    }
+
+    async fn claim_reuse(
+        &self,
+        digest: &str,
+        expected: Option<&SessionId>,
+        candidate: &Session,
+        charge: Option<&KeyRecord>,
+        _settings: &Settings,
+        now: Timestamp,
+    ) -> Result<Claimed, StoreError> {
+        let mut s = self.state.borrow_mut();
+        let pid = &candidate.pid;
+        let mut quota_count = None;
+        if let Some(key) = charge {
+            let n = s
+                .quota
+                .entry((key.key_id.clone(), key.quota.window_index(now)))
+                .or_default();
+            *n += 1;
+            let n = *n;
+            quota_count = Some(n);
+            if !key.quota.admits(n) {
+                s.count(pid).quota_rejected += 1;
+                return Ok(Claimed {
+                    quota_count,
+                    claim: Claim::OverQuota,
+                });
+            }
+        }
+        s.expire(pid, now);
+        let slot = (pid.clone(), digest.to_owned());
+        let current = s.reuse.get(&slot).cloned();
+        if current.as_ref() != expected {
+            let session = match current.as_ref().and_then(|sid| s.sessions.get(sid)) {
+                Some(row) => Some(parse_session(&row.record)?),
+                None => None,
+            };
+            if current.as_ref().is_some_and(|sid| s.pending.contains_key(sid)) && session.is_some()
+            {
+                s.count(pid).reused += 1;
+            }
+            return Ok(Claimed {
+                quota_count,
+                claim: Claim::Taken {
+                    sid: current,
+                    session,
+                },
+            });
+        }
+        s.reuse.insert(slot, candidate.sid.clone());
+        s.sessions.insert(
+            candidate.sid.clone(),
+            Row {
+                record: session_json(candidate),
+                revision: 1,
+            },
+        );
+        s.pending.insert(
+            candidate.sid.clone(),
+            (pid.clone(), candidate.expires_at),
+        );
+        s.count(pid).created += 1;
+        Ok(Claimed {
+            quota_count,
+            claim: Claim::Created,
+        })
+    }
+
+    async fn load_for_completion(
+        &self,
+        pid: Option<&Pid>,
+        sid: &SessionId,
+        discord_id: &str,
+    ) -> Result<Option<(Loaded, Option<String>)>, StoreError> {
+        let Some(loaded) = self.load_session(pid, sid).await? else {
+            return Ok(None);
+        };
+        let link = self.link_of(&loaded.session.pid, discord_id).await?;
+        Ok(Some((loaded, link)))
+    }
+
+    async fn load_session(
+        &self,
+        pid: Option<&Pid>,
+        sid: &SessionId,
+    ) -> Result<Option<Loaded>, StoreError> {
+        let s = self.state.borrow();
+        let Some(row) = s.sessions.get(sid) else {
+            return Ok(None);
+        };
+        let session = parse_session(&row.record)?;
+        if pid.is_some_and(|p| p != &session.pid) {
+            return Ok(None);
+        }
+        Ok(Some(Loaded {
+            session,
+            version: Version::Revision(row.revision),
+        }))
+    }
+
+    async fn link_of(&self, pid: &Pid, discord_id: &str) -> Result<Option<String>, StoreError> {
+        let s = self.state.borrow();
+        Ok(s.links.get(&(pid.clone(), discord_id.to_owned())).cloned())
+    }
+
+    async fn discord_ids_of(&self, pid: &Pid, roblox_id: &str) -> Result<Vec<String>, StoreError> {
+        let s = self.state.borrow();
+        Ok(s.links
+            .iter()
+            .filter(|((p, _), r)| p == pid && r.as_str() == roblox_id)
+            .map(|((_, d), _)| d.clone())
+            .collect())
+    }
+
+    async fn commit(
+        &self,
+        prev: &Loaded,
+        next: &Session,
+        link: Option<&LinkWrite>,
+        _settings: &Settings,
+        _now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let Version::Revision(rev) = prev.version else {
+            return Err(StoreError::Corrupt("a Redis version reached memory".into()));
+        };
+        let mut s = self.state.borrow_mut();
+        if s.fail_commits > 0 {
+            s.fail_commits -= 1;
+            return Ok(false);
+        }
+        if s.sessions.get(&next.sid).map(|r| r.revision) != Some(rev) {
+            return Ok(false);
+        }
+        if let Some(l) = link {
+            let at = (next.pid.clone(), l.discord_id.clone());
+            if s.links.get(&at) != l.expected_previous.as_ref() {
+                return Ok(false);
+            }
+            s.links.insert(at, l.roblox_id.clone());
+        }
+        s.sessions.insert(
+            next.sid.clone(),
+            Row {
+                record: session_json(next),
+                revision: rev + 1,
+            },
+        );
+        if s.pending.remove(&next.sid).is_some() {
+            let c = s.count(&next.pid);
+            match next.stored_status() {
+                Status::Completed => c.completed += 1,
+                Status::Cancelled => c.cancelled += 1,
+                Status::Pending | Status::Expired => {}
+            }
+        }
+        for tx in s.parked.remove(&next.sid).unwrap_or_default() {
+            let _ = tx.send(());
+        }
+        Ok(true)
+    }
+
+    async fn put_flow(
+        &self,
+        rec: &FlowRecord,
+        state_hash: &str,
+        now: Timestamp,
+        ttl_ms: u64,
+        max_starts: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.state.borrow_mut();
+        s.flows.retain(|_, f| f.expires_at > now);
+        let starts = s.flows.get(&rec.sid).map_or(0, |f| f.starts) + u64::from(max_starts.is_some());
+        if max_starts.is_some_and(|most| starts > most) {
+            return Ok(false);
+        }
+        s.flows.insert(
+            rec.sid.clone(),
+            Flow {
+                state: Some(state_hash.to_owned()),
+                record: rec.clone(),
+                starts,
+                expires_at: now.plus_millis(ttl_ms.max(1)),
+            },
+        );
+        Ok(true)
+    }
+
+    async fn take_flow(
+        &self,
+        sid: &SessionId,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<FlowRecord>, StoreError> {
+        let mut s = self.state.borrow_mut();
+        let Some(flow) = s.flows.get_mut(sid) else {
+            return Ok(None);
+        };
+        if flow.expires_at <= now || flow.state.as_deref() != Some(state_hash) {
+            return Ok(None);
+        }
+        flow.state = None;
+        Ok(Some(flow.record.clone()))
+    }
+
+    async fn hit(&self, bucket: &str, window_end: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        let mut s = self.state.borrow_mut();
+        s.rate.retain(|(_, end), _| *end > now);
+        let n = s.rate.entry((bucket.to_owned(), window_end)).or_default();
+        *n += 1;
+        Ok(*n)
+    }
+
+    async fn read_with_cursor(
+        &self,
+        pid: &Pid,
+        sid: &SessionId,
+    ) -> Result<Option<(Session, Cursor)>, StoreError> {
+        Ok(self.load_session(Some(pid), sid).await?.map(|l| {
+            let rev = match l.version {
+                Version::Revision(r) => r,
+                Version::Json(_) => 0,
+            };
+            (l.session, Cursor::Revision(rev))
+        }))
+    }
+
+    async fn acquire_waiter(
+        &self,
+        key: &KeyRecord,
+        waiter: &str,
+        max: u64,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.state.borrow_mut();
+        let leases = s.waiters.entry(key.key_id.clone()).or_default();
+        leases.retain(|_, until| *until > now);
+        if leases.len() as u64 >= max {
+            return Ok(false);
+        }
+        leases.insert(waiter.to_owned(), lease_until);
+        Ok(true)
+    }
+
+    async fn renew_waiter(
+        &self,
+        key: &KeyRecord,
+        waiter: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.state.borrow_mut();
+        match s.waiters.get_mut(&key.key_id).and_then(|l| l.get_mut(waiter)) {
+            Some(until) => {
+                *until = lease_until;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
+        if let Some(l) = self.state.borrow_mut().waiters.get_mut(&key.key_id) {
+            l.remove(waiter);
+        }
+        Ok(())
+    }
+
+    async fn wait_change(
+        &self,
+        pid: &Pid,
+        sid: &SessionId,
+        cursor: &Cursor,
+        _until: Timestamp,
+        _settings: &Settings,
+    ) -> Result<Option<(Session, Cursor)>, StoreError> {
+        let rx = {
+            let mut s = self.state.borrow_mut();
+            let current = s.sessions.get(sid).map(|r| r.revision);
+            if current.map(Cursor::Revision).as_ref() != Some(cursor) {
+                return Ok(None);
+            }
+            let (tx, rx) = oneshot::channel();
+            s.parked.entry(sid.clone()).or_default().push(tx);
+            rx
+        };
+        let _ = rx.await;
+        // Like SQLite: the wake-up carries no state; the caller reads again.
+        let _ = pid;
+        Ok(None)
+    }
+
+    async fn pids(&self) -> Result<Vec<Pid>, StoreError> {
+        Ok(self.state.borrow().pids.keys().cloned().collect())
+    }
+
+    async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {
+        let mut s = self.state.borrow_mut();
+        s.expire(pid, now);
+        let waiters = s
+            .keys
+            .values()
+            .filter(|k| &k.pid == pid)
+            .filter_map(|k| s.waiters.get(&k.key_id))
+            .map(|l| l.values().filter(|until| **until > now).count() as u64)
+            .sum();
+        let mut c = *s.count(pid);
+        c.waiters = waiters;
+        Ok(c)
+    }
+
+    async fn store_errors(&self) -> Result<u64, StoreError> {
+        Ok(self.state.borrow().store_errors)
+    }
+
+    async fn add_store_errors(&self, n: u64) -> Result<(), StoreError> {
+        self.state.borrow_mut().store_errors += n;
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! Every Redis key the store uses, built here and nowhere else.
+//!
+//! Every key of a PID carries the hash tag `{pid}`, so all keys a script
+//! touches share one Redis Cluster slot.
+//!
+//! | key | type | holds | lifetime |
+//! |---|---|---|---|
+//! | `dock:{P}:s:<sid>` | string | the session record (core's JSON) | expiry + retention, then retention once terminal |
+//! | `dock:{P}:e:<sid>` | stream | one entry (`status`, `session`: the record after the change) per change; waiters `XREAD BLOCK` on it (from `0-0` while it does not exist). Not written at create: a pending session has none | 60 s after the change |
+//! | `dock:{P}:r:<digest>` | string | sid of the live session for (clientId, guildId) | until the session's expiry |
+//! | `dock:{P}:l` | hash | link dataset: discordId → robloxId | forever |
+//! | `dock:{P}:lr:<robloxId>` | set | reverse index: Discord ids linked to a Roblox id | forever |
+//! | `dock:{P}:meta` | string | the PID record | forever |
+//! | `dock:{P}:q:<keyId>:<window>` | string | create counter of a quota window | until the window ends |
+//! | `dock:{P}:w:<keyId>` | sorted set | open waiters of a key (member: waiter id, score: lease end); deleted when the key is revoked, so its streams end at their next renewal | while any waiter holds a lease |
+//! | `dock:{P}:p` | sorted set | pending sessions (member: sid, score: `expiresAt` ms); those past their score are counted expired and removed | while pending |
+//! | `dock:{P}:stats` | hash | the PID's counters: `created`, `reused`, `completed`, `cancelled`, `expired`, `quota_rejected` | forever |
+//! | `dock:{P}:keys` | set | ids of the keys issued to the PID (to find its waiter sets) | forever |
+//! | `dock:pids` | set | every PID (the stats endpoint sums over it) | forever |
+//! | `dock:stats` | hash | service-wide `store_errors` (flushed by instances that saw errors) | forever |
+//! | `dock:sid:<sid>` | string | the PID of a session (admin completion by sid) | as the session |
+//! | `dock:key:<sha256>` | string | API key record, by the hash of its secret | until revoked |
+//! | `dock:keyid:<keyId>` | string | the hash, for revocation | until revoked |
+//! | `dock:flow:{<sid>}` | hash | the session's live OAuth flow: `state` (hash of the state's token), `record`, `starts`; a new start replaces it, a callback takes it once | until the session expires |
+//! | `dock:rl:<client>:<window end>` | string | the public flow endpoints' request count of one client address in one minute | until the window ends |
+//!
+
+use dock_core::{KeyId, Pid, SessionId, Timestamp};
+
+/// The prefix (with hash tag) of every key of a PID.
+fn tag(pid: &Pid) -> String {
+    format!("dock:{{{pid}}}")
+}
+
+/// The session record.
+pub fn session(pid: &Pid, sid: &SessionId) -> String {
+    format!("{}:s:{sid}", tag(pid))
+}
+
+/// What [`session`] starts with (scripts append a sid).
+pub fn session_prefix(pid: &Pid) -> String {
+    format!("{}:s:", tag(pid))
+}
+
+/// The session's change feed.
+pub fn events(pid: &Pid, sid: &SessionId) -> String {
+    format!("{}:e:{sid}", tag(pid))
+}
+
+/// The reuse slot of (clientId, guildId, expectedDiscordId).
+pub fn reuse(pid: &Pid, digest: &str) -> String {
+    format!("{}:r:{digest}", tag(pid))
+}
+
+/// The link dataset.
+pub fn links(pid: &Pid) -> String {
+    format!("{}:l", tag(pid))
+}
+
+/// The reverse link index of one Roblox id.
+pub fn roblox(pid: &Pid, roblox_id: &str) -> String {
+    format!("{}:lr:{roblox_id}", tag(pid))
+}
+
+/// The PID record.
+pub fn meta(pid: &Pid) -> String {
+    format!("{}:meta", tag(pid))
+}
+
+/// A key's create counter in quota window `window`.
+pub fn quota(pid: &Pid, key_id: &KeyId, window: u64) -> String {
+    format!("{}:q:{key_id}:{window}", tag(pid))
+}
+
+/// A placeholder in the counter's place when a create is not charged (a
+/// script's key list has a fixed shape; the script does not touch it).
+pub fn quota_uncharged(pid: &Pid) -> String {
+    format!("{}:q:-", tag(pid))
+}
+
+/// A key's waiter leases.
+pub fn waiters(pid: &Pid, key_id: &KeyId) -> String {
+    format!("{}:w:{key_id}", tag(pid))
+}
+
+/// What [`waiters`] starts with (the stats script appends key ids).
+pub fn waiters_prefix(pid: &Pid) -> String {
+    format!("{}:w:", tag(pid))
+}
+
+/// The PID's pending sessions by expiry.
+pub fn pending(pid: &Pid) -> String {
+    format!("{}:p", tag(pid))
+}
+
+/// The PID's counters.
+pub fn stats(pid: &Pid) -> String {
+    format!("{}:stats", tag(pid))
+}
+
+/// The ids of the keys issued to the PID.
+pub fn key_ids(pid: &Pid) -> String {
+    format!("{}:keys", tag(pid))
+}
+
+/// The channel every change of the PID's sessions is published on.
+pub fn channel(pid: &Pid) -> String {
+    format!("{}:events", tag(pid))
+}
+
+/// The set of all PIDs.
+pub const PIDS: &str = "dock:pids";
+
+/// The service-wide counters (not per PID).
+pub const GLOBAL_STATS: &str = "dock:stats";
+
+/// The PID of a session, by sid (admin completion by sid).
+pub fn sid_index(sid: &SessionId) -> String {
+    format!("dock:sid:{sid}")
+}
+
+/// An API key record, by the hash of its secret.
+pub fn key(hash: &str) -> String {
+    format!("dock:key:{hash}")
+}
+
+/// The hash of a key's secret, by key id (revocation).
+pub fn key_id(key_id: &KeyId) -> String {
+    format!("dock:keyid:{key_id}")
+}
+
+/// A session's live OAuth flow (hash tag: the sid).
+pub fn flow(sid: &SessionId) -> String {
+    format!("dock:flow:{{{sid}}}")
+}
+
+/// A client address's public-flow request count in the window ending at `window_end`.
+pub fn rate(bucket: &str, window_end: Timestamp) -> String {
+    format!("dock:rl:{bucket}:{}", window_end.as_millis())
+}
