@@ -195,7 +195,8 @@ pub async fn complete(
 }
 
 /// Takes one of the key's `max_streams_per_key` waiter slots for `waiter`
-/// until `lease_until`; `429 too_many_streams` when all are held.
+/// until `lease_until`; false when all are held (answer
+/// [`too_many_waiters`]). Leases that ended by `now` free their slots.
 pub async fn acquire_waiter(
     store: &impl Backend,
     key: &KeyRecord,
@@ -203,22 +204,22 @@ pub async fn acquire_waiter(
     settings: &Settings,
     now: Timestamp,
     lease_until: Timestamp,
-) -> Result<(), ApiError> {
-    if store
+) -> Result<bool, StoreError> {
+    store
         .acquire_waiter(key, waiter, settings.max_streams_per_key, now, lease_until)
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::TooManyStreams,
-            format!(
-                "this API key already has {} open streams and long-polls; close one or retry later",
-                settings.max_streams_per_key
-            ),
-        )
-        .with_retry_after(1))
-    }
+        .await
+}
+
+/// `429 too_many_streams`: the key holds all of its waiter slots.
+pub fn too_many_waiters(settings: &Settings) -> ApiError {
+    ApiError::new(
+        ErrorCode::TooManyStreams,
+        format!(
+            "this API key already has {} open streams and long-polls; close one or retry later",
+            settings.max_streams_per_key
+        ),
+    )
+    .with_retry_after(1)
 }
 
 #[cfg(test)]

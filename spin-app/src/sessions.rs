@@ -2,43 +2,26 @@
 //! the link lookups; plus health.
 
 use bytes::Bytes;
-use dock_core::longpoll::{self, WaitDecision};
+use dock_core::longpoll;
 use dock_core::request::{CreateSessionRequest, parse_platform_id};
-use dock_core::stream::{
-    DEFAULT_RETRY_MS, StreamCursor, StreamTimer, TimerAction, heartbeat_frame, reconnect_hint,
-};
+use dock_core::stream::StreamCursor;
 use dock_core::verify_url::verify_url;
+use dock_core::waiter::{EndReason, Output, Waiter};
 use dock_core::wire::{CreatedSession, DiscordLink, Health, KeyRecord, RobloxLinks};
 use dock_core::{ApiError, ErrorCode, Session, SessionId, Settings, Timestamp};
 use std::time::Duration;
 
 use futures::SinkExt;
-use futures::future::{self, Either};
+use futures::future::{self, Either, LocalBoxFuture};
 use http_body_util::BodyExt;
 use spin_sdk::http::Request;
 
 use crate::auth::{self, Caller};
+use crate::domain;
 use crate::env::{entropy, now};
 use crate::http::{Response, event_stream, header, ok, read_json_body, with_pid};
 use crate::log::log;
-use crate::domain;
-use crate::store::{Backend, Cursor, Store};
-
-/// How far a waiter's lease reaches past its next planned renewal: an
-/// instance that dies without releasing frees its slots after this.
-const LEASE_GRACE_SECS: u64 = 30;
-
-/// Takes one of the key's waiter slots until `lease_until`, under a new waiter id.
-async fn acquire_waiter(
-    store: &Store,
-    key: &KeyRecord,
-    settings: &Settings,
-    lease_until: Timestamp,
-) -> Result<String, ApiError> {
-    let waiter = dock_core::oauth::token(entropy());
-    domain::acquire_waiter(store, key, &waiter, settings, now(), lease_until).await?;
-    Ok(waiter)
-}
+use crate::store::{Backend, Cursor, Store, StoreError};
 
 /// `POST /api/v1/verify/session`.
 pub async fn create(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
@@ -84,10 +67,10 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let (store, caller, sid, query) = open_session_request(&req, sid, settings).await?;
     let deadline = longpoll::deadline(now(), query.wait_secs.unwrap_or(0));
-    let mut waiter: Option<String> = None;
-    let answer = long_poll(&store, &caller, &sid, deadline, settings, &mut waiter).await;
+    let mut lease: Option<String> = None;
+    let answer = long_poll(&store, &caller, &sid, deadline, settings, &mut lease).await;
     let key = caller.key;
-    if let Some(w) = waiter {
+    if let Some(w) = lease {
         // After the answer is on its way, not before it: the release is one
         // more round trip the woken client need not wait for. Best effort: a
         // failed release lapses with its lease.
@@ -98,55 +81,85 @@ pub async fn get(
     answer
 }
 
-/// Answers now, or waits for a change until `deadline`. A wait longer than
-/// the heartbeat interval looks at the caller's key once per interval: a key
-/// revoked meanwhile ends the wait with `401`.
+/// Takes one of the key's waiter slots until `until` under a new waiter id;
+/// `None` when the key holds all of its slots.
+async fn try_lease(
+    store: &Store,
+    key: &KeyRecord,
+    settings: &Settings,
+    until: Timestamp,
+) -> Result<Option<String>, StoreError> {
+    let waiter = dock_core::oauth::token(entropy());
+    let granted = domain::acquire_waiter(store, key, &waiter, settings, now(), until).await?;
+    Ok(granted.then_some(waiter))
+}
+
+/// Keeps a read's cursor; the session for the waiter.
+fn keep(cursor: &mut Option<Cursor>, read: Option<(Session, Cursor)>) -> Option<Session> {
+    read.map(|(session, c)| {
+        *cursor = Some(c);
+        session
+    })
+}
+
+/// The answer to a waiter that ended before it answered.
+fn refusal(reason: EndReason, settings: &Settings) -> ApiError {
+    match reason {
+        EndReason::NotFound => ApiError::session_not_found(),
+        EndReason::Unauthorized => ApiError::unauthorized(),
+        EndReason::TooManyWaiters => domain::too_many_waiters(settings),
+        other => ApiError::new(
+            ErrorCode::InternalError,
+            format!("the waiter ended without an answer ({other:?})"),
+        ),
+    }
+}
+
+/// Answers now, or waits for a change until `deadline`: drives core's
+/// [`Waiter`] (every timing decision is its own) with the store. A wait
+/// longer than the heartbeat interval looks at the caller's key once per
+/// interval: a key revoked meanwhile ends the wait with `401`.
 async fn long_poll(
     store: &Store,
     caller: &Caller,
     sid: &SessionId,
     deadline: Timestamp,
     settings: &'static Settings,
-    waiter: &mut Option<String>,
+    lease: &mut Option<String>,
 ) -> Result<Response, ApiError> {
     let key = &caller.key;
-    // The state a wake-up carried, when the store's change feed has it.
-    let mut known: Option<(Session, Cursor)> = None;
-    let mut key_checked = now();
-    loop {
-        let (session, cursor) = match known.take() {
-            Some(state) => state,
-            None => store
-                .read_with_cursor(&key.pid, sid)
-                .await?
-                .ok_or_else(ApiError::session_not_found)?,
-        };
-        let now = now();
-        match longpoll::decide(now, &session, deadline) {
-            WaitDecision::AnswerNow => {
-                return Ok(with_pid(ok(session.view_at(now), now, None), &key.pid));
+    let mut waiter = Waiter::long_poll(now(), deadline, settings.heartbeat_secs);
+    let mut cursor: Option<Cursor> = None;
+    while let Some(out) = waiter.poll_output(now()) {
+        match out {
+            Output::ReadState => {
+                let read = store.read_with_cursor(&key.pid, sid).await?;
+                waiter.handle_state(now(), keep(&mut cursor, read));
             }
-            WaitDecision::WaitUntil(until) => {
-                if waiter.is_none() {
-                    *waiter = Some(
-                        acquire_waiter(store, key, settings, deadline.plus_secs(LEASE_GRACE_SECS))
-                            .await?,
-                    );
-                }
-                let check_key_at = key_checked.plus_secs(settings.heartbeat_secs);
-                known = store
-                    .wait_change(&key.pid, sid, &cursor, until.min(check_key_at), settings)
+            Output::AcquireLease { until } => {
+                *lease = try_lease(store, key, settings, until).await?;
+                waiter.handle_lease(lease.is_some());
+            }
+            Output::ArmRead { until } => {
+                let Some(at) = cursor.clone() else {
+                    return Err(refusal(EndReason::StoreFailed, settings));
+                };
+                let read = store
+                    .wait_change(&key.pid, sid, &at, until, settings)
                     .await?;
-                let t = crate::env::now();
-                if known.is_none() && t >= check_key_at {
-                    if !caller.still_valid(store).await? {
-                        return Err(ApiError::unauthorized());
-                    }
-                    key_checked = t;
-                }
+                waiter.handle_read_done(now(), keep(&mut cursor, read));
             }
+            Output::CheckKey => {
+                let valid = caller.still_valid(store).await?;
+                waiter.handle_key(now(), valid);
+            }
+            Output::Answer { view, at } => return Ok(with_pid(ok(view, at, None), &key.pid)),
+            Output::End(reason) => return Err(refusal(reason, settings)),
+            // Stream outputs: a long-poll gives none.
+            Output::RenewLease { .. } | Output::Open | Output::Write(_) => {}
         }
     }
+    Err(refusal(EndReason::StoreFailed, settings))
 }
 
 /// `DELETE /api/v1/verify/session/:sid`.
@@ -163,7 +176,10 @@ pub async fn cancel(
     Ok(with_pid(ok(next.view_at(now), now, None), &key.pid))
 }
 
-/// `GET /api/v1/verify/session/:sid/stream`.
+/// `GET /api/v1/verify/session/:sid/stream`: looks the session up, takes a
+/// waiter lease and checks the key again before answering (so an unknown
+/// sid is a real 404 and a refused lease a real 429), then streams from a
+/// task of its own.
 pub async fn stream(
     req: Request,
     sid: &str,
@@ -174,153 +190,160 @@ pub async fn stream(
     let last_event_id = header(&req, "last-event-id")
         .map(str::to_owned)
         .or(query.last_event_id);
-    // Look the session up before answering, so an unknown sid is a real 404.
-    let (session, cursor) = store
-        .read_with_cursor(&key.pid, &sid)
-        .await?
-        .ok_or_else(ApiError::session_not_found)?;
-    let cursor_state = StreamCursor::resume(last_event_id.as_deref());
-    let waiter = acquire_waiter(&store, key, settings, lease_end(settings)).await?;
-    // A revocation between the key lookup and the lease would leave this
-    // lease behind it (revoking deletes the key's leases): look again.
-    if !caller.still_valid(&store).await? {
-        let _ = store.release_waiter(key, &waiter).await;
-        return Err(ApiError::unauthorized());
+    let mut waiter = Waiter::stream(
+        settings.heartbeat_secs,
+        settings.stream_max_secs,
+        StreamCursor::resume(last_event_id.as_deref()),
+    );
+    let mut cursor: Option<Cursor> = None;
+    let mut lease: Option<String> = None;
+    loop {
+        match waiter.poll_output(now()) {
+            Some(Output::ReadState) => {
+                let read = store.read_with_cursor(&key.pid, &sid).await?;
+                waiter.handle_state(now(), keep(&mut cursor, read));
+            }
+            Some(Output::AcquireLease { until }) => {
+                lease = try_lease(&store, key, settings, until).await?;
+                waiter.handle_lease(lease.is_some());
+            }
+            Some(Output::CheckKey) => {
+                let valid = caller.still_valid(&store).await?;
+                waiter.handle_key(now(), valid);
+            }
+            Some(Output::Open) => break,
+            Some(Output::End(reason)) => {
+                if let Some(l) = &lease {
+                    let _ = store.release_waiter(key, l).await;
+                }
+                return Err(refusal(reason, settings));
+            }
+            _ => return Err(refusal(EndReason::StoreFailed, settings)),
+        }
     }
+    let (Some(lease), Some(cursor)) = (lease, cursor) else {
+        return Err(refusal(EndReason::StoreFailed, settings));
+    };
     let pid = key.pid.clone();
     let (tx, body) = spin_sdk::http::body::stream::<Bytes>();
     spin_sdk::wasip3::spawn(async move {
-        let mut task = StreamTask {
+        let task = StreamTask {
             store,
             caller,
             sid,
             settings,
-            tx,
-            waiter,
+            lease,
         };
-        run_stream(&mut task, session, cursor, cursor_state).await;
+        run_stream(&task, waiter, cursor, tx).await;
         let _ = task
             .store
-            .release_waiter(&task.caller.key, &task.waiter)
+            .release_waiter(&task.caller.key, &task.lease)
             .await;
     });
     Ok(with_pid(event_stream(body.boxed_unsync()), &pid))
 }
 
-/// A stream's lease reaches past the next heartbeat, when it is renewed.
-fn lease_end(settings: &Settings) -> Timestamp {
-    now().plus_secs(settings.heartbeat_secs + LEASE_GRACE_SECS)
-}
+/// What the change-feed read of a stream returns.
+type ChangeRead = Result<Option<(Session, Cursor)>, StoreError>;
 
 struct StreamTask {
     store: Store,
     caller: Caller,
     sid: SessionId,
     settings: &'static Settings,
-    tx: futures::channel::mpsc::Sender<Bytes>,
-    waiter: String,
+    lease: String,
 }
 
-/// Writes events until the session is terminal, the client leaves, the
-/// stream's maximum duration passes or its key is revoked (then a `retry:`
-/// hint; a revoked key's reconnect gets `401`), or the store fails (then the
-/// stream ends and the client resumes with `Last-Event-ID`).
-///
-/// One blocking read per change, held across heartbeats: it ends at the
-/// change, the session's expiry or the stream's end, so a heartbeat is a
-/// frame (and, once per heartbeat interval, a lease renewal), never a new read.
+/// Drives an open stream's [`Waiter`]: writes what it says, renews the
+/// lease when it says, and holds one blocking read of the change feed
+/// across heartbeats, woken by the read or by the waiter's next timer. Ends
+/// when the session is terminal, the client leaves, the stream's maximum
+/// duration passes or its lease is gone (then a `retry:` hint; a revoked
+/// key's reconnect gets `401`), or the store fails (then the stream ends and
+/// the client resumes with `Last-Event-ID`).
 async fn run_stream(
-    task: &mut StreamTask,
-    mut session: Session,
+    task: &StreamTask,
+    mut waiter: Waiter,
     mut cursor: Cursor,
-    mut seen: StreamCursor,
+    mut tx: futures::channel::mpsc::Sender<Bytes>,
 ) {
     let StreamTask {
         store,
         caller,
         sid,
         settings,
-        tx,
-        waiter,
+        lease,
     } = task;
-    let settings: &'static Settings = settings;
     let key = &caller.key;
-    let ended_by_store = |e: crate::store::StoreError| {
+    let failed = |waiter: &mut Waiter, e: StoreError| {
         log!("stream ended by the store: {e}");
         crate::store::note_error();
+        waiter.handle_store_failed();
     };
-    let mut timer = StreamTimer::new(now(), settings.heartbeat_secs, settings.stream_max_secs);
-    let mut renewed = now();
+    let mut read: Option<LocalBoxFuture<'_, ChangeRead>> = None;
     loop {
-        let t = now();
-        let step = seen.step(&session.view_at(t));
-        if !step.frames.is_empty() {
-            if tx.send(step.frames.into()).await.is_err() {
-                return;
+        while let Some(out) = waiter.poll_output(now()) {
+            match out {
+                Output::Write(frames) => {
+                    if tx.send(frames.into()).await.is_err() {
+                        waiter.handle_write_failed();
+                    }
+                }
+                Output::RenewLease { until } => match store.renew_waiter(key, lease, until).await {
+                    Ok(alive) => {
+                        if !alive {
+                            log!("stream ended: its lease is gone (key revoked?)");
+                        }
+                        waiter.handle_lease(alive);
+                    }
+                    Err(e) => failed(&mut waiter, e),
+                },
+                Output::ArmRead { until } => {
+                    let at = cursor.clone();
+                    read = Some(Box::pin(async move {
+                        store.wait_change(&key.pid, sid, &at, until, settings).await
+                    }));
+                }
+                Output::ReadState => match store.read_with_cursor(&key.pid, sid).await {
+                    Ok(state) => {
+                        let session = state.map(|(s, c)| {
+                            cursor = c;
+                            s
+                        });
+                        waiter.handle_state(now(), session);
+                    }
+                    Err(e) => failed(&mut waiter, e),
+                },
+                Output::End(_) => return,
+                // Before the stream opened only.
+                Output::AcquireLease { .. }
+                | Output::CheckKey
+                | Output::Open
+                | Output::Answer { .. } => {}
             }
-            timer.wrote(t);
         }
-        if step.done {
+        if waiter.is_done() {
             return;
         }
-        let until = [session.next_deadline(t), timer.ends_at()]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or_else(|| t.plus_secs(settings.heartbeat_secs));
-        let woke = {
-            let mut change =
-                std::pin::pin!(store.wait_change(&key.pid, sid, &cursor, until, settings));
-            loop {
-                let t = now();
-                if t >= renewed.plus_secs(settings.heartbeat_secs) {
-                    // Once per heartbeat interval: renew the lease. A
-                    // revoked key's leases are deleted with it, so a lease
-                    // that is gone ends the stream (the reconnect is a 401
-                    // if the key was revoked, a fresh lease if it lapsed).
-                    match store.renew_waiter(key, waiter, lease_end(settings)).await {
-                        Err(e) => return ended_by_store(e),
-                        Ok(false) => {
-                            log!("stream ended: its lease is gone (key revoked?)");
-                            let _ = tx.send(reconnect_hint(DEFAULT_RETRY_MS).into()).await;
-                            return;
-                        }
-                        Ok(true) => {}
-                    }
-                    renewed = t;
+        let Some(pending) = read.as_mut() else { return };
+        let t = now();
+        let nap = waiter
+            .poll_timeout()
+            .map_or(settings.heartbeat_secs * 1000, |at| t.millis_until(at));
+        let sleep = std::pin::pin!(spin_sdk::time::sleep(Duration::from_millis(nap.max(1))));
+        if let Either::Left((woke, _)) = future::select(pending, sleep).await {
+            read = None;
+            match woke {
+                Ok(state) => {
+                    let session = state.map(|(s, c)| {
+                        cursor = c;
+                        s
+                    });
+                    waiter.handle_read_done(now(), session);
                 }
-                let at = match timer.poll(t) {
-                    TimerAction::End => {
-                        let _ = tx.send(reconnect_hint(DEFAULT_RETRY_MS).into()).await;
-                        return;
-                    }
-                    TimerAction::Heartbeat => {
-                        if tx.send(heartbeat_frame().into()).await.is_err() {
-                            return;
-                        }
-                        timer.wrote(t);
-                        continue;
-                    }
-                    TimerAction::SleepUntil(at) => at,
-                };
-                let nap = Duration::from_millis(t.millis_until(at).max(1));
-                let sleep = std::pin::pin!(spin_sdk::time::sleep(nap));
-                if let Either::Left((r, _)) = future::select(change.as_mut(), sleep).await {
-                    break r;
-                }
+                Err(e) => failed(&mut waiter, e),
             }
-        };
-        let state = match woke {
-            Ok(Some(state)) => Some(state),
-            Ok(None) => match store.read_with_cursor(&key.pid, sid).await {
-                Ok(state) => state,
-                Err(e) => return ended_by_store(e),
-            },
-            Err(e) => return ended_by_store(e),
-        };
-        let Some((s, c)) = state else { return };
-        session = s;
-        cursor = c;
+        }
     }
 }
 
