@@ -63,151 +63,251 @@ fn named_pid(segments: &[&str], query: Option<&str>) -> Option<String> {
     named.filter(|p| Pid::parse(p).is_ok())
 }
 
-/// The route a path matched, with its parameters as names: logs never carry
-/// ids, keys, tokens or OAuth codes.
-fn route_template(segments: &[&str]) -> &'static str {
-    match segments {
-        ["api", "v1", "verify", "session"] => "/api/v1/verify/session",
-        ["api", "v1", "verify", "session", _] => "/api/v1/verify/session/:sid",
-        ["api", "v1", "verify", "session", _, "stream"] => "/api/v1/verify/session/:sid/stream",
-        ["api", "v1", "admin", "pids"] => "/api/v1/admin/pids",
-        ["api", "v1", "admin", "pids", _, "keys"] => "/api/v1/admin/pids/:pid/keys",
-        ["api", "v1", "admin", "keys", _] => "/api/v1/admin/keys/:keyId",
-        ["api", "v1", "admin", "stats"] => "/api/v1/admin/stats",
-        ["api", "v1", "admin", "sessions", _, "complete"] => "/api/v1/admin/sessions/:sid/complete",
-        ["api", "v1", "public", "discord-to-roblox"] => "/api/v1/public/discord-to-roblox",
-        ["api", "v1", "public", "roblox-to-discord"] => "/api/v1/public/roblox-to-discord",
-        ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
-        ["v1", "api", "verify", "discord"] => "/v1/api/verify/discord",
-        ["v1", "api", "verify", "discord", "start"] => "/v1/api/verify/discord/start",
-        ["v1", "api", "verify", "discord", "callback"] => "/v1/api/verify/discord/callback",
-        ["v1", "api", "verify", "roblox", "callback"] => "/v1/api/verify/roblox/callback",
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        _ => "(unmatched)",
+/// What a route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    VerifyPage,
+    FlowStart,
+    DiscordCallback,
+    RobloxCallback,
+    Healthz,
+    Readyz,
+    OpenApi,
+    Sessions,
+    Session,
+    SessionStream,
+    DiscordToRoblox,
+    RobloxToDiscord,
+    Pids,
+    PidKeys,
+    Key,
+    Stats,
+    CompleteSession,
+}
+
+/// One route: its template (`:name` for a parameter; what the log records,
+/// and, for the API, its OpenAPI path), the methods it answers, and whether
+/// OpenAPI documents it (the browser pages of the flow are not an API).
+struct Route {
+    template: &'static str,
+    methods: &'static [Method],
+    endpoint: Endpoint,
+    #[cfg_attr(not(test), allow(dead_code, reason = "read by the OpenAPI paths test"))]
+    in_openapi: bool,
+}
+
+const fn entry(
+    template: &'static str,
+    methods: &'static [Method],
+    endpoint: Endpoint,
+    in_openapi: bool,
+) -> Route {
+    Route {
+        template,
+        methods,
+        endpoint,
+        in_openapi,
     }
 }
 
-async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Response, ApiError> {
-    macro_rules! only {
-        ($m:expr, $allow:literal, $call:expr) => {
-            if method == $m {
-                $call
-            } else {
-                Ok(method_not_allowed($allow))
+/// The one route table: dispatch, the log's route names, `405`'s `Allow`
+/// and the OpenAPI paths check (a test below) all read it.
+const ROUTES: &[Route] = &[
+    entry(
+        "/v1/api/verify/discord",
+        &[Method::GET],
+        Endpoint::VerifyPage,
+        false,
+    ),
+    entry(
+        "/v1/api/verify/discord/start",
+        &[Method::POST],
+        Endpoint::FlowStart,
+        false,
+    ),
+    entry(
+        "/v1/api/verify/discord/callback",
+        &[Method::GET],
+        Endpoint::DiscordCallback,
+        false,
+    ),
+    entry(
+        "/v1/api/verify/roblox/callback",
+        &[Method::GET],
+        Endpoint::RobloxCallback,
+        false,
+    ),
+    entry("/healthz", &[Method::GET], Endpoint::Healthz, true),
+    entry("/readyz", &[Method::GET], Endpoint::Readyz, true),
+    entry(
+        "/api/v1/openapi.json",
+        &[Method::GET],
+        Endpoint::OpenApi,
+        true,
+    ),
+    entry(
+        "/api/v1/verify/session",
+        &[Method::POST],
+        Endpoint::Sessions,
+        true,
+    ),
+    entry(
+        "/api/v1/verify/session/:sid",
+        &[Method::GET, Method::DELETE],
+        Endpoint::Session,
+        true,
+    ),
+    entry(
+        "/api/v1/verify/session/:sid/stream",
+        &[Method::GET],
+        Endpoint::SessionStream,
+        true,
+    ),
+    entry(
+        "/api/v1/public/discord-to-roblox",
+        &[Method::GET],
+        Endpoint::DiscordToRoblox,
+        true,
+    ),
+    entry(
+        "/api/v1/public/roblox-to-discord",
+        &[Method::GET],
+        Endpoint::RobloxToDiscord,
+        true,
+    ),
+    entry("/api/v1/admin/pids", &[Method::POST], Endpoint::Pids, true),
+    entry(
+        "/api/v1/admin/pids/:pid/keys",
+        &[Method::POST],
+        Endpoint::PidKeys,
+        true,
+    ),
+    entry(
+        "/api/v1/admin/keys/:keyId",
+        &[Method::DELETE],
+        Endpoint::Key,
+        true,
+    ),
+    entry("/api/v1/admin/stats", &[Method::GET], Endpoint::Stats, true),
+    entry(
+        "/api/v1/admin/sessions/:sid/complete",
+        &[Method::POST],
+        Endpoint::CompleteSession,
+        true,
+    ),
+];
+
+/// The route a path matches, with its parameters in order.
+fn find<'a>(segments: &[&'a str]) -> Option<(&'static Route, Vec<&'a str>)> {
+    ROUTES.iter().find_map(|r| {
+        let pattern: Vec<&str> = r.template[1..].split('/').collect();
+        if pattern.len() != segments.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (p, s) in pattern.iter().zip(segments) {
+            if p.starts_with(':') {
+                params.push(*s);
+            } else if p != s {
+                return None;
             }
-        };
-    }
+        }
+        Some((r, params))
+    })
+}
+
+/// The route a path matched, with its parameters as names: logs never carry
+/// ids, keys, tokens or OAuth codes.
+fn route_template(segments: &[&str]) -> &'static str {
+    find(segments).map_or("(unmatched)", |(r, _)| r.template)
+}
+
+async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Response, ApiError> {
     // The admin API does not exist without `admin_token`: not even a 405 reveals it.
     if let ["api", "v1", "admin", ..] = segments
         && settings().await?.admin_token.is_none()
     {
         return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
     }
-    match segments {
-        ["v1", "api", "verify", "discord"] => {
-            only!(
-                Method::GET,
-                "GET",
-                Ok(crate::flow::verify_page(req, settings().await?).await)
-            )
+    let Some((route, params)) = find(segments) else {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
+    };
+    if !route.methods.contains(method) {
+        let allow: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
+        return Ok(method_not_allowed(&allow.join(", ")));
+    }
+    let param = params.first().copied().unwrap_or_default();
+    use Endpoint as E;
+    match route.endpoint {
+        E::VerifyPage => Ok(crate::flow::verify_page(req, settings().await?).await),
+        E::FlowStart => Ok(crate::flow::start(req, settings().await?).await),
+        E::DiscordCallback => Ok(crate::flow::discord_callback(req, settings().await?).await),
+        E::RobloxCallback => Ok(crate::flow::roblox_callback(req, settings().await?).await),
+        E::Healthz => Ok(sessions::healthz()),
+        E::Readyz => sessions::readyz(settings().await?).await,
+        E::OpenApi => Ok(crate::http::json(200, OPENAPI.to_owned())),
+        E::Sessions => sessions::create(req, settings().await?).await,
+        E::Session if *method == Method::DELETE => {
+            sessions::cancel(req, param, settings().await?).await
         }
-        ["v1", "api", "verify", "discord", "start"] => {
-            only!(
-                Method::POST,
-                "POST",
-                Ok(crate::flow::start(req, settings().await?).await)
-            )
+        E::Session => sessions::get(req, param, settings().await?).await,
+        E::SessionStream => sessions::stream(req, param, settings().await?).await,
+        E::DiscordToRoblox => sessions::discord_to_roblox(req, settings().await?).await,
+        E::RobloxToDiscord => sessions::roblox_to_discord(req, settings().await?).await,
+        E::Pids => admin::create_pid(req, settings().await?).await,
+        E::PidKeys => admin::issue_key(req, param, settings().await?).await,
+        E::Key => admin::revoke_key(req, param, settings().await?).await,
+        E::Stats => admin::stats(req, settings().await?).await,
+        E::CompleteSession => admin::complete(req, param, settings().await?).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// OpenAPI documents exactly the API routes of the table, with their methods.
+    #[test]
+    fn openapi_paths_are_the_route_table() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if item.get(method).is_some() {
+                    let template = path.replace('{', ":").replace('}', "");
+                    documented.push((template, method.to_uppercase()));
+                }
+            }
         }
-        ["v1", "api", "verify", "discord", "callback"] => {
-            only!(
-                Method::GET,
-                "GET",
-                Ok(crate::flow::discord_callback(req, settings().await?).await)
-            )
+        let mut table: Vec<(String, String)> = ROUTES
+            .iter()
+            .filter(|r| r.in_openapi)
+            .flat_map(|r| {
+                r.methods
+                    .iter()
+                    .map(|m| (r.template.to_owned(), m.as_str().to_owned()))
+            })
+            .collect();
+        documented.sort();
+        table.sort();
+        assert_eq!(documented, table);
+    }
+
+    #[test]
+    fn paths_find_their_route_and_parameters() {
+        let (r, params) = find(&["api", "v1", "verify", "session", "abc", "stream"]).unwrap();
+        assert_eq!(r.endpoint, Endpoint::SessionStream);
+        assert_eq!(params, ["abc"]);
+        assert_eq!(
+            route_template(&["api", "v1", "admin", "pids", "p", "keys"]),
+            "/api/v1/admin/pids/:pid/keys"
+        );
+        assert_eq!(route_template(&["api", "v1", "verify"]), "(unmatched)");
+        assert_eq!(route_template(&[""]), "(unmatched)");
+        // Every template is unique and starts with '/'.
+        for (i, r) in ROUTES.iter().enumerate() {
+            assert!(r.template.starts_with('/'));
+            assert!(ROUTES[..i].iter().all(|o| o.template != r.template));
         }
-        ["v1", "api", "verify", "roblox", "callback"] => {
-            only!(
-                Method::GET,
-                "GET",
-                Ok(crate::flow::roblox_callback(req, settings().await?).await)
-            )
-        }
-        ["healthz"] => only!(Method::GET, "GET", Ok(sessions::healthz())),
-        ["readyz"] => only!(
-            Method::GET,
-            "GET",
-            sessions::readyz(settings().await?).await
-        ),
-        ["api", "v1", "openapi.json"] => only!(
-            Method::GET,
-            "GET",
-            Ok(crate::http::json(200, OPENAPI.to_owned()))
-        ),
-        ["api", "v1", "verify", "session"] => {
-            only!(
-                Method::POST,
-                "POST",
-                sessions::create(req, settings().await?).await
-            )
-        }
-        ["api", "v1", "verify", "session", sid] => match *method {
-            Method::GET => sessions::get(req, sid, settings().await?).await,
-            Method::DELETE => sessions::cancel(req, sid, settings().await?).await,
-            _ => Ok(method_not_allowed("GET, DELETE")),
-        },
-        ["api", "v1", "verify", "session", sid, "stream"] => {
-            only!(
-                Method::GET,
-                "GET",
-                sessions::stream(req, sid, settings().await?).await
-            )
-        }
-        ["api", "v1", "public", "discord-to-roblox"] => {
-            only!(
-                Method::GET,
-                "GET",
-                sessions::discord_to_roblox(req, settings().await?).await
-            )
-        }
-        ["api", "v1", "public", "roblox-to-discord"] => {
-            only!(
-                Method::GET,
-                "GET",
-                sessions::roblox_to_discord(req, settings().await?).await
-            )
-        }
-        ["api", "v1", "admin", "pids"] => only!(
-            Method::POST,
-            "POST",
-            admin::create_pid(req, settings().await?).await
-        ),
-        ["api", "v1", "admin", "pids", pid, "keys"] => {
-            only!(
-                Method::POST,
-                "POST",
-                admin::issue_key(req, pid, settings().await?).await
-            )
-        }
-        ["api", "v1", "admin", "keys", key_id] => {
-            only!(
-                Method::DELETE,
-                "DELETE",
-                admin::revoke_key(req, key_id, settings().await?).await
-            )
-        }
-        ["api", "v1", "admin", "stats"] => only!(
-            Method::GET,
-            "GET",
-            admin::stats(req, settings().await?).await
-        ),
-        ["api", "v1", "admin", "sessions", sid, "complete"] => {
-            only!(
-                Method::POST,
-                "POST",
-                admin::complete(req, sid, settings().await?).await
-            )
-        }
-        _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
     }
 }
