@@ -222,3 +222,77 @@ macro_rules! on_every_store {
     };
 }
 pub(crate) use on_every_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    fn runtime_block<T>(f: impl std::future::Future<Output = T>) -> T {
+        runtime().block_on(f)
+    }
+
+    fn table_exists(conn: &rusqlite::Connection, name: &str) -> bool {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+            [name],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+    }
+
+    #[test]
+    fn a_new_sqlite_database_gets_the_latest_schema_version() {
+        runtime_block(async {
+            let store = sqlite().await;
+            assert_eq!(store.schema_version().await.unwrap(), 1);
+        });
+    }
+
+    #[test]
+    fn a_database_from_before_versioning_is_adopted_and_loses_the_old_flows_table() {
+        let file = std::env::temp_dir().join(format!("dock-migrate-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        {
+            // The first layout's flow table and a session row, version 0.
+            let conn = rusqlite::Connection::open(&file).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE dock_flows (state TEXT PRIMARY KEY, record TEXT);
+                 CREATE TABLE dock_sessions (sid TEXT PRIMARY KEY, pid TEXT NOT NULL,
+                    record TEXT NOT NULL, revision INTEGER NOT NULL, purge_at INTEGER NOT NULL,
+                    discord_id TEXT, roblox_id TEXT);
+                 INSERT INTO dock_sessions VALUES ('s', 'p', '{}', 1, 0, NULL, NULL);",
+            )
+            .unwrap();
+        }
+        runtime_block(async {
+            let conn = rusqlite::Connection::open(&file).unwrap();
+            let store = sqlite::SqliteStore::with_link(NativeSqlite(conn), true)
+                .await
+                .unwrap();
+            assert_eq!(store.schema_version().await.unwrap(), 1);
+        });
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        assert!(!table_exists(&conn, "dock_flows"));
+        assert!(table_exists(&conn, "dock_session_flows"));
+        let kept: i64 = conn
+            .query_row("SELECT count(*) FROM dock_sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1, "the data stays");
+        let _ = std::fs::remove_file(&file);
+    }
+
+    #[test]
+    fn a_database_of_a_newer_build_is_refused() {
+        runtime_block(async {
+            let conn = rusqlite::Connection::open_in_memory().unwrap();
+            conn.execute_batch("PRAGMA user_version = 99").unwrap();
+            let e = sqlite::SqliteStore::with_link(NativeSqlite(conn), true)
+                .await
+                .err()
+                .expect("refused");
+            assert!(matches!(e, StoreError::NotConfigured(m) if m.contains("version 99")));
+        });
+    }
+}

@@ -39,14 +39,26 @@ const SERVICE: &str = "";
 const BUMP: &str = "INSERT INTO dock_stats (pid, counter, value) VALUES (?, ?, ?)
     ON CONFLICT (pid, counter) DO UPDATE SET value = value + excluded.value";
 
-const SCHEMA: &[&str] = &[
-    // Write-ahead logging: readers (every waiter re-reads its session each
-    // `poll_interval_ms`) never block the writer, and the writer never blocks
-    // them. Under Spin, with a connection per request, the rollback journal
-    // let 400 pollers starve the writers past the busy timeout ("database is
-    // locked", a 503). Persistent in the file; an in-memory database stays
-    // `memory`.
-    "PRAGMA journal_mode = WAL",
+/// Write-ahead logging: readers (every waiter re-reads its session each
+/// `poll_interval_ms`) never block the writer, and the writer never blocks
+/// them. Under Spin, with a connection per request, the rollback journal let
+/// 400 pollers starve the writers past the busy timeout ("database is
+/// locked", a 503). Persistent in the file; an in-memory database stays
+/// `memory`. Tuning only: a database that refuses it still serves.
+const JOURNAL_MODE: &str = "PRAGMA journal_mode = WAL";
+
+/// The schema, as a list of versions: `MIGRATIONS[n]` takes a database from
+/// version `n` to `n + 1` (SQLite's `user_version`). A database at an older
+/// version is brought forward at the first open of each instance; one at a
+/// newer version than this build knows is refused (a downgrade would
+/// misread it). Append a migration for every layout change; never edit one
+/// that shipped.
+///
+/// Version 1 is the layout every release before versioning created (its
+/// statements are idempotent, so it also adopts those databases as they are).
+const MIGRATIONS: &[&[&str]] = &[SCHEMA_V1];
+
+const SCHEMA_V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS dock_sessions (
         sid TEXT PRIMARY KEY, pid TEXT NOT NULL, record TEXT NOT NULL,
         revision INTEGER NOT NULL, purge_at INTEGER NOT NULL,
@@ -233,18 +245,39 @@ impl<C: Link> SqliteStore<C> {
             crate::log::log!("sqlite: {BUSY_TIMEOUT} refused: {e}");
         }
         if create_schema {
-            for stmt in SCHEMA {
-                match store.rows(stmt, vec![]).await {
-                    Err(e) if stmt.starts_with("PRAGMA") => {
-                        crate::log::log!("sqlite: {stmt} refused: {e}");
-                    }
-                    r => {
-                        r?;
-                    }
-                }
+            if let Err(e) = store.rows(JOURNAL_MODE, vec![]).await {
+                crate::log::log!("sqlite: {JOURNAL_MODE} refused: {e}");
             }
+            store.migrate().await?;
         }
         Ok(store)
+    }
+
+    /// The schema version the database records (`PRAGMA user_version`).
+    pub async fn schema_version(&self) -> Result<usize, StoreError> {
+        let rows = self.rows("PRAGMA user_version", vec![]).await?;
+        let v = rows.first().and_then(|r| int_at(r, 0)).unwrap_or(0);
+        Ok(usize::try_from(v).unwrap_or(0))
+    }
+
+    /// Applies the migrations the database has not had yet.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let current = self.schema_version().await?;
+        if current > MIGRATIONS.len() {
+            return Err(StoreError::NotConfigured(format!(
+                "the SQLite database is at schema version {current}, newer than this build's {}; \
+                 run the release that wrote it, or restore a backup",
+                MIGRATIONS.len()
+            )));
+        }
+        for (n, statements) in MIGRATIONS.iter().enumerate().skip(current) {
+            for stmt in *statements {
+                self.rows(stmt, vec![]).await?;
+            }
+            self.rows(&format!("PRAGMA user_version = {}", n + 1), vec![])
+                .await?;
+        }
+        Ok(())
     }
 
     async fn rows(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, StoreError> {
@@ -358,7 +391,6 @@ impl<C: Link> SqliteStore<C> {
 }
 
 impl<C: Link> Backend for SqliteStore<C> {
-
     async fn ping(&self) -> Result<(), StoreError> {
         self.rows("SELECT 1", vec![]).await.map(drop)
     }
@@ -500,11 +532,7 @@ impl<C: Link> Backend for SqliteStore<C> {
         Ok(rows.first().and_then(|r| text_at(r, 0)))
     }
 
-    async fn discord_ids_of(
-        &self,
-        pid: &Pid,
-        roblox_id: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    async fn discord_ids_of(&self, pid: &Pid, roblox_id: &str) -> Result<Vec<String>, StoreError> {
         let rows = self
             .rows(
                 "SELECT discord_id FROM dock_links WHERE pid = ? AND roblox_id = ? ORDER BY discord_id",
