@@ -14,7 +14,13 @@
 //!   [`link`] (linkChanged / previousRobloxId), [`quota`] (fixed windows),
 //!   [`ratelimit`] (the public flow endpoints' windows and client buckets);
 //! - **input**: [`request`] (body validation), [`id`] (ids, keys, hashing),
-//!   [`longpoll`] (`wait`, query), [`config`] (typed settings);
+//!   [`longpoll`] (`wait`, query), [`config`] (typed settings), [`time`]
+//!   ([`Timestamp`]: milliseconds, ISO 8601);
+//! - **the verification flow**: [`oauth`] (Discord and Roblox OAuth2/OpenID:
+//!   state, PKCE, cookies, token and userinfo parsing), [`pages`] (the HTML
+//!   pages users see);
+//! - **clients**: [`retry`] (back-off and `Retry-After`, shared with the npm
+//!   client);
 //! - **output**: [`wire`] (the exact JSON), [`error`] (status + stable code in
 //!   one place), [`sse`] (encoder and WHATWG decoder), [`stream`] (the session
 //!   event vocabulary and resume), [`verify_url`];

@@ -11,7 +11,11 @@
 //! Layout: one module per concern. [`manifest`], [`template`],
 //! [`allowed_hosts`], [`routes`], [`variables`] and [`runtime_config`] are pure
 //! and unit-tested without wasm; [`redis`], [`sqlite`], [`variables`] and
-//! [`outbound_http`] implement the host side of one interface each;
+//! [`outbound_http`] implement the host side of one interface each
+//! ([`redis_mux`] shares Redis connections and blocking reads behind
+//! `spin:redis`, invisibly to the guest); [`bindings`] generates the WIT
+//! bindings; [`build`] runs a manifest's build commands; [`cli`] is the
+//! command line;
 //! [`instance`] builds stores and drives instance reuse; [`limits`] holds every
 //! limit and the engine; [`server`] is the hyper front end; [`app`] ties the
 //! manifest to compiled components.

@@ -3,7 +3,7 @@
 use clap::Parser as _;
 use dock_host::cli::{Cli, Command};
 
-/// mimalloc instead of glibc's malloc: at ten thousand held streams the
+/// jemalloc instead of glibc's malloc: at ten thousand held streams the
 /// process is mostly small per-connection allocations, where it keeps less
 /// memory resident and spends less time (docs/performance.md).
 #[global_allocator]

@@ -1,10 +1,18 @@
 //! The Dock verification-sessions API as a Spin HTTP component.
 //!
-//! Thin on purpose: routing and HTTP plumbing here and in [`http`]; settings
-//! in [`config`]; persistence and wake-ups in [`store`] (Redis, or Spin's
-//! SQLite database when no `redis_url` is set); the request flows in
-//! [`sessions`] and [`admin`]. Every JSON body and SSE frame is produced by
-//! `dock-core`.
+//! Modules by role (ARCHITECTURE.md draws the arrows):
+//! - [`router`]: the one route table; method and path → handler, one log line per request;
+//! - handlers, HTTP ↔ domain only: [`sessions`] (integrator API, long-poll
+//!   and SSE drivers of core's `Waiter`), [`admin`] (operator API), [`flow`]
+//!   (the verify page and the OAuth callbacks), with [`auth`] (API keys,
+//!   admin token) and [`http`] (request and response plumbing);
+//! - [`domain`]: every rule of a session's life (create and reuse, quota,
+//!   cancel, complete, waiter leases) over [`store::Backend`], natively tested;
+//! - [`store`]: Redis and SQLite (and, in tests, memory) behind that trait;
+//! - [`config`] (Spin variables, read once), [`env`] (the clock and entropy,
+//!   the only places they are read), [`log`].
+//!
+//! Every JSON body and SSE frame is produced by `dock-core`.
 
 mod admin;
 mod auth;
