@@ -6,9 +6,9 @@ use dock_core::{ApiError, ApiKeySecret, ErrorCode, KeyId, Pid, SessionId, Settin
 use spin_sdk::http::Request;
 
 use crate::auth;
+use crate::domain;
 use crate::env::{entropy, now};
 use crate::http::{Response, ok, read_json_body};
-use crate::domain;
 use crate::store::{Backend, Store};
 
 /// `POST /api/v1/admin/pids` `{pid, name}`.

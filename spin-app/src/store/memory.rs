@@ -16,8 +16,8 @@ use dock_core::{KeyId, Pid, Session, SessionId, Settings, Status, Timestamp};
 use futures::channel::oneshot;
 
 use super::{
-    Backend, Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version, parse_session,
-    session_json,
+    Backend, Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version,
+    parse_session, session_json,
 };
 
 /// A session as stored: its record and revision.
@@ -168,7 +168,10 @@ impl Backend for MemoryStore {
                 Some(row) => Some(parse_session(&row.record)?),
                 None => None,
             };
-            if current.as_ref().is_some_and(|sid| s.pending.contains_key(sid)) && session.is_some()
+            if current
+                .as_ref()
+                .is_some_and(|sid| s.pending.contains_key(sid))
+                && session.is_some()
             {
                 s.count(pid).reused += 1;
             }
@@ -188,10 +191,8 @@ impl Backend for MemoryStore {
                 revision: 1,
             },
         );
-        s.pending.insert(
-            candidate.sid.clone(),
-            (pid.clone(), candidate.expires_at),
-        );
+        s.pending
+            .insert(candidate.sid.clone(), (pid.clone(), candidate.expires_at));
         s.count(pid).created += 1;
         Ok(Claimed {
             quota_count,
@@ -302,7 +303,8 @@ impl Backend for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut s = self.state.borrow_mut();
         s.flows.retain(|_, f| f.expires_at > now);
-        let starts = s.flows.get(&rec.sid).map_or(0, |f| f.starts) + u64::from(max_starts.is_some());
+        let starts =
+            s.flows.get(&rec.sid).map_or(0, |f| f.starts) + u64::from(max_starts.is_some());
         if max_starts.is_some_and(|most| starts > most) {
             return Ok(false);
         }
@@ -335,7 +337,12 @@ impl Backend for MemoryStore {
         Ok(Some(flow.record.clone()))
     }
 
-    async fn hit(&self, bucket: &str, window_end: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+    async fn hit(
+        &self,
+        bucket: &str,
+        window_end: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
         let mut s = self.state.borrow_mut();
         s.rate.retain(|(_, end), _| *end > now);
         let n = s.rate.entry((bucket.to_owned(), window_end)).or_default();
@@ -382,7 +389,11 @@ impl Backend for MemoryStore {
         lease_until: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut s = self.state.borrow_mut();
-        match s.waiters.get_mut(&key.key_id).and_then(|l| l.get_mut(waiter)) {
+        match s
+            .waiters
+            .get_mut(&key.key_id)
+            .and_then(|l| l.get_mut(waiter))
+        {
             Some(until) => {
                 *until = lease_until;
                 Ok(true)

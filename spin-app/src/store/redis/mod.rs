@@ -280,8 +280,7 @@ impl<C: Link> RedisStore<C> {
     /// the next request opens a new one.
     fn forget(conn: &Rc<C>) {
         SHARED.with_borrow_mut(|s| {
-            if s
-                .as_ref()
+            if s.as_ref()
                 .is_some_and(|(_, c)| std::ptr::addr_eq(Rc::as_ptr(c), Rc::as_ptr(conn)))
             {
                 *s = None;
@@ -385,7 +384,6 @@ impl<C: Link> RedisStore<C> {
 }
 
 impl<C: Link> Backend for RedisStore<C> {
-
     async fn ping(&self) -> Result<(), StoreError> {
         self.exec("PING", vec![]).await.map(drop)
     }
@@ -401,12 +399,10 @@ impl<C: Link> Backend for RedisStore<C> {
     async fn create_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
         let (pid, json) = (&rec.pid, record_json(rec));
         // The index first (idempotent): a half-created PID is listed with zero counters.
-        self.exec("SADD", vec![p(keys::PIDS), p(pid.as_str())]).await?;
+        self.exec("SADD", vec![p(keys::PIDS), p(pid.as_str())])
+            .await?;
         let r = self
-            .exec(
-                "SET",
-                vec![p(keys::meta(pid)), p(json), p("NX")],
-            )
+            .exec("SET", vec![p(keys::meta(pid)), p(json), p("NX")])
             .await?;
         Ok(!matches!(r.first(), None | Some(RedisResult::Nil)))
     }
@@ -418,8 +414,7 @@ impl<C: Link> Backend for RedisStore<C> {
             .await?;
         self.exec("SADD", vec![p(keys::key_ids(pid)), p(key_id.as_str())])
             .await?;
-        self.exec("SET", vec![p(keys::key(hash)), p(json)])
-            .await?;
+        self.exec("SET", vec![p(keys::key(hash)), p(json)]).await?;
         Ok(())
     }
 
@@ -430,13 +425,13 @@ impl<C: Link> Backend for RedisStore<C> {
         };
         // The usable record first, so a failure in between leaves the key revoked.
         let record = self.get(&keys::key(&hash)).await?;
-        self.exec("DEL", vec![p(keys::key(&hash))])
-            .await?;
+        self.exec("DEL", vec![p(keys::key(&hash))]).await?;
         self.exec("DEL", vec![p(idx)]).await?;
         // Its waiters' leases: each open stream finds its lease gone at its
         // next renewal and ends (the reconnect is then a 401).
         if let Some(key) = record.and_then(|j| serde_json::from_str::<KeyRecord>(&j).ok()) {
-            self.exec("DEL", vec![p(keys::waiters(&key.pid, &key.key_id))]).await?;
+            self.exec("DEL", vec![p(keys::waiters(&key.pid, &key.key_id))])
+                .await?;
         }
         Ok(true)
     }
@@ -599,11 +594,7 @@ impl<C: Link> Backend for RedisStore<C> {
         Ok(r.first().and_then(text))
     }
 
-    async fn discord_ids_of(
-        &self,
-        pid: &Pid,
-        roblox_id: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    async fn discord_ids_of(&self, pid: &Pid, roblox_id: &str) -> Result<Vec<String>, StoreError> {
         let r = self
             .exec("SMEMBERS", vec![p(keys::roblox(pid, roblox_id))])
             .await?;
@@ -715,9 +706,12 @@ impl<C: Link> Backend for RedisStore<C> {
     }
 
     async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
-        self.exec("ZREM", vec![p(keys::waiters(&key.pid, &key.key_id)), p(waiter)])
-            .await
-            .map(drop)
+        self.exec(
+            "ZREM",
+            vec![p(keys::waiters(&key.pid, &key.key_id)), p(waiter)],
+        )
+        .await
+        .map(drop)
     }
 
     async fn pids(&self) -> Result<Vec<Pid>, StoreError> {
@@ -838,7 +832,11 @@ impl<C: Link> Backend for RedisStore<C> {
         sid: &SessionId,
     ) -> Result<Option<(Session, Cursor)>, StoreError> {
         let r = self
-            .eval(&READ, &[keys::session(pid, sid), keys::events(pid, sid)], vec![])
+            .eval(
+                &READ,
+                &[keys::session(pid, sid), keys::events(pid, sid)],
+                vec![],
+            )
             .await?;
         let parts: Vec<Option<String>> = r.iter().map(text).collect();
         match parts.as_slice() {
