@@ -92,6 +92,144 @@ pub fn verify_page(app_name: &str, pid: &Pid, sid: &SessionId, label: Option<&st
     layout(200, "Verify your accounts", &body)
 }
 
+/// Why the verification flow stops on a page instead of going on. Each
+/// reason's HTTP status, title and text are decided here and nowhere else:
+/// the component only names the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halt<'a> {
+    /// The store is unavailable: 503.
+    Unavailable,
+    /// An unexpected failure: 500.
+    Internal,
+    /// The client address used up its requests per minute: 429.
+    TooManyFromNetwork,
+    /// The session's flow was started too many times: 429.
+    TooManyStarts,
+    /// An unknown, malformed or foreign link or `state`: 404.
+    InvalidLink,
+    /// No Discord or Roblox sign-in configured: 503.
+    NotConfigured,
+    /// The start form was not posted from the verify page (CSRF): 403.
+    NotFromVerifyPage,
+    /// The callback's `state` or browser binding was refused: 400.
+    SignInNotAccepted(&'a str),
+    /// The user declined a provider's consent screen: 403.
+    ProviderDeclined(&'a str),
+    /// A provider answered the callback with an error: 502.
+    ProviderRefused(&'a str),
+    /// A provider's token or user answer was not as expected: 502.
+    ProviderFailed(&'a str),
+    /// The Discord account is not the one the session is bound to: 403.
+    WrongDiscordAccount,
+    /// The session is already completed (200), expired or cancelled (410),
+    /// or pending with a flow in progress (409).
+    NotPending(crate::wire::Status),
+    /// The session expired while the user was signing in: 410.
+    ExpiredBeforeFinish,
+    /// The session completed with other accounts meanwhile: 409.
+    CompletedWithOthers,
+}
+
+impl Halt<'_> {
+    /// The HTTP status of its page.
+    pub fn status(&self) -> u16 {
+        use crate::wire::Status;
+        match self {
+            Halt::Unavailable | Halt::NotConfigured => 503,
+            Halt::Internal => 500,
+            Halt::TooManyFromNetwork | Halt::TooManyStarts => 429,
+            Halt::InvalidLink => 404,
+            Halt::NotFromVerifyPage | Halt::ProviderDeclined(_) | Halt::WrongDiscordAccount => 403,
+            Halt::SignInNotAccepted(_) => 400,
+            Halt::ProviderRefused(_) | Halt::ProviderFailed(_) => 502,
+            Halt::NotPending(Status::Completed) => 200,
+            Halt::NotPending(Status::Expired | Status::Cancelled) | Halt::ExpiredBeforeFinish => {
+                410
+            }
+            Halt::NotPending(Status::Pending) | Halt::CompletedWithOthers => 409,
+        }
+    }
+
+    /// The page: [`message_page`] with this reason's status, title and text.
+    pub fn page(&self) -> Page {
+        use crate::wire::Status;
+        let (title, text): (&str, String) = match self {
+            Halt::Unavailable => (
+                "Temporarily unavailable",
+                "The service cannot verify accounts right now. Please try again in a minute.".into(),
+            ),
+            Halt::Internal => (
+                "Something went wrong",
+                "The verification could not continue. Please start again from your app.".into(),
+            ),
+            Halt::TooManyFromNetwork => (
+                "Too many attempts",
+                "Too many verification attempts came from your network. Please wait a minute and try again.".into(),
+            ),
+            Halt::TooManyStarts => (
+                "Too many attempts",
+                "This verification was started too many times. Please start again from your app.".into(),
+            ),
+            Halt::InvalidLink => (
+                "Link not valid",
+                "This verification link is not valid. Please start again from your app.".into(),
+            ),
+            Halt::NotConfigured => (
+                "Verification is not set up",
+                "This service has no Discord or Roblox sign-in configured yet. Please tell the app that sent you here.".into(),
+            ),
+            Halt::NotFromVerifyPage => (
+                "Start from the verification page",
+                "This verification can only be started from its own page. Please open the link your app gave you.".into(),
+            ),
+            Halt::SignInNotAccepted(why) => ("Sign-in not accepted", (*why).to_owned()),
+            Halt::ProviderDeclined(provider) => (
+                "Verification cancelled",
+                format!(
+                    "You declined the {provider} sign-in, so nothing was shared. You can start again from your app."
+                ),
+            ),
+            Halt::ProviderRefused(provider) => (
+                "Sign-in failed",
+                format!("{provider} could not sign you in. Please start again from your app."),
+            ),
+            Halt::ProviderFailed(provider) => (
+                "Sign-in failed",
+                format!("{provider} did not answer as expected. Please try again."),
+            ),
+            Halt::WrongDiscordAccount => (
+                "Wrong Discord account",
+                "This verification is for a different Discord account. Sign in to Discord with the account your app asked you to verify, then open the link from your app again.".into(),
+            ),
+            Halt::NotPending(Status::Completed) => (
+                "Already verified",
+                "This verification is already complete.".into(),
+            ),
+            Halt::NotPending(Status::Expired) => (
+                "Link expired",
+                "This verification link has expired. Please start again from your app.".into(),
+            ),
+            Halt::NotPending(Status::Cancelled) => (
+                "Verification cancelled",
+                "This verification was cancelled by the app that started it.".into(),
+            ),
+            Halt::NotPending(Status::Pending) => (
+                "Verification in progress",
+                "Please finish the verification you started.".into(),
+            ),
+            Halt::ExpiredBeforeFinish => (
+                "Link expired",
+                "This verification expired before you finished. Please start again from your app.".into(),
+            ),
+            Halt::CompletedWithOthers => (
+                "Already verified",
+                "This verification was already completed with other accounts.".into(),
+            ),
+        };
+        message_page(self.status(), title, &text)
+    }
+}
+
 /// A page that explains why the flow cannot go on.
 pub fn message_page(status: u16, title: &str, message: &str) -> Page {
     layout(
@@ -180,5 +318,55 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style.as_bytes())),
             hash
         );
+    }
+
+    #[test]
+    fn every_halt_has_its_status_and_an_escaped_page() {
+        use crate::wire::Status;
+        let table: &[(Halt<'_>, u16, &str)] = &[
+            (Halt::Unavailable, 503, "Temporarily unavailable"),
+            (Halt::Internal, 500, "Something went wrong"),
+            (Halt::TooManyFromNetwork, 429, "your network"),
+            (Halt::TooManyStarts, 429, "started too many times"),
+            (Halt::InvalidLink, 404, "Link not valid"),
+            (Halt::NotConfigured, 503, "not set up"),
+            (
+                Halt::NotFromVerifyPage,
+                403,
+                "Start from the verification page",
+            ),
+            (
+                Halt::SignInNotAccepted("<b>x</b>"),
+                400,
+                "&lt;b&gt;x&lt;/b&gt;",
+            ),
+            (
+                Halt::ProviderDeclined("Discord"),
+                403,
+                "You declined the Discord sign-in",
+            ),
+            (
+                Halt::ProviderRefused("Roblox"),
+                502,
+                "Roblox could not sign you in",
+            ),
+            (
+                Halt::ProviderFailed("Roblox"),
+                502,
+                "Roblox did not answer as expected",
+            ),
+            (Halt::WrongDiscordAccount, 403, "Wrong Discord account"),
+            (Halt::NotPending(Status::Completed), 200, "already complete"),
+            (Halt::NotPending(Status::Expired), 410, "has expired"),
+            (Halt::NotPending(Status::Cancelled), 410, "was cancelled"),
+            (Halt::NotPending(Status::Pending), 409, "in progress"),
+            (Halt::ExpiredBeforeFinish, 410, "before you finished"),
+            (Halt::CompletedWithOthers, 409, "with other accounts"),
+        ];
+        for (halt, status, text) in table {
+            let page = halt.page();
+            assert_eq!((halt.status(), page.status), (*status, *status), "{halt:?}");
+            assert!(page.html.contains(text), "{halt:?}: {}", page.html);
+        }
     }
 }

@@ -9,7 +9,7 @@ use dock_core::oauth::{
     self, DISCORD_CALLBACK_PATH, FlowRecord, Pkce, Provider, ROBLOX_CALLBACK_PATH, Stage,
     StateError,
 };
-use dock_core::pages::{self, Page};
+use dock_core::pages::{self, Halt, Page};
 use dock_core::ratelimit;
 use dock_core::{ApiError, ErrorCode, Pid, Session, SessionId, Settings, Status};
 use http_body_util::{BodyExt as _, Limited};
@@ -27,18 +27,10 @@ struct Stop(Page);
 impl From<ApiError> for Stop {
     fn from(e: ApiError) -> Self {
         Stop(match e.code() {
-            ErrorCode::StoreUnavailable => pages::message_page(
-                503,
-                "Temporarily unavailable",
-                "The service cannot verify accounts right now. Please try again in a minute.",
-            ),
+            ErrorCode::StoreUnavailable => Halt::Unavailable.page(),
             _ => {
                 log!("flow error: {}", e.code().as_str());
-                pages::message_page(
-                    500,
-                    "Something went wrong",
-                    "The verification could not continue. Please start again from your app.",
-                )
+                Halt::Internal.page()
             }
         })
     }
@@ -90,8 +82,10 @@ fn finish(settings: &Settings, r: Result<Response, Stop>) -> Response {
 /// `Retry-After` of a rate-limited flow page: the rest of a window at most.
 const RATE_RETRY_AFTER_SECS: u64 = 60;
 
-fn too_many(message: &str) -> Stop {
-    Stop(pages::message_page(429, "Too many attempts", message))
+impl From<Halt<'_>> for Stop {
+    fn from(h: Halt<'_>) -> Self {
+        Stop(h.page())
+    }
 }
 
 /// Counts this request against its client address's allowance of
@@ -119,18 +113,12 @@ async fn limit_client(req: &Request, store: &Store, settings: &Settings) -> Resu
     if ratelimit::allowed(count, settings.flow_requests_per_minute) {
         Ok(())
     } else {
-        Err(too_many(
-            "Too many verification attempts came from your network. Please wait a minute and try again.",
-        ))
+        Err(Halt::TooManyFromNetwork.into())
     }
 }
 
 fn invalid_link() -> Stop {
-    Stop(pages::message_page(
-        404,
-        "Link not valid",
-        "This verification link is not valid. Please start again from your app.",
-    ))
+    Halt::InvalidLink.into()
 }
 
 fn query_map(query: &str) -> Vec<(String, String)> {
@@ -149,38 +137,13 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 fn providers(settings: &Settings) -> Result<(&Provider, &Provider), Stop> {
     match (&settings.discord, &settings.roblox) {
         (Some(d), Some(r)) => Ok((d, r)),
-        _ => Err(Stop(pages::message_page(
-            503,
-            "Verification is not set up",
-            "This service has no Discord or Roblox sign-in configured yet. Please tell the app that sent you here.",
-        ))),
+        _ => Err(Halt::NotConfigured.into()),
     }
 }
 
 /// The page for a session that is not pending.
 fn not_pending_page(status: Status) -> Stop {
-    Stop(match status {
-        Status::Completed => pages::message_page(
-            200,
-            "Already verified",
-            "This verification is already complete.",
-        ),
-        Status::Expired => pages::message_page(
-            410,
-            "Link expired",
-            "This verification link has expired. Please start again from your app.",
-        ),
-        Status::Cancelled => pages::message_page(
-            410,
-            "Verification cancelled",
-            "This verification was cancelled by the app that started it.",
-        ),
-        Status::Pending => pages::message_page(
-            409,
-            "Verification in progress",
-            "Please finish the verification you started.",
-        ),
-    })
+    Halt::NotPending(status).into()
 }
 
 /// Loads the session of a flow step and requires it to be pending at `now`.
@@ -247,11 +210,7 @@ async fn start_inner(req: Request, settings: &'static Settings) -> Result<Respon
         header(&req, "origin"),
         &settings.public_base_url,
     ) {
-        return Err(Stop(pages::message_page(
-            403,
-            "Start from the verification page",
-            "This verification can only be started from its own page. Please open the link your app gave you.",
-        )));
+        return Err(Halt::NotFromVerifyPage.into());
     }
     let store = Store::open(settings).await?;
     limit_client(&req, &store, settings).await?;
@@ -291,9 +250,7 @@ async fn start_inner(req: Request, settings: &'static Settings) -> Result<Respon
         )
         .await?;
     if !started {
-        return Err(too_many(
-            "This verification was started too many times. Please start again from your app.",
-        ));
+        return Err(Halt::TooManyStarts.into());
     }
     let redirect_uri = oauth::redirect_uri(&settings.public_base_url, DISCORD_CALLBACK_PATH);
     let secure = settings.public_base_url.starts_with("https://");
@@ -320,13 +277,7 @@ async fn take_state(
         .await?
         .filter(|r| r.sid == sid);
     let cookie = oauth::cookie_value(header(req, "cookie"), oauth::flow_cookie_name(secure));
-    let refused = |e: StateError| {
-        Stop(pages::message_page(
-            400,
-            "Sign-in not accepted",
-            e.user_message(),
-        ))
-    };
+    let refused = |e: StateError| Stop::from(Halt::SignInNotAccepted(e.user_message()));
     let record = record.ok_or_else(|| refused(StateError::UnknownOrUsed))?;
     record.check(now(), cookie, roblox_stage).map_err(refused)?;
     Ok(record)
@@ -335,31 +286,17 @@ async fn take_state(
 /// A provider's `error=` answer (consent denied, or its own failure).
 fn provider_refused(provider: &str, params: &[(String, String)]) -> Option<Stop> {
     let error = param(params, "error")?;
-    Some(Stop(if error == "access_denied" {
-        pages::message_page(
-            403,
-            "Verification cancelled",
-            &format!(
-                "You declined the {provider} sign-in, so nothing was shared. You can start again from your app."
-            ),
-        )
+    Some(Stop::from(if error == "access_denied" {
+        Halt::ProviderDeclined(provider)
     } else {
-        pages::message_page(
-            502,
-            "Sign-in failed",
-            &format!("{provider} could not sign you in. Please start again from your app."),
-        )
+        Halt::ProviderRefused(provider)
     }))
 }
 
 fn provider_failed(provider: &str, detail: impl std::fmt::Display) -> Stop {
     // The detail names what failed, never a token or code.
     log!("{provider} exchange failed: {detail}");
-    Stop(pages::message_page(
-        502,
-        "Sign-in failed",
-        &format!("{provider} did not answer as expected. Please try again."),
-    ))
+    Halt::ProviderFailed(provider).into()
 }
 
 /// Sends a request to a provider and reads a successful answer's body.
@@ -462,11 +399,7 @@ async fn discord_callback_inner(
     let discord_id = oauth::parse_discord_user(&me).map_err(|e| provider_failed("Discord", e))?;
     if !session.accepts_discord(&discord_id) {
         // The session stays pending: the right person can still finish it.
-        return Err(Stop(pages::message_page(
-            403,
-            "Wrong Discord account",
-            "This verification is for a different Discord account. Sign in to Discord with the account your app asked you to verify, then open the link from your app again.",
-        )));
+        return Err(Halt::WrongDiscordAccount.into());
     }
 
     let token = oauth::token(entropy());
@@ -550,22 +483,10 @@ async fn roblox_callback_inner(
     {
         Ok(view) => view,
         Err(e) => {
-            return Err(Stop(match e.code() {
-                ErrorCode::SessionExpired => pages::message_page(
-                    410,
-                    "Link expired",
-                    "This verification expired before you finished. Please start again from your app.",
-                ),
-                ErrorCode::SessionCancelled => pages::message_page(
-                    410,
-                    "Verification cancelled",
-                    "This verification was cancelled by the app that started it.",
-                ),
-                ErrorCode::CompletionConflict => pages::message_page(
-                    409,
-                    "Already verified",
-                    "This verification was already completed with other accounts.",
-                ),
+            return Err(Stop::from(match e.code() {
+                ErrorCode::SessionExpired => Halt::ExpiredBeforeFinish,
+                ErrorCode::SessionCancelled => Halt::NotPending(Status::Cancelled),
+                ErrorCode::CompletionConflict => Halt::CompletedWithOthers,
                 _ => return Err(e.into()),
             }));
         }
