@@ -355,13 +355,10 @@ impl Backend for MemoryStore {
         pid: &Pid,
         sid: &SessionId,
     ) -> Result<Option<(Session, Cursor)>, StoreError> {
-        Ok(self.load_session(Some(pid), sid).await?.map(|l| {
-            let rev = match l.version {
-                Version::Revision(r) => r,
-                Version::Json(_) => 0,
-            };
-            (l.session, Cursor::Revision(rev))
-        }))
+        Ok(self
+            .load_session(Some(pid), sid)
+            .await?
+            .map(super::revision_cursor))
     }
 
     async fn acquire_waiter(

@@ -468,6 +468,16 @@ pub(crate) fn record_json<T: serde::Serialize>(rec: &T) -> String {
     serde_json::to_string(rec).unwrap_or_default()
 }
 
+/// A loaded session with its revision as its change-feed cursor (the stores
+/// whose versions are revisions: SQLite, memory).
+pub(crate) fn revision_cursor(l: Loaded) -> (Session, Cursor) {
+    let rev = match l.version {
+        Version::Revision(r) => r,
+        Version::Json(_) => 0,
+    };
+    (l.session, Cursor::Revision(rev))
+}
+
 /// Parses a stored session.
 pub(crate) fn parse_session(json: &str) -> Result<Session, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("session record: {e}")))
