@@ -358,18 +358,7 @@ impl CreateKeyRequest {
                     limit: q.optional_u64("limit")?.unwrap_or(d.limit),
                     window_secs: q.optional_u64("windowSeconds")?.unwrap_or(d.window_secs),
                 };
-                if !(1..=Quota::MAX_LIMIT).contains(&quota.limit) {
-                    return Err(RequestError::Invalid {
-                        field: "quota.limit".into(),
-                        reason: format!("must be 1 to {}", Quota::MAX_LIMIT),
-                    });
-                }
-                if !(1..=Quota::MAX_WINDOW_SECS).contains(&quota.window_secs) {
-                    return Err(RequestError::Invalid {
-                        field: "quota.windowSeconds".into(),
-                        reason: format!("must be 1 to {}", Quota::MAX_WINDOW_SECS),
-                    });
-                }
+                check_quota(&quota)?;
                 quota
             }
             Some(_) => {
@@ -613,5 +602,200 @@ mod tests {
         }
         assert!(parse_platform_id("discordId", "12").is_ok());
         assert!(parse_platform_id("discordId", "1 2").is_err());
+    }
+}
+
+/// A quota's bounds: limit 1 ..= [`Quota::MAX_LIMIT`], window 1 ..= [`Quota::MAX_WINDOW_SECS`].
+fn check_quota(quota: &Quota) -> Result<(), RequestError> {
+    if !(1..=Quota::MAX_LIMIT).contains(&quota.limit) {
+        return Err(RequestError::Invalid {
+            field: "quota.limit".into(),
+            reason: format!("must be 1 to {}", Quota::MAX_LIMIT),
+        });
+    }
+    if !(1..=Quota::MAX_WINDOW_SECS).contains(&quota.window_secs) {
+        return Err(RequestError::Invalid {
+            field: "quota.windowSeconds".into(),
+            reason: format!("must be 1 to {}", Quota::MAX_WINDOW_SECS),
+        });
+    }
+    Ok(())
+}
+
+/// `PATCH /api/v1/admin/pids/:pid` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchPidRequest {
+    /// The new display name.
+    pub name: String,
+}
+
+impl PatchPidRequest {
+    /// Validates the body.
+    pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, RequestError> {
+        let mut f = Fields::new(parse_object(body, limits)?, &["name"])?;
+        Ok(PatchPidRequest {
+            name: f.string("name", limits.max_name_chars)?,
+        })
+    }
+}
+
+/// `PATCH /api/v1/admin/keys/:keyId` body: `{quota: {limit?, windowSeconds?}}`,
+/// at least one of the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchKeyRequest {
+    /// The new limit, if it changes.
+    pub limit: Option<u64>,
+    /// The new window, if it changes.
+    pub window_secs: Option<u64>,
+}
+
+impl PatchKeyRequest {
+    /// Validates the body.
+    pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, RequestError> {
+        let mut f = Fields::new(parse_object(body, limits)?, &["quota"])?;
+        let Some(Value::Object(q)) = f.map.remove("quota") else {
+            return Err(RequestError::WrongType {
+                field: "quota".into(),
+                expected: "an object with `limit` and/or `windowSeconds`",
+            });
+        };
+        let mut q = Fields::new(q, &["limit", "windowSeconds"])?;
+        let patch = PatchKeyRequest {
+            limit: q.optional_u64("limit")?,
+            window_secs: q.optional_u64("windowSeconds")?,
+        };
+        if patch.limit.is_none() && patch.window_secs.is_none() {
+            return Err(RequestError::Missing {
+                field: "quota.limit".into(),
+            });
+        }
+        // Checked against any valid base: the bounds do not depend on it.
+        check_quota(&patch.apply(Quota::default()))?;
+        Ok(patch)
+    }
+
+    /// `quota` with this patch's fields changed.
+    pub fn apply(&self, quota: Quota) -> Quota {
+        Quota {
+            limit: self.limit.unwrap_or(quota.limit),
+            window_secs: self.window_secs.unwrap_or(quota.window_secs),
+        }
+    }
+}
+
+/// A page request of an admin listing: `?limit=&cursor=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageQuery {
+    /// How many items at most (1 ..= the listing's maximum; its default when absent).
+    pub limit: usize,
+    /// Where the previous page ended (its `nextCursor`).
+    pub cursor: Option<String>,
+}
+
+/// Parses `?limit=&cursor=` of a listing whose pages hold at most `max` items.
+pub fn parse_page_query(
+    query: &str,
+    default: usize,
+    max: usize,
+) -> Result<PageQuery, crate::ApiError> {
+    use crate::{ApiError, ErrorCode};
+    let invalid = |name: &str, reason: String| {
+        ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("query parameter `{name}` {reason}"),
+        )
+        .with_field(name)
+    };
+    let mut page = PageQuery {
+        limit: default,
+        cursor: None,
+    };
+    let (mut seen_limit, mut seen_cursor) = (false, false);
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match name.as_ref() {
+            "limit" => {
+                if std::mem::replace(&mut seen_limit, true) {
+                    return Err(invalid("limit", "is given more than once".into()));
+                }
+                page.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| invalid("limit", format!("must be 1 to {max}")))?;
+            }
+            "cursor" => {
+                if std::mem::replace(&mut seen_cursor, true) {
+                    return Err(invalid("cursor", "is given more than once".into()));
+                }
+                if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
+                    return Err(invalid("cursor", "is not a cursor this API gave".into()));
+                }
+                page.cursor = Some(value.into_owned());
+            }
+            _ => {}
+        }
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    #[test]
+    fn key_patches_change_only_what_they_name_within_the_bounds() {
+        let p = PatchKeyRequest::parse(br#"{"quota":{"limit":7}}"#, &limits()).unwrap();
+        let q = p.apply(Quota {
+            limit: 100,
+            window_secs: 60,
+        });
+        assert_eq!((q.limit, q.window_secs), (7, 60));
+        for bad in [
+            &br#"{"quota":{}}"#[..],
+            br#"{"quota":{"limit":0}}"#,
+            br#"{"quota":{"windowSeconds":0}}"#,
+            br#"{"quota":7}"#,
+            br#"{}"#,
+            br#"{"quota":{"limit":1,"other":2}}"#,
+        ] {
+            assert!(
+                PatchKeyRequest::parse(bad, &limits()).is_err(),
+                "{:?}",
+                std::str::from_utf8(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn page_queries_are_bounded() {
+        assert_eq!(
+            parse_page_query("", 50, 200).unwrap(),
+            PageQuery {
+                limit: 50,
+                cursor: None
+            }
+        );
+        assert_eq!(
+            parse_page_query("limit=2&cursor=abc", 50, 200).unwrap(),
+            PageQuery {
+                limit: 2,
+                cursor: Some("abc".into())
+            }
+        );
+        for bad in [
+            "limit=0",
+            "limit=201",
+            "limit=x",
+            "limit=1&limit=2",
+            "cursor=",
+            "cursor=a&cursor=b",
+        ] {
+            let e = parse_page_query(bad, 50, 200).unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::InvalidQuery, "{bad}");
+        }
     }
 }

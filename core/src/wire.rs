@@ -256,6 +256,8 @@ pub struct Stats {
     pub sessions: SessionCounters,
     /// Creates refused with 429 `quota_exceeded`.
     pub quota_rejections: u64,
+    /// Links erased by the operator (data-protection requests).
+    pub links_erased: u64,
     /// Open streams and long-polls now (live waiter leases).
     pub waiters: u64,
     /// Requests and streams that failed on the store, service-wide (not per
@@ -271,6 +273,71 @@ pub struct RevokedKey {
     pub key_id: KeyId,
     /// Always true.
     pub revoked: bool,
+}
+
+/// `data` of `GET /api/v1/admin/pids`: one page, by PID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PidPage {
+    /// The PIDs of this page, in PID order.
+    pub pids: Vec<PidRecord>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A key as the admin API shows it after issuing: never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyInfo {
+    /// The key's public id.
+    pub key_id: KeyId,
+    /// The PID it is scoped to.
+    pub pid: Pid,
+    /// Its create quota.
+    pub quota: Quota,
+    /// When it was issued.
+    pub created_at: Timestamp,
+}
+
+impl From<KeyRecord> for KeyInfo {
+    fn from(k: KeyRecord) -> Self {
+        KeyInfo {
+            key_id: k.key_id,
+            pid: k.pid,
+            quota: k.quota,
+            created_at: k.created_at,
+        }
+    }
+}
+
+/// `data` of `GET /api/v1/admin/pids/:pid/keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyList {
+    /// The PID's live keys, by key id.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// One link of a PID's dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountLink {
+    /// The Discord user.
+    pub discord_id: String,
+    /// The Roblox account linked to it.
+    pub roblox_id: String,
+}
+
+/// `data` of `DELETE /api/v1/admin/pids/:pid/links/{discord,roblox}/:id`:
+/// the links erased (both lookup directions of each are gone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErasedLinks {
+    /// The PID.
+    pub pid: Pid,
+    /// What was erased; empty when nothing was linked.
+    pub erased: Vec<AccountLink>,
 }
 
 /// Serializes a success envelope for `data`, produced at `now`.

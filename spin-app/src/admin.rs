@@ -1,6 +1,9 @@
 //! The operator's admin API (enabled by the secret variable `admin_token`).
 
-use dock_core::request::{CompleteSessionRequest, CreateKeyRequest, CreatePidRequest};
+use dock_core::request::{
+    CompleteSessionRequest, CreateKeyRequest, CreatePidRequest, PatchKeyRequest, PatchPidRequest,
+    parse_page_query,
+};
 use dock_core::wire::{IssuedKey, KeyRecord, PidRecord, RevokedKey, SessionCounters, Stats};
 use dock_core::{ApiError, ApiKeySecret, ErrorCode, KeyId, Pid, SessionId, Settings};
 use spin_sdk::http::Request;
@@ -9,7 +12,7 @@ use crate::auth;
 use crate::domain;
 use crate::env::{entropy, now};
 use crate::http::{Response, ok, read_json_body};
-use crate::store::{Backend, Store};
+use crate::store::{Backend, LinkSide, Store};
 
 /// `POST /api/v1/admin/pids` `{pid, name}`.
 pub async fn create_pid(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
@@ -125,6 +128,7 @@ pub async fn stats(req: Request, settings: &'static Settings) -> Result<Response
             cancelled: c.cancelled,
         },
         quota_rejections: c.quota_rejected,
+        links_erased: c.links_erased,
         waiters: c.waiters,
         store_errors: snap.store_errors,
     };
@@ -156,4 +160,91 @@ pub async fn complete(
     )
     .await?;
     Ok(ok(view, now, None))
+}
+
+/// `GET /api/v1/admin/pids[?limit=&cursor=]`: every PID, a page at a time.
+pub async fn list_pids(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let page = parse_page_query(
+        req.uri().query().unwrap_or(""),
+        domain::DEFAULT_PIDS_PER_PAGE,
+        domain::MAX_PIDS_PER_PAGE,
+    )?;
+    let store = Store::open(settings).await?;
+    Ok(ok(domain::list_pids(&store, &page).await?, now(), None))
+}
+
+/// `GET /api/v1/admin/pids/:pid`.
+pub async fn get_pid(
+    req: Request,
+    pid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let pid = Pid::parse(pid)?;
+    let store = Store::open(settings).await?;
+    Ok(ok(domain::pid(&store, &pid).await?, now(), None))
+}
+
+/// `PATCH /api/v1/admin/pids/:pid` `{name}`.
+pub async fn patch_pid(
+    req: Request,
+    pid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let pid = Pid::parse(pid)?;
+    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
+    let body = PatchPidRequest::parse(&body, &settings.limits)?;
+    let store = Store::open(settings).await?;
+    let rec = domain::rename_pid(&store, &pid, body.name).await?;
+    Ok(ok(rec, now(), None))
+}
+
+/// `GET /api/v1/admin/pids/:pid/keys`: the PID's live keys, never their secrets.
+pub async fn list_keys(
+    req: Request,
+    pid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let pid = Pid::parse(pid)?;
+    let store = Store::open(settings).await?;
+    Ok(ok(domain::keys_of(&store, &pid).await?, now(), None))
+}
+
+/// `PATCH /api/v1/admin/keys/:keyId` `{quota: {limit?, windowSeconds?}}`.
+pub async fn patch_key(
+    req: Request,
+    key_id: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let key_id = KeyId::parse(key_id)?;
+    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
+    let patch = PatchKeyRequest::parse(&body, &settings.limits)?;
+    let store = Store::open(settings).await?;
+    Ok(ok(
+        domain::patch_key(&store, &key_id, &patch).await?,
+        now(),
+        None,
+    ))
+}
+
+/// `DELETE /api/v1/admin/pids/:pid/links/{discord|roblox}/:id`: erasure.
+pub async fn erase_links(
+    req: Request,
+    pid: &str,
+    side: LinkSide,
+    id: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let pid = Pid::parse(pid)?;
+    let store = Store::open(settings).await?;
+    Ok(ok(
+        domain::erase_links(&store, &pid, side, id).await?,
+        now(),
+        None,
+    ))
 }

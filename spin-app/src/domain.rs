@@ -15,17 +15,18 @@
 //! | the link dataset changes in the same atomic step as the completion | [`complete`] (`LinkWrite`) |
 //! | compare-and-set conflicts retry, then answer 503 `contention` | [`MAX_CAS_ATTEMPTS`] |
 //! | a key holds at most `max_streams_per_key` waiter leases | [`acquire_waiter`] |
+//! | tenants: list, rename, keys (never secrets), quota changes, link erasure | [`list_pids`], [`rename_pid`], [`keys_of`], [`patch_key`], [`erase_links`] |
 
 use dock_core::id::reuse_digest;
 use dock_core::quota::QuotaDecision;
-use dock_core::request::CreateSessionRequest;
-use dock_core::wire::KeyRecord;
+use dock_core::request::{CreateSessionRequest, PageQuery, PatchKeyRequest, parse_platform_id};
+use dock_core::wire::{ErasedLinks, KeyInfo, KeyList, KeyRecord, PidPage, PidRecord};
 use dock_core::{
-    ApiError, Completion, CreateDecision, ErrorCode, Pid, Session, SessionId, SessionView,
+    ApiError, Completion, CreateDecision, ErrorCode, KeyId, Pid, Session, SessionId, SessionView,
     Settings, Timestamp,
 };
 
-use crate::store::{Backend, Claim, LinkWrite, StoreError};
+use crate::store::{Backend, Claim, LinkSide, LinkWrite, StoreError};
 
 /// Compare-and-set attempts before giving up under contention.
 pub const MAX_CAS_ATTEMPTS: usize = 16;
@@ -220,6 +221,103 @@ pub fn too_many_waiters(settings: &Settings) -> ApiError {
         ),
     )
     .with_retry_after(1)
+}
+
+/// Most PIDs on one page of `GET /api/v1/admin/pids`, and the default.
+pub const MAX_PIDS_PER_PAGE: usize = 200;
+/// The page size of `GET /api/v1/admin/pids` without `limit`.
+pub const DEFAULT_PIDS_PER_PAGE: usize = 50;
+
+fn pid_not_found() -> ApiError {
+    ApiError::new(ErrorCode::PidNotFound, "no such PID")
+}
+
+/// One page of PIDs, in PID order, after `page.cursor` (a PID).
+pub async fn list_pids(store: &impl Backend, page: &PageQuery) -> Result<PidPage, ApiError> {
+    let after = match &page.cursor {
+        Some(c) => Some(Pid::parse(c).map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidQuery,
+                "query parameter `cursor` is not a cursor this API gave",
+            )
+            .with_field("cursor")
+        })?),
+        None => None,
+    };
+    // One more than the page: whether another page follows.
+    let mut pids = store.list_pids(after.as_ref(), page.limit + 1).await?;
+    let next_cursor = if pids.len() > page.limit {
+        pids.truncate(page.limit);
+        pids.last().map(|r| r.pid.as_str().to_owned())
+    } else {
+        None
+    };
+    Ok(PidPage { pids, next_cursor })
+}
+
+/// A PID's record.
+pub async fn pid(store: &impl Backend, pid: &Pid) -> Result<PidRecord, ApiError> {
+    store.load_pid(pid).await?.ok_or_else(pid_not_found)
+}
+
+/// Renames a PID: its new record.
+pub async fn rename_pid(
+    store: &impl Backend,
+    pid: &Pid,
+    name: String,
+) -> Result<PidRecord, ApiError> {
+    let mut rec = self::pid(store, pid).await?;
+    rec.name = name;
+    if !store.update_pid(&rec).await? {
+        return Err(pid_not_found());
+    }
+    Ok(rec)
+}
+
+/// The live keys of a PID (never their secrets).
+pub async fn keys_of(store: &impl Backend, pid: &Pid) -> Result<KeyList, ApiError> {
+    self::pid(store, pid).await?;
+    let keys = store.keys_of(pid).await?;
+    Ok(KeyList {
+        keys: keys.into_iter().map(KeyInfo::from).collect(),
+    })
+}
+
+/// Changes a live key's quota; the next create is decided under it (the
+/// current window's count stands).
+pub async fn patch_key(
+    store: &impl Backend,
+    key_id: &KeyId,
+    patch: &PatchKeyRequest,
+) -> Result<KeyInfo, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::KeyNotFound, "no such key");
+    let mut rec = store.key_by_id(key_id).await?.ok_or_else(not_found)?;
+    rec.quota = patch.apply(rec.quota);
+    if !store.update_key(&rec).await? {
+        return Err(not_found());
+    }
+    Ok(rec.into())
+}
+
+/// Erases a PID's links of one Discord user or one Roblox account (a
+/// data-protection request): both lookup directions, counted in stats.
+pub async fn erase_links(
+    store: &impl Backend,
+    pid: &Pid,
+    side: LinkSide,
+    id: &str,
+) -> Result<ErasedLinks, ApiError> {
+    let field = match side {
+        LinkSide::Discord => "discordId",
+        LinkSide::Roblox => "robloxId",
+    };
+    let id = parse_platform_id(field, id)?;
+    self::pid(store, pid).await?;
+    let erased = store.erase_links(pid, side, &id).await?;
+    Ok(ErasedLinks {
+        pid: pid.clone(),
+        erased,
+    })
 }
 
 #[cfg(test)]

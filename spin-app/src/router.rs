@@ -7,6 +7,7 @@ use spin_sdk::http::Request;
 
 use crate::config::settings;
 use crate::http::{LogPid, Response, error, method_not_allowed};
+use crate::store::LinkSide;
 use crate::{admin, sessions};
 
 /// The OpenAPI 3.1 document of this API.
@@ -79,7 +80,10 @@ enum Endpoint {
     DiscordToRoblox,
     RobloxToDiscord,
     Pids,
+    Pid,
     PidKeys,
+    DiscordLinks,
+    RobloxLinks,
     Key,
     Stats,
     CompleteSession,
@@ -175,16 +179,39 @@ const ROUTES: &[Route] = &[
         Endpoint::RobloxToDiscord,
         true,
     ),
-    entry("/api/v1/admin/pids", &[Method::POST], Endpoint::Pids, true),
+    entry(
+        "/api/v1/admin/pids",
+        &[Method::GET, Method::POST],
+        Endpoint::Pids,
+        true,
+    ),
+    entry(
+        "/api/v1/admin/pids/:pid",
+        &[Method::GET, Method::PATCH],
+        Endpoint::Pid,
+        true,
+    ),
     entry(
         "/api/v1/admin/pids/:pid/keys",
-        &[Method::POST],
+        &[Method::GET, Method::POST],
         Endpoint::PidKeys,
         true,
     ),
     entry(
-        "/api/v1/admin/keys/:keyId",
+        "/api/v1/admin/pids/:pid/links/discord/:discordId",
         &[Method::DELETE],
+        Endpoint::DiscordLinks,
+        true,
+    ),
+    entry(
+        "/api/v1/admin/pids/:pid/links/roblox/:robloxId",
+        &[Method::DELETE],
+        Endpoint::RobloxLinks,
+        true,
+    ),
+    entry(
+        "/api/v1/admin/keys/:keyId",
+        &[Method::PATCH, Method::DELETE],
         Endpoint::Key,
         true,
     ),
@@ -254,8 +281,24 @@ async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Re
         E::SessionStream => sessions::stream(req, param, settings().await?).await,
         E::DiscordToRoblox => sessions::discord_to_roblox(req, settings().await?).await,
         E::RobloxToDiscord => sessions::roblox_to_discord(req, settings().await?).await,
+        E::Pids if *method == Method::GET => admin::list_pids(req, settings().await?).await,
         E::Pids => admin::create_pid(req, settings().await?).await,
+        E::Pid if *method == Method::PATCH => admin::patch_pid(req, param, settings().await?).await,
+        E::Pid => admin::get_pid(req, param, settings().await?).await,
+        E::PidKeys if *method == Method::GET => {
+            admin::list_keys(req, param, settings().await?).await
+        }
         E::PidKeys => admin::issue_key(req, param, settings().await?).await,
+        E::DiscordLinks | E::RobloxLinks => {
+            let side = if route.endpoint == E::DiscordLinks {
+                LinkSide::Discord
+            } else {
+                LinkSide::Roblox
+            };
+            let id = params.get(1).copied().unwrap_or_default();
+            admin::erase_links(req, param, side, id, settings().await?).await
+        }
+        E::Key if *method == Method::PATCH => admin::patch_key(req, param, settings().await?).await,
         E::Key => admin::revoke_key(req, param, settings().await?).await,
         E::Stats => admin::stats(req, settings().await?).await,
         E::CompleteSession => admin::complete(req, param, settings().await?).await,

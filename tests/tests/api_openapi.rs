@@ -111,6 +111,100 @@ async fn responses_match_the_openapi_document() -> Result<()> {
         .admin_post("/api/v1/admin/pids/pid-a/keys", json!({}))
         .await?;
     let key_id = issued["data"]["keyId"].as_str().context("keyId")?;
+    // Tenant management.
+    let admin = |m: reqwest::Method, path: &str, body: Option<Value>| {
+        let r = svc.http.request(m, svc.url(path)).bearer_auth(ADMIN_TOKEN);
+        api_support::send(match body {
+            Some(b) => r.json(&b),
+            None => r,
+        })
+    };
+    use reqwest::Method as M;
+    ok(
+        "/api/v1/admin/pids",
+        "get",
+        admin(M::GET, "/api/v1/admin/pids?limit=1", None).await?,
+    )?;
+    ok(
+        "/api/v1/admin/pids",
+        "get",
+        admin(M::GET, "/api/v1/admin/pids?limit=0", None).await?,
+    )?; // 400
+    ok(
+        "/api/v1/admin/pids/{pid}",
+        "get",
+        admin(M::GET, "/api/v1/admin/pids/pid-a", None).await?,
+    )?;
+    ok(
+        "/api/v1/admin/pids/{pid}",
+        "get",
+        admin(M::GET, "/api/v1/admin/pids/pid-zzz", None).await?,
+    )?; // 404
+    ok(
+        "/api/v1/admin/pids/{pid}",
+        "patch",
+        admin(
+            M::PATCH,
+            "/api/v1/admin/pids/pid-a",
+            Some(json!({"name": "A2"})),
+        )
+        .await?,
+    )?;
+    ok(
+        "/api/v1/admin/pids/{pid}",
+        "patch",
+        admin(
+            M::PATCH,
+            "/api/v1/admin/pids/pid-a",
+            Some(json!({"name": ""})),
+        )
+        .await?,
+    )?; // 400
+    ok(
+        "/api/v1/admin/pids/{pid}/keys",
+        "get",
+        admin(M::GET, "/api/v1/admin/pids/pid-a/keys", None).await?,
+    )?;
+    ok(
+        "/api/v1/admin/keys/{keyId}",
+        "patch",
+        admin(
+            M::PATCH,
+            &format!("/api/v1/admin/keys/{key_id}"),
+            Some(json!({"quota": {"limit": 5}})),
+        )
+        .await?,
+    )?;
+    ok(
+        "/api/v1/admin/keys/{keyId}",
+        "patch",
+        admin(
+            M::PATCH,
+            &format!("/api/v1/admin/keys/{key_id}"),
+            Some(json!({"quota": {}})),
+        )
+        .await?,
+    )?; // 400
+    ok(
+        "/api/v1/admin/pids/{pid}/links/discord/{discordId}",
+        "delete",
+        admin(
+            M::DELETE,
+            "/api/v1/admin/pids/pid-a/links/discord/123",
+            None,
+        )
+        .await?,
+    )?;
+    ok(
+        "/api/v1/admin/pids/{pid}/links/roblox/{robloxId}",
+        "delete",
+        admin(
+            M::DELETE,
+            "/api/v1/admin/pids/pid-zzz/links/roblox/123",
+            None,
+        )
+        .await?,
+    )?; // 404
     let revoke = |id: String| {
         api_support::send(
             svc.http

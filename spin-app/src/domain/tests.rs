@@ -5,13 +5,13 @@
 //! run on any store.
 
 use dock_core::quota::Quota;
-use dock_core::request::CreateSessionRequest;
-use dock_core::wire::{KeyRecord, PidRecord};
+use dock_core::request::{CreateSessionRequest, PageQuery, PatchKeyRequest};
+use dock_core::wire::{KeyInfo, KeyRecord, PidRecord};
 use dock_core::{ErrorCode, KeyId, Pid, SessionId, Settings, Status, Timestamp};
 
 use super::*;
 use crate::store::memory::MemoryStore;
-use crate::store::{Backend, Counters, stats};
+use crate::store::{Backend, Counters, LinkSide, stats};
 
 const T0: u64 = 1_800_000_000_000;
 
@@ -478,6 +478,9 @@ crate::store::native::on_every_store! {
     revoking_a_key_ends_its_leases,
     a_waiter_wakes_at_the_commit_that_changes_its_session,
     stats_sum_every_pid,
+    tenants_are_listed_a_page_at_a_time_and_renamed,
+    keys_are_listed_without_secrets_and_their_quota_changes,
+    erasure_removes_both_lookup_directions_and_is_counted,
 }
 
 // Needs a store that can be told to lose compares.
@@ -486,4 +489,164 @@ fn a_lost_compare_is_retried_and_endless_contention_is_a_503_on_memory() {
     futures::executor::block_on(a_lost_compare_is_retried_and_endless_contention_is_a_503(
         &MemoryStore::new(),
     ));
+}
+
+async fn tenants_are_listed_a_page_at_a_time_and_renamed(store: &impl Backend) {
+    seed(store, 10).await;
+    for p in ["zeta", "beta", "alpha"] {
+        store
+            .create_pid(&PidRecord {
+                pid: pid(p),
+                name: p.to_uppercase(),
+                created_at: at(0),
+            })
+            .await
+            .unwrap();
+    }
+    let page = |limit, cursor: Option<&str>| PageQuery {
+        limit,
+        cursor: cursor.map(str::to_owned),
+    };
+    let first = list_pids(store, &page(2, None)).await.unwrap();
+    let names: Vec<&str> = first.pids.iter().map(|r| r.pid.as_str()).collect();
+    assert_eq!(names, ["alpha", "app"]);
+    assert_eq!(first.next_cursor.as_deref(), Some("app"));
+    let second = list_pids(store, &page(2, first.next_cursor.as_deref()))
+        .await
+        .unwrap();
+    let names: Vec<&str> = second.pids.iter().map(|r| r.pid.as_str()).collect();
+    assert_eq!(names, ["beta", "zeta"]);
+    assert_eq!(second.next_cursor, None, "an exact last page says so");
+    let e = list_pids(store, &page(2, Some("not a pid!")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidQuery);
+
+    let renamed = rename_pid(store, &pid("beta"), "Beta Bot".into())
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "Beta Bot");
+    assert_eq!(renamed.created_at, at(0));
+    assert_eq!(
+        super::pid(store, &pid("beta")).await.unwrap().name,
+        "Beta Bot"
+    );
+    let e = rename_pid(store, &pid("nobody"), "x".into())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PidNotFound);
+}
+
+async fn keys_are_listed_without_secrets_and_their_quota_changes(store: &impl Backend) {
+    let k = seed(store, 2).await;
+    let s = settings();
+    let listed = keys_of(store, &k.pid).await.unwrap();
+    assert_eq!(listed.keys, vec![KeyInfo::from(k.clone())]);
+    let json = serde_json::to_string(&listed).unwrap();
+    assert!(!json.contains("hash-app"));
+    // Two creates use up the quota of 2; raising it to 3 admits one more.
+    for n in 1..=2 {
+        create(store, &k, request("app", "u", None), sid(n), &s, at(1))
+            .await
+            .unwrap();
+    }
+    let patch = PatchKeyRequest {
+        limit: Some(3),
+        window_secs: None,
+    };
+    let changed = patch_key(store, &k.key_id, &patch).await.unwrap();
+    assert_eq!((changed.quota.limit, changed.quota.window_secs), (3, 60));
+    // What an API request would now authenticate as.
+    let current = store.lookup_key("hash-app").await.unwrap().unwrap();
+    assert_eq!(current.quota.limit, 3);
+    let c = create(
+        store,
+        &current,
+        request("app", "u", None),
+        sid(3),
+        &s,
+        at(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.remaining, Some(0));
+    store.revoke_key(&k.key_id).await.unwrap();
+    let e = patch_key(store, &k.key_id, &patch).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::KeyNotFound);
+    assert!(keys_of(store, &k.pid).await.unwrap().keys.is_empty());
+}
+
+async fn erasure_removes_both_lookup_directions_and_is_counted(store: &impl Backend) {
+    let k = seed(store, 10).await;
+    let s = settings();
+    // 111 → 900, 222 → 900, 333 → 901.
+    for (n, (d, r)) in [("111", "900"), ("222", "900"), ("333", "901")]
+        .into_iter()
+        .enumerate()
+    {
+        let n = n as u8 + 1;
+        create(store, &k, request("app", d, None), sid(n), &s, at(0))
+            .await
+            .unwrap();
+        complete(store, None, &sid(n), d, r, &s, at(1))
+            .await
+            .unwrap();
+    }
+    let gone = erase_links(store, &k.pid, LinkSide::Roblox, "900")
+        .await
+        .unwrap();
+    let pairs: Vec<(&str, &str)> = gone
+        .erased
+        .iter()
+        .map(|l| (l.discord_id.as_str(), l.roblox_id.as_str()))
+        .collect();
+    assert_eq!(pairs, [("111", "900"), ("222", "900")]);
+    assert!(
+        store
+            .discord_ids_of(&k.pid, "900")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.link_of(&k.pid, "111").await.unwrap(), None);
+    let gone = erase_links(store, &k.pid, LinkSide::Discord, "333")
+        .await
+        .unwrap();
+    assert_eq!(gone.erased.len(), 1);
+    assert!(
+        store
+            .discord_ids_of(&k.pid, "901")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Nothing left to erase: an empty answer, not an error; nothing counted.
+    let none = erase_links(store, &k.pid, LinkSide::Discord, "333")
+        .await
+        .unwrap();
+    assert!(none.erased.is_empty());
+    assert_eq!(counters(store, at(2)).await.links_erased, 3);
+    let e = erase_links(store, &k.pid, LinkSide::Discord, "abc")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidField);
+    let e = erase_links(store, &pid("nobody"), LinkSide::Discord, "1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PidNotFound);
+    // A relink after erasure is a fresh link, not a change.
+    create(
+        store,
+        &k,
+        request("app", "111", Some("g")),
+        sid(9),
+        &s,
+        at(3),
+    )
+    .await
+    .unwrap();
+    let again = complete(store, None, &sid(9), "111", "905", &s, at(4))
+        .await
+        .unwrap();
+    assert!(!again.result.unwrap().link_changed);
 }

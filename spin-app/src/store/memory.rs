@@ -11,12 +11,12 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use dock_core::oauth::FlowRecord;
-use dock_core::wire::{KeyRecord, PidRecord};
+use dock_core::wire::{AccountLink, KeyRecord, PidRecord};
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Status, Timestamp};
 use futures::channel::oneshot;
 
 use super::{
-    Backend, Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version,
+    Backend, Claim, Claimed, Counters, Cursor, LinkSide, LinkWrite, Loaded, StoreError, Version,
     parse_session, session_json,
 };
 
@@ -432,6 +432,83 @@ impl Backend for MemoryStore {
 
     async fn pids(&self) -> Result<Vec<Pid>, StoreError> {
         Ok(self.state.borrow().pids.keys().cloned().collect())
+    }
+
+    async fn list_pids(
+        &self,
+        after: Option<&Pid>,
+        limit: usize,
+    ) -> Result<Vec<PidRecord>, StoreError> {
+        let s = self.state.borrow();
+        Ok(s.pids
+            .values()
+            .filter(|r| after.is_none_or(|a| r.pid > *a))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn update_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
+        let mut s = self.state.borrow_mut();
+        match s.pids.get_mut(&rec.pid) {
+            Some(r) => {
+                *r = rec.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn keys_of(&self, pid: &Pid) -> Result<Vec<KeyRecord>, StoreError> {
+        let s = self.state.borrow();
+        let mut keys: Vec<KeyRecord> = s.keys.values().filter(|k| &k.pid == pid).cloned().collect();
+        keys.sort_by(|a, b| a.key_id.as_str().cmp(b.key_id.as_str()));
+        Ok(keys)
+    }
+
+    async fn key_by_id(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let s = self.state.borrow();
+        Ok(s.keys.values().find(|k| &k.key_id == key_id).cloned())
+    }
+
+    async fn update_key(&self, rec: &KeyRecord) -> Result<bool, StoreError> {
+        let mut s = self.state.borrow_mut();
+        match s.keys.values_mut().find(|k| k.key_id == rec.key_id) {
+            Some(k) => {
+                *k = rec.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn erase_links(
+        &self,
+        pid: &Pid,
+        side: LinkSide,
+        id: &str,
+    ) -> Result<Vec<AccountLink>, StoreError> {
+        let mut s = self.state.borrow_mut();
+        let erased: Vec<AccountLink> = s
+            .links
+            .iter()
+            .filter(|((p, d), r)| {
+                p == pid
+                    && match side {
+                        LinkSide::Discord => d == id,
+                        LinkSide::Roblox => r.as_str() == id,
+                    }
+            })
+            .map(|((_, d), r)| AccountLink {
+                discord_id: d.clone(),
+                roblox_id: r.clone(),
+            })
+            .collect();
+        for l in &erased {
+            s.links.remove(&(pid.clone(), l.discord_id.clone()));
+        }
+        s.count(pid).links_erased += erased.len() as u64;
+        Ok(erased)
     }
 
     async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {

@@ -29,7 +29,7 @@ pub mod sqlite;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dock_core::oauth::FlowRecord;
-use dock_core::wire::{KeyRecord, PidRecord};
+use dock_core::wire::{AccountLink, KeyRecord, PidRecord};
 use dock_core::{ApiError, ErrorCode, KeyId, Pid, Session, SessionId, Settings, Timestamp};
 
 /// How long a client should wait before retrying when the store is down.
@@ -99,6 +99,8 @@ pub struct Counters {
     pub expired: u64,
     /// Creates refused with 429 `quota_exceeded`.
     pub quota_rejected: u64,
+    /// Links erased by the operator.
+    pub links_erased: u64,
     /// Waiter leases (open streams and long-polls) live now.
     pub waiters: u64,
 }
@@ -113,6 +115,7 @@ impl Counters {
             "cancelled" => self.cancelled = n,
             "expired" => self.expired = n,
             "quota_rejected" => self.quota_rejected = n,
+            "links_erased" => self.links_erased = n,
             "waiters" => self.waiters = n,
             _ => {}
         }
@@ -126,6 +129,7 @@ impl Counters {
         self.cancelled += o.cancelled;
         self.expired += o.expired;
         self.quota_rejected += o.quota_rejected;
+        self.links_erased += o.links_erased;
         self.waiters += o.waiters;
     }
 }
@@ -195,6 +199,15 @@ pub enum Claim {
         /// Its session, if still stored.
         session: Option<Session>,
     },
+}
+
+/// Which side of a link an erasure names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkSide {
+    /// A Discord user: its one link.
+    Discord,
+    /// A Roblox account: every Discord user linked to it.
+    Roblox,
 }
 
 /// A link-dataset write that must commit atomically with a completion.
@@ -386,6 +399,26 @@ backend! {
 
     /// Every PID.
     async fn pids(&self) -> Result<Vec<Pid>, StoreError>;
+
+    /// Up to `limit` PID records after `after`, in PID order.
+    async fn list_pids(&self, after: Option<&Pid>, limit: usize) -> Result<Vec<PidRecord>, StoreError>;
+
+    /// Replaces a PID's record; false if the PID does not exist.
+    async fn update_pid(&self, rec: &PidRecord) -> Result<bool, StoreError>;
+
+    /// The live (unrevoked) keys of a PID, by key id.
+    async fn keys_of(&self, pid: &Pid) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// The live key with this id.
+    async fn key_by_id(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Replaces a live key's record (same id and secret); false if it is not live.
+    async fn update_key(&self, rec: &KeyRecord) -> Result<bool, StoreError>;
+
+    /// Erases the PID's links of one Discord user or one Roblox account
+    /// (both lookup directions), counting them as `links_erased` in the same
+    /// step: the links erased.
+    async fn erase_links(&self, pid: &Pid, side: LinkSide, id: &str) -> Result<Vec<AccountLink>, StoreError>;
 
     /// One PID's counters; counts the pending sessions that expired by `now` first.
     async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError>;

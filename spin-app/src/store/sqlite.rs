@@ -20,12 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dock_core::oauth::FlowRecord;
-use dock_core::wire::{KeyRecord, PidRecord};
+use dock_core::wire::{AccountLink, KeyRecord, PidRecord};
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use spin_sdk::sqlite::{Connection, Value};
 
 use super::{
-    Backend, Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version,
+    Backend, Claim, Claimed, Counters, Cursor, LinkSide, LinkWrite, Loaded, StoreError, Version,
     parse_record, parse_session, record_json, retention_ms, session_json,
 };
 
@@ -56,7 +56,18 @@ const JOURNAL_MODE: &str = "PRAGMA journal_mode = WAL";
 ///
 /// Version 1 is the layout every release before versioning created (its
 /// statements are idempotent, so it also adopts those databases as they are).
-const MIGRATIONS: &[&[&str]] = &[SCHEMA_V1];
+const MIGRATIONS: &[&[&str]] = &[SCHEMA_V1, SCHEMA_V2];
+
+/// Version 2: erasing a link (the operator's data-protection requests)
+/// counts `links_erased` in the statement that deletes it. (A completion's
+/// `INSERT OR REPLACE` of a link does not fire it: SQLite fires delete
+/// triggers for REPLACE only with `recursive_triggers`, which is off.)
+const SCHEMA_V2: &[&str] = &["CREATE TRIGGER IF NOT EXISTS dock_stats_links_erased
+        AFTER DELETE ON dock_links
+        BEGIN
+            INSERT INTO dock_stats (pid, counter, value) VALUES (OLD.pid, 'links_erased', 1)
+                ON CONFLICT (pid, counter) DO UPDATE SET value = value + 1;
+        END"];
 
 const SCHEMA_V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS dock_sessions (
@@ -656,6 +667,97 @@ impl<C: Link> Backend for SqliteStore<C> {
             .filter_map(|r| text_at(r, 0))
             .filter_map(|s| Pid::parse(&s).ok())
             .collect())
+    }
+
+    async fn list_pids(
+        &self,
+        after: Option<&Pid>,
+        limit: usize,
+    ) -> Result<Vec<PidRecord>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT record FROM dock_pids WHERE pid > ? ORDER BY pid LIMIT ?",
+                vec![
+                    t(after.map_or("", Pid::as_str)),
+                    i(i64::try_from(limit).unwrap_or(i64::MAX)),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .filter_map(|r| text_at(r, 0))
+            .filter_map(|json| parse_record("pid record", Some(json)).transpose())
+            .collect()
+    }
+
+    async fn update_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
+        let rows = self
+            .rows(
+                "UPDATE dock_pids SET record = ? WHERE pid = ? RETURNING pid",
+                vec![t(record_json(rec)), t(rec.pid.as_str())],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn keys_of(&self, pid: &Pid) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT record FROM dock_keys WHERE json_extract(record, '$.pid') = ? ORDER BY key_id",
+                vec![t(pid.as_str())],
+            )
+            .await?;
+        rows.iter()
+            .filter_map(|r| text_at(r, 0))
+            .filter_map(|json| parse_record("key record", Some(json)).transpose())
+            .collect()
+    }
+
+    async fn key_by_id(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT record FROM dock_keys WHERE key_id = ?",
+                vec![t(key_id.as_str())],
+            )
+            .await?;
+        parse_record("key record", rows.first().and_then(|r| text_at(r, 0)))
+    }
+
+    async fn update_key(&self, rec: &KeyRecord) -> Result<bool, StoreError> {
+        let rows = self
+            .rows(
+                "UPDATE dock_keys SET record = ? WHERE key_id = ? RETURNING key_id",
+                vec![t(record_json(rec)), t(rec.key_id.as_str())],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn erase_links(
+        &self,
+        pid: &Pid,
+        side: LinkSide,
+        id: &str,
+    ) -> Result<Vec<AccountLink>, StoreError> {
+        let sql = match side {
+            LinkSide::Discord => {
+                "DELETE FROM dock_links WHERE pid = ? AND discord_id = ? RETURNING discord_id, roblox_id"
+            }
+            LinkSide::Roblox => {
+                "DELETE FROM dock_links WHERE pid = ? AND roblox_id = ? RETURNING discord_id, roblox_id"
+            }
+        };
+        let rows = self.rows(sql, vec![t(pid.as_str()), t(id)]).await?;
+        let mut erased: Vec<AccountLink> = rows
+            .iter()
+            .filter_map(|r| {
+                Some(AccountLink {
+                    discord_id: text_at(r, 0)?,
+                    roblox_id: text_at(r, 1)?,
+                })
+            })
+            .collect();
+        erased.sort_by(|a, b| a.discord_id.cmp(&b.discord_id));
+        Ok(erased)
     }
 
     async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {

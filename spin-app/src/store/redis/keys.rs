@@ -62,6 +62,11 @@ pub fn roblox(pid: &Pid, roblox_id: &str) -> String {
     format!("{}:lr:{roblox_id}", tag(pid))
 }
 
+/// What [`roblox`] starts with (the erasure script appends a Roblox id).
+pub fn roblox_prefix(pid: &Pid) -> String {
+    format!("{}:lr:", tag(pid))
+}
+
 /// The PID record.
 pub fn meta(pid: &Pid) -> String {
     format!("{}:meta", tag(pid))

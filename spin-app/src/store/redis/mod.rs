@@ -35,7 +35,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 
 use dock_core::oauth::FlowRecord;
-use dock_core::wire::{KeyRecord, PidRecord};
+use dock_core::wire::{AccountLink, KeyRecord, PidRecord};
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use sha1::{Digest as _, Sha1};
 
@@ -43,7 +43,7 @@ mod keys;
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
 use super::{
-    Backend, Claim, Claimed, Counters, Cursor, LinkWrite, Loaded, StoreError, Version,
+    Backend, Claim, Claimed, Counters, Cursor, LinkSide, LinkWrite, Loaded, StoreError, Version,
     parse_record, parse_session, record_json, retention_ms, session_json,
 };
 
@@ -79,6 +79,9 @@ static PUT_FLOW: Script = Script::new(include_str!("put_flow.lua"));
 
 /// Takes the session's live flow if `state` names it (once).
 static TAKE_FLOW: Script = Script::new(include_str!("take_flow.lua"));
+
+/// Erases the links of one Discord user or one Roblox account, counted.
+static ERASE_LINKS: Script = Script::new(include_str!("erase_links.lua"));
 
 /// Counts one request in a rate-limit window.
 static HIT: Script = Script::new(include_str!("hit.lua"));
@@ -720,6 +723,120 @@ impl<C: Link> Backend for RedisStore<C> {
             .filter_map(text)
             .filter_map(|s| Pid::parse(&s).ok())
             .collect())
+    }
+
+    async fn list_pids(
+        &self,
+        after: Option<&Pid>,
+        limit: usize,
+    ) -> Result<Vec<PidRecord>, StoreError> {
+        let mut pids = self.pids().await?;
+        pids.sort();
+        let page: Vec<Pid> = pids
+            .into_iter()
+            .filter(|p| after.is_none_or(|a| p > a))
+            .take(limit)
+            .collect();
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        let r = self
+            .exec(
+                "MGET",
+                page.iter().map(|p| self::p(keys::meta(p))).collect(),
+            )
+            .await?;
+        r.iter()
+            .map(text)
+            .filter_map(|json| parse_record("pid record", json).transpose())
+            .collect()
+    }
+
+    async fn update_pid(&self, rec: &PidRecord) -> Result<bool, StoreError> {
+        let r = self
+            .exec(
+                "SET",
+                vec![p(keys::meta(&rec.pid)), p(record_json(rec)), p("XX")],
+            )
+            .await?;
+        Ok(!matches!(r.first(), None | Some(RedisResult::Nil)))
+    }
+
+    async fn keys_of(&self, pid: &Pid) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut ids: Vec<String> = self
+            .exec("SMEMBERS", vec![p(keys::key_ids(pid))])
+            .await?
+            .iter()
+            .filter_map(text)
+            .collect();
+        ids.sort();
+        let mut out = Vec::new();
+        for id in ids {
+            if let Ok(id) = KeyId::parse(&id)
+                && let Some(k) = self.key_by_id(&id).await?
+                && &k.pid == pid
+            {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn key_by_id(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let Some(hash) = self.get(&keys::key_id(key_id)).await? else {
+            return Ok(None);
+        };
+        parse_record("key record", self.get(&keys::key(&hash)).await?)
+    }
+
+    async fn update_key(&self, rec: &KeyRecord) -> Result<bool, StoreError> {
+        let Some(hash) = self.get(&keys::key_id(&rec.key_id)).await? else {
+            return Ok(false);
+        };
+        let r = self
+            .exec(
+                "SET",
+                vec![p(keys::key(&hash)), p(record_json(rec)), p("XX")],
+            )
+            .await?;
+        Ok(!matches!(r.first(), None | Some(RedisResult::Nil)))
+    }
+
+    async fn erase_links(
+        &self,
+        pid: &Pid,
+        side: LinkSide,
+        id: &str,
+    ) -> Result<Vec<AccountLink>, StoreError> {
+        let r = self
+            .eval(
+                &ERASE_LINKS,
+                &[keys::links(pid), keys::stats(pid)],
+                vec![
+                    p(match side {
+                        LinkSide::Discord => "discord",
+                        LinkSide::Roblox => "roblox",
+                    }),
+                    p(id),
+                    p(keys::roblox_prefix(pid)),
+                ],
+            )
+            .await?;
+        let parts: Vec<Option<String>> = r.iter().map(text).collect();
+        let mut erased = Vec::new();
+        for pair in parts.chunks(2) {
+            match pair {
+                [Some(d), Some(r)] => erased.push(AccountLink {
+                    discord_id: d.clone(),
+                    roblox_id: r.clone(),
+                }),
+                other => {
+                    return Err(StoreError::Corrupt(format!("erase script reply {other:?}")));
+                }
+            }
+        }
+        erased.sort_by(|a, b| a.discord_id.cmp(&b.discord_id));
+        Ok(erased)
     }
 
     async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {
