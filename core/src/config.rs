@@ -61,6 +61,12 @@ pub struct Settings {
     /// `flow_starts_per_session`: how often one session's flow may be
     /// started (1–1000, default 10); each start replaces the last.
     pub flow_starts_per_session: u64,
+    /// `metrics_token`: a bearer token for `GET /metrics` alone (at least 16
+    /// characters); the admin token is always accepted there too.
+    pub metrics_token: Option<String>,
+    /// `metrics_flush_seconds`: how often an instance adds the request
+    /// latencies it recorded to the store's (1–3600, default 10).
+    pub metrics_flush_secs: u64,
     /// `client_address_header`: the request header that carries the client's
     /// address when a proxy stands in front (e.g. `x-forwarded-for`, of which
     /// the last entry counts); empty = the connection's address as Spin
@@ -90,6 +96,11 @@ impl std::fmt::Debug for Settings {
             .field("flow_requests_per_minute", &self.flow_requests_per_minute)
             .field("flow_starts_per_session", &self.flow_starts_per_session)
             .field("client_address_header", &self.client_address_header)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("metrics_flush_secs", &self.metrics_flush_secs)
             .finish()
     }
 }
@@ -117,8 +128,10 @@ pub mod names {
     pub const FLOW_REQUESTS_PER_MINUTE: &str = "flow_requests_per_minute";
     pub const FLOW_STARTS_PER_SESSION: &str = "flow_starts_per_session";
     pub const CLIENT_ADDRESS_HEADER: &str = "client_address_header";
+    pub const METRICS_TOKEN: &str = "metrics_token";
+    pub const METRICS_FLUSH_SECONDS: &str = "metrics_flush_seconds";
     /// Every variable `Settings` reads.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 22] = [
         PUBLIC_BASE_URL,
         REDIS_URL,
         SESSION_TTL_SECONDS,
@@ -139,6 +152,8 @@ pub mod names {
         FLOW_REQUESTS_PER_MINUTE,
         FLOW_STARTS_PER_SESSION,
         CLIENT_ADDRESS_HEADER,
+        METRICS_TOKEN,
+        METRICS_FLUSH_SECONDS,
     ];
 }
 
@@ -291,6 +306,15 @@ impl Settings {
                 reason: format!("must be at least {MIN_ADMIN_TOKEN_CHARS} characters"),
             });
         }
+        let metrics_token = text(&lookup, METRICS_TOKEN);
+        if let Some(t) = &metrics_token
+            && t.chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            return Err(ConfigError {
+                variable: METRICS_TOKEN,
+                reason: format!("must be at least {MIN_ADMIN_TOKEN_CHARS} characters"),
+            });
+        }
         let max_body = number(&lookup, MAX_BODY_BYTES, 16 * 1024, 256..=1024 * 1024)?;
         let discord_oauth_base = check_origin(
             DISCORD_OAUTH_BASE,
@@ -346,6 +370,8 @@ impl Settings {
             )?,
             flow_requests_per_minute: number(&lookup, FLOW_REQUESTS_PER_MINUTE, 300, 0..=100_000)?,
             flow_starts_per_session: number(&lookup, FLOW_STARTS_PER_SESSION, 10, 1..=1_000)?,
+            metrics_token,
+            metrics_flush_secs: number(&lookup, METRICS_FLUSH_SECONDS, 10, 1..=3_600)?,
             client_address_header: match text(&lookup, CLIENT_ADDRESS_HEADER) {
                 Some(h)
                     if !h

@@ -27,6 +27,22 @@ fn base62_u128(mut n: u128, out: &mut String) {
     out.extend(buf.iter().map(|&b| b as char));
 }
 
+/// A request id for `X-Request-Id` (and the request's log line): 24 hex
+/// digits from the caller's entropy.
+pub fn request_id(entropy: [u8; 12]) -> String {
+    entropy.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a client's own `X-Request-Id` may be echoed and logged: 1 to 64
+/// characters of letters, digits and `.` `_` `-` `:` (nothing a log or a
+/// header could be forged with).
+pub fn is_sane_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
+
 fn is_base62(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
@@ -385,6 +401,15 @@ mod tests {
             prop_assert_eq!(decode_base62_u128(&ia.as_str()[4..]), Some(u128::from_be_bytes(a)));
             let ka = KeyId::from_entropy(a);
             prop_assert_eq!(KeyId::parse(ka.as_str()).unwrap(), ka);
+        }
+    }
+
+    #[test]
+    fn request_ids_are_hex_and_only_sane_ones_are_echoed() {
+        assert_eq!(request_id([0xab; 12]), "ab".repeat(12));
+        assert!(is_sane_request_id("req-1.2_3:4"));
+        for bad in ["", "a b", "a\nb", "x\"y", &"a".repeat(65), "é"] {
+            assert!(!is_sane_request_id(bad), "{bad:?}");
         }
     }
 }

@@ -19,6 +19,8 @@
 //! - **the verification flow**: [`oauth`] (Discord and Roblox OAuth2/OpenID:
 //!   state, PKCE, cookies, token and userinfo parsing), [`pages`] (the HTML
 //!   pages users see);
+//! - **operators**: [`metrics`] (request histograms as instances record them
+//!   and stores sum them, and the Prometheus text of `GET /metrics`);
 //! - **clients**: [`retry`] (back-off and `Retry-After`, shared with the npm
 //!   client);
 //! - **output**: [`wire`] (the exact JSON), [`error`] (status + stable code in
@@ -32,6 +34,7 @@ pub mod error;
 pub mod id;
 pub mod link;
 pub mod longpoll;
+pub mod metrics;
 pub mod oauth;
 pub mod pages;
 pub mod quota;

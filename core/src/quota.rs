@@ -81,6 +81,20 @@ impl Quota {
         count_after_increment <= self.limit
     }
 
+    /// The `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
+    /// headers (IETF draft names) of a create answered at `now` with
+    /// `remaining` creates left in the window.
+    pub fn headers(&self, remaining: u64, now: Timestamp) -> [(&'static str, String); 3] {
+        [
+            ("ratelimit-limit", self.limit.to_string()),
+            ("ratelimit-remaining", remaining.to_string()),
+            (
+                "ratelimit-reset",
+                now.secs_until_ceil(self.window_end(now)).to_string(),
+            ),
+        ]
+    }
+
     /// Decides a create, given the window's counter *after* the store
     /// incremented it for this request (so the first create sees 1).
     pub fn decide(&self, count_after_increment: u64, now: Timestamp) -> QuotaDecision {

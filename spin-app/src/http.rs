@@ -18,6 +18,11 @@ pub type Response = http::Response<Body>;
 #[derive(Debug, Clone)]
 pub struct LogPid(pub String);
 
+/// The error code of an answer a handler built itself (e.g. a 429 with
+/// extra headers), for the request log line (a response extension: never sent).
+#[derive(Debug, Clone, Copy)]
+pub struct LogCode(pub &'static str);
+
 /// Marks `resp` as served for `pid` (see [`LogPid`]).
 pub fn with_pid(mut resp: Response, pid: &dock_core::Pid) -> Response {
     resp.extensions_mut()

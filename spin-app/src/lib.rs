@@ -10,7 +10,8 @@
 //!   cancel, complete, waiter leases) over [`store::Backend`], natively tested;
 //! - [`store`]: Redis and SQLite (and, in tests, memory) behind that trait;
 //! - [`config`] (Spin variables, read once), [`env`] (the clock and entropy,
-//!   the only places they are read), [`log`].
+//!   the only places they are read), [`log`], [`metrics`] (this instance's
+//!   request latencies and `GET /metrics`).
 //!
 //! Every JSON body and SSE frame is produced by `dock-core`.
 
@@ -22,6 +23,7 @@ mod env;
 mod flow;
 mod http;
 mod log;
+mod metrics;
 mod router;
 mod sessions;
 mod store;

@@ -6,24 +6,38 @@ use http::Method;
 use spin_sdk::http::Request;
 
 use crate::config::settings;
-use crate::http::{LogPid, Response, error, method_not_allowed};
+use crate::http::{LogCode, LogPid, Response, error, method_not_allowed};
 use crate::store::LinkSide;
 use crate::{admin, sessions};
 
 /// The OpenAPI 3.1 document of this API.
 const OPENAPI: &str = include_str!("../openapi.json");
 
-/// Routes one request, and logs one structured line for it.
+/// Routes one request, and logs one structured line for it; every answer
+/// carries `X-Request-Id` (the client's own if it sent a sane one), which
+/// the log line names too, and its latency goes to the metrics.
 pub async fn route(req: Request) -> Response {
     let started = crate::env::now();
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
     let method = req.method().clone();
     let named_pid = named_pid(&segments, req.uri().query());
-    let (resp, code) = match dispatch(req, &method, &segments).await {
-        Ok(resp) => (resp, None),
+    let request_id = crate::http::header(&req, "x-request-id")
+        .filter(|id| dock_core::id::is_sane_request_id(id))
+        .map_or_else(
+            || dock_core::id::request_id(crate::env::entropy()),
+            str::to_owned,
+        );
+    let (mut resp, code) = match dispatch(req, &method, &segments).await {
+        Ok(resp) => {
+            let code = resp.extensions().get::<LogCode>().map(|c| c.0);
+            (resp, code)
+        }
         Err(e) => (error(&e), Some(e.code().as_str())),
     };
+    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
     let resp = crate::http::with_content_length(resp);
     // The PID an API key was authenticated for, else the one the URL names.
     let pid = resp
@@ -31,20 +45,36 @@ pub async fn route(req: Request) -> Response {
         .get::<LogPid>()
         .map(|p| p.0.clone())
         .or(named_pid);
+    let route = route_template(&segments);
+    let status = resp.status().as_u16();
+    let now = crate::env::now();
+    let ms = started.millis_until(now);
     crate::log::record(&RequestRecord {
+        request_id: &request_id,
         method: method.as_str(),
-        route: route_template(&segments),
-        status: resp.status().as_u16(),
-        ms: started.millis_until(crate::env::now()),
+        route,
+        status,
+        ms,
         error: code,
         pid: pid.as_deref(),
     });
+    if let Ok(s) = settings().await
+        && let Some(fields) = crate::metrics::record(
+            dock_core::metrics::Series::of(route, method.as_str(), status),
+            ms,
+            now,
+            s.metrics_flush_secs,
+        )
+    {
+        spin_sdk::wasip3::spawn(crate::metrics::flush(fields, s));
+    }
     resp
 }
 
 /// The one log record of a request, in this field order.
 #[derive(serde::Serialize)]
 struct RequestRecord<'a> {
+    request_id: &'a str,
     method: &'a str,
     route: &'static str,
     status: u16,
@@ -73,6 +103,7 @@ enum Endpoint {
     RobloxCallback,
     Healthz,
     Readyz,
+    Metrics,
     OpenApi,
     Sessions,
     Session,
@@ -143,6 +174,7 @@ const ROUTES: &[Route] = &[
     ),
     entry("/healthz", &[Method::GET], Endpoint::Healthz, true),
     entry("/readyz", &[Method::GET], Endpoint::Readyz, true),
+    entry("/metrics", &[Method::GET], Endpoint::Metrics, true),
     entry(
         "/api/v1/openapi.json",
         &[Method::GET],
@@ -271,6 +303,7 @@ async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Re
         E::DiscordCallback => Ok(crate::flow::discord_callback(req, settings().await?).await),
         E::RobloxCallback => Ok(crate::flow::roblox_callback(req, settings().await?).await),
         E::Healthz => Ok(sessions::healthz()),
+        E::Metrics => crate::metrics::serve(req, settings().await?).await,
         E::Readyz => sessions::readyz(settings().await?).await,
         E::OpenApi => Ok(crate::http::json(200, OPENAPI.to_owned())),
         E::Sessions => sessions::create(req, settings().await?).await,

@@ -19,7 +19,7 @@ use spin_sdk::http::Request;
 use crate::auth::{self, Caller};
 use crate::domain;
 use crate::env::{entropy, now};
-use crate::http::{Response, event_stream, header, ok, read_json_body, with_pid};
+use crate::http::{LogCode, Response, error, event_stream, header, ok, read_json_body, with_pid};
 use crate::log::log;
 use crate::store::{Backend, Cursor, Store, StoreError};
 
@@ -31,7 +31,16 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
     let body = CreateSessionRequest::parse(&body, &settings.limits)?;
     let now = now();
     let sid = SessionId::from_entropy(entropy());
-    let created = domain::create(&store, &key, body, sid, settings, now).await?;
+    let created = match domain::create(&store, &key, body, sid, settings, now).await {
+        Ok(created) => created,
+        Err(e) if e.code() == ErrorCode::QuotaExceeded => {
+            // The refusal carries the quota's headers too.
+            let mut resp = with_rate_limit(error(&e), &key, 0, now);
+            resp.extensions_mut().insert(LogCode(e.code().as_str()));
+            return Ok(with_pid(resp, &key.pid));
+        }
+        Err(e) => return Err(e),
+    };
     let session = created.session;
     let data = CreatedSession {
         verify_url: verify_url(&settings.public_base_url, &session.pid, &session.sid),
@@ -41,7 +50,27 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
         expires_at: session.expires_at,
         reused_existing: created.reused,
     };
-    Ok(with_pid(ok(data, now, created.remaining), &key.pid))
+    let resp = ok(data, now, created.remaining);
+    let resp = match created.remaining {
+        Some(left) => with_rate_limit(resp, &key, left, now),
+        None => resp,
+    };
+    Ok(with_pid(resp, &key.pid))
+}
+
+/// Adds the key's `RateLimit-*` headers (core computes them).
+fn with_rate_limit(
+    mut resp: Response,
+    key: &KeyRecord,
+    remaining: u64,
+    now: Timestamp,
+) -> Response {
+    for (name, value) in key.quota.headers(remaining, now) {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    resp
 }
 
 /// What every read of one session starts with: the store, the caller's key,

@@ -481,6 +481,7 @@ crate::store::native::on_every_store! {
     tenants_are_listed_a_page_at_a_time_and_renamed,
     keys_are_listed_without_secrets_and_their_quota_changes,
     erasure_removes_both_lookup_directions_and_is_counted,
+    request_metrics_from_instances_add_up,
 }
 
 // Needs a store that can be told to lose compares.
@@ -649,4 +650,22 @@ async fn erasure_removes_both_lookup_directions_and_is_counted(store: &impl Back
         .await
         .unwrap();
     assert!(!again.result.unwrap().link_changed);
+}
+
+async fn request_metrics_from_instances_add_up(store: &impl Backend) {
+    use dock_core::metrics::{Recorder, Series, parse_fields};
+    let series = Series::of("/api/v1/verify/session", "POST", 200);
+    for ms in [3, 70] {
+        // Two instances, each adding what it recorded.
+        let mut r = Recorder::default();
+        r.record(series.clone(), ms);
+        store.add_metrics(&r.drain()).await.unwrap();
+    }
+    store.add_metrics(&[]).await.unwrap();
+    let fields = store.metric_fields().await.unwrap();
+    let h = &parse_fields(fields.iter().map(|(f, n)| (f.as_str(), *n)))[&series];
+    assert_eq!(
+        (h.count, h.sum_ms, h.buckets[0], h.buckets[4]),
+        (2, 73, 1, 1)
+    );
 }

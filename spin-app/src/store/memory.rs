@@ -49,6 +49,7 @@ struct State {
     rate: HashMap<(String, Timestamp), u64>,
     counters: HashMap<Pid, Counters>,
     store_errors: u64,
+    metrics: BTreeMap<String, u64>,
     /// Waiters parked in `wait_change`, woken by the session's next commit.
     parked: HashMap<SessionId, Vec<oneshot::Sender<()>>>,
     /// When set, the next this many commits fail their compare (tests of the retry).
@@ -524,6 +525,19 @@ impl Backend for MemoryStore {
         let mut c = *s.count(pid);
         c.waiters = waiters;
         Ok(c)
+    }
+
+    async fn add_metrics(&self, fields: &[(String, u64)]) -> Result<(), StoreError> {
+        let mut s = self.state.borrow_mut();
+        for (f, n) in fields {
+            *s.metrics.entry(f.clone()).or_default() += n;
+        }
+        Ok(())
+    }
+
+    async fn metric_fields(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let s = self.state.borrow();
+        Ok(s.metrics.iter().map(|(f, n)| (f.clone(), *n)).collect())
     }
 
     async fn store_errors(&self) -> Result<u64, StoreError> {

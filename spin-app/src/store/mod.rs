@@ -423,6 +423,13 @@ backend! {
     /// One PID's counters; counts the pending sessions that expired by `now` first.
     async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError>;
 
+    /// Adds an instance's recorded request metrics (core's
+    /// `metrics::Recorder::drain` pairs) to the service-wide sums, in one step.
+    async fn add_metrics(&self, fields: &[(String, u64)]) -> Result<(), StoreError>;
+
+    /// The service-wide request metric sums: `(field, sum)`.
+    async fn metric_fields(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Service-wide store errors reported so far.
     async fn store_errors(&self) -> Result<u64, StoreError>;
 

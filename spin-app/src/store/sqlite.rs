@@ -56,7 +56,12 @@ const JOURNAL_MODE: &str = "PRAGMA journal_mode = WAL";
 ///
 /// Version 1 is the layout every release before versioning created (its
 /// statements are idempotent, so it also adopts those databases as they are).
-const MIGRATIONS: &[&[&str]] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&[&str]] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+
+/// Version 3: the service-wide sums of the request metrics instances record
+/// (`GET /metrics`), one row per field.
+const SCHEMA_V3: &[&str] = &["CREATE TABLE IF NOT EXISTS dock_metrics (
+        field TEXT PRIMARY KEY, value INTEGER NOT NULL)"];
 
 /// Version 2: erasing a link (the operator's data-protection requests)
 /// counts `links_erased` in the statement that deletes it. (A completion's
@@ -788,6 +793,37 @@ impl<C: Link> Backend for SqliteStore<C> {
         let waiters = rows.first().and_then(|r| int_at(r, 0)).unwrap_or(0);
         counters.waiters = u64::try_from(waiters).unwrap_or(0);
         Ok(counters)
+    }
+
+    async fn add_metrics(&self, fields: &[(String, u64)]) -> Result<(), StoreError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        // One statement for the batch: a VALUES row per field.
+        let rows = vec!["(?, ?)"; fields.len()].join(", ");
+        let params = fields
+            .iter()
+            .flat_map(|(f, n)| [t(f.as_str()), i(i64::try_from(*n).unwrap_or(i64::MAX))])
+            .collect();
+        self.rows(
+            &format!(
+                "INSERT INTO dock_metrics (field, value) VALUES {rows}
+                 ON CONFLICT (field) DO UPDATE SET value = value + excluded.value"
+            ),
+            params,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn metric_fields(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = self
+            .rows("SELECT field, value FROM dock_metrics", vec![])
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((text_at(r, 0)?, u64::try_from(int_at(r, 1)?).ok()?)))
+            .collect())
     }
 
     async fn store_errors(&self) -> Result<u64, StoreError> {

@@ -18,6 +18,7 @@
 //! | `dock:{P}:keys` | set | ids of the keys issued to the PID (to find its waiter sets) | forever |
 //! | `dock:pids` | set | every PID (the stats endpoint sums over it) | forever |
 //! | `dock:stats` | hash | service-wide `store_errors` (flushed by instances that saw errors) | forever |
+//! | `dock:metrics` | hash | service-wide sums of the request latency histograms (`route\|method\|class\|count`, `…\|sum_ms`, `…\|b<i>`), added by each instance every `metrics_flush_seconds` | forever (bounded: one field set per route, method and status class) |
 //! | `dock:sid:<sid>` | string | the PID of a session (admin completion by sid) | as the session |
 //! | `dock:key:<sha256>` | string | API key record, by the hash of its secret | until revoked |
 //! | `dock:keyid:<keyId>` | string | the hash, for revocation | until revoked |
@@ -115,6 +116,9 @@ pub fn channel(pid: &Pid) -> String {
 
 /// The set of all PIDs.
 pub const PIDS: &str = "dock:pids";
+
+/// The service-wide sums of the request metrics instances record.
+pub const METRICS: &str = "dock:metrics";
 
 /// The service-wide counters (not per PID).
 pub const GLOBAL_STATS: &str = "dock:stats";

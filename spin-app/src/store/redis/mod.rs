@@ -83,6 +83,9 @@ static TAKE_FLOW: Script = Script::new(include_str!("take_flow.lua"));
 /// Erases the links of one Discord user or one Roblox account, counted.
 static ERASE_LINKS: Script = Script::new(include_str!("erase_links.lua"));
 
+/// Adds an instance's request metrics to the service-wide sums.
+static ADD_METRICS: Script = Script::new(include_str!("add_metrics.lua"));
+
 /// Counts one request in a rate-limit window.
 static HIT: Script = Script::new(include_str!("hit.lua"));
 
@@ -861,6 +864,36 @@ impl<C: Link> Backend for RedisStore<C> {
             }
         }
         Ok(counters)
+    }
+
+    async fn add_metrics(&self, fields: &[(String, u64)]) -> Result<(), StoreError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let args = fields
+            .iter()
+            .flat_map(|(f, n)| {
+                [
+                    p(f),
+                    RedisParameter::Int64(i64::try_from(*n).unwrap_or(i64::MAX)),
+                ]
+            })
+            .collect();
+        self.eval(&ADD_METRICS, &[keys::METRICS.to_owned()], args)
+            .await
+            .map(drop)
+    }
+
+    async fn metric_fields(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let r = self.exec("HGETALL", vec![p(keys::METRICS)]).await?;
+        let parts: Vec<Option<String>> = r.iter().map(text).collect();
+        Ok(parts
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [Some(f), Some(n)] => Some((f.clone(), n.parse().ok()?)),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn store_errors(&self) -> Result<u64, StoreError> {
