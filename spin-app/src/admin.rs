@@ -1,11 +1,12 @@
 //! The operator's admin API (enabled by the secret variable `admin_token`).
 
 use dock_core::request::{
-    CompleteSessionRequest, CreateKeyRequest, CreatePidRequest, PatchKeyRequest, PatchPidRequest,
-    parse_page_query,
+    CompleteSessionRequest, CreateKeyRequest, CreatePidRequest, Limits, PatchKeyRequest,
+    PatchPidRequest, RequestError, parse_page_query,
 };
 use dock_core::wire::{IssuedKey, KeyRecord, PidRecord, RevokedKey, SessionCounters, Stats};
 use dock_core::{ApiError, ApiKeySecret, ErrorCode, KeyId, Pid, SessionId, Settings};
+use http::Method;
 use spin_sdk::http::Request;
 
 use crate::auth;
@@ -14,12 +15,47 @@ use crate::env::{entropy, now};
 use crate::http::{Response, ok, read_json_body};
 use crate::store::{Backend, LinkSide, Store};
 
+/// What every admin handler starts with, in this order: the admin token
+/// (so a malformed id or body never reveals more than a 401), the path's
+/// id, the JSON body (`()` for none), then the store.
+async fn begin<T, B>(
+    req: Request,
+    settings: &Settings,
+    id: impl FnOnce() -> Result<T, ApiError>,
+    body: impl FnOnce(&[u8], &Limits) -> Result<B, RequestError>,
+) -> Result<(Store, T, B), ApiError> {
+    auth::admin(&req, settings)?;
+    let id = id()?;
+    let body = if req.method() == Method::GET || req.method() == Method::DELETE {
+        body(b"{}", &settings.limits)?
+    } else {
+        let bytes = read_json_body(req, settings.limits.max_body_bytes).await?;
+        body(&bytes, &settings.limits)?
+    };
+    Ok((Store::open(settings).await?, id, body))
+}
+
+/// No body.
+fn none(_: &[u8], _: &Limits) -> Result<(), RequestError> {
+    Ok(())
+}
+
+/// No path id.
+fn no_id() -> Result<(), ApiError> {
+    Ok(())
+}
+
+fn pid_of(pid: &str) -> impl FnOnce() -> Result<Pid, ApiError> + '_ {
+    move || Ok(Pid::parse(pid)?)
+}
+
+fn key_id_of(key_id: &str) -> impl FnOnce() -> Result<KeyId, ApiError> + '_ {
+    move || Ok(KeyId::parse(key_id)?)
+}
+
 /// `POST /api/v1/admin/pids` `{pid, name}`.
 pub async fn create_pid(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
-    auth::admin(&req, settings)?;
-    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
-    let body = CreatePidRequest::parse(&body, &settings.limits)?;
-    let store = Store::open(settings).await?;
+    let (store, (), body) = begin(req, settings, no_id, CreatePidRequest::parse).await?;
     let now = now();
     let rec = PidRecord {
         pid: body.pid,
@@ -40,11 +76,7 @@ pub async fn issue_key(
     pid: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    auth::admin(&req, settings)?;
-    let pid = Pid::parse(pid)?;
-    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
-    let body = CreateKeyRequest::parse(&body, &settings.limits)?;
-    let store = Store::open(settings).await?;
+    let (store, pid, body) = begin(req, settings, pid_of(pid), CreateKeyRequest::parse).await?;
     if store.load_pid(&pid).await?.is_none() {
         return Err(ApiError::new(ErrorCode::PidNotFound, "no such PID"));
     }
@@ -73,9 +105,7 @@ pub async fn revoke_key(
     key_id: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    auth::admin(&req, settings)?;
-    let key_id = KeyId::parse(key_id)?;
-    let store = Store::open(settings).await?;
+    let (store, key_id, ()) = begin(req, settings, key_id_of(key_id), none).await?;
     if !store.revoke_key(&key_id).await? {
         return Err(ApiError::new(ErrorCode::KeyNotFound, "no such key"));
     }
@@ -143,11 +173,8 @@ pub async fn complete(
     sid: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    auth::admin(&req, settings)?;
-    let sid = SessionId::parse(sid)?;
-    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
-    let body = CompleteSessionRequest::parse(&body, &settings.limits)?;
-    let store = Store::open(settings).await?;
+    let sid_of = || Ok(SessionId::parse(sid)?);
+    let (store, sid, body) = begin(req, settings, sid_of, CompleteSessionRequest::parse).await?;
     let now = now();
     let view = domain::complete(
         &store,
@@ -180,9 +207,7 @@ pub async fn get_pid(
     pid: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    auth::admin(&req, settings)?;
-    let pid = Pid::parse(pid)?;
-    let store = Store::open(settings).await?;
+    let (store, pid, ()) = begin(req, settings, pid_of(pid), none).await?;
     Ok(ok(domain::pid(&store, &pid).await?, now(), None))
 }
 
@@ -192,11 +217,7 @@ pub async fn patch_pid(
     pid: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    auth::admin(&req, settings)?;
-    let pid = Pid::parse(pid)?;
-    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
-    let body = PatchPidRequest::parse(&body, &settings.limits)?;
-    let store = Store::open(settings).await?;
+    let (store, pid, body) = begin(req, settings, pid_of(pid), PatchPidRequest::parse).await?;
     let rec = domain::rename_pid(&store, &pid, body.name).await?;
     Ok(ok(rec, now(), None))
 }
@@ -207,9 +228,7 @@ pub async fn list_keys(
     pid: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    auth::admin(&req, settings)?;
-    let pid = Pid::parse(pid)?;
-    let store = Store::open(settings).await?;
+    let (store, pid, ()) = begin(req, settings, pid_of(pid), none).await?;
     Ok(ok(domain::keys_of(&store, &pid).await?, now(), None))
 }
 
@@ -219,11 +238,8 @@ pub async fn patch_key(
     key_id: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    auth::admin(&req, settings)?;
-    let key_id = KeyId::parse(key_id)?;
-    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
-    let patch = PatchKeyRequest::parse(&body, &settings.limits)?;
-    let store = Store::open(settings).await?;
+    let (store, key_id, patch) =
+        begin(req, settings, key_id_of(key_id), PatchKeyRequest::parse).await?;
     Ok(ok(
         domain::patch_key(&store, &key_id, &patch).await?,
         now(),
@@ -239,9 +255,7 @@ pub async fn erase_links(
     id: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
-    auth::admin(&req, settings)?;
-    let pid = Pid::parse(pid)?;
-    let store = Store::open(settings).await?;
+    let (store, pid, ()) = begin(req, settings, pid_of(pid), none).await?;
     Ok(ok(
         domain::erase_links(&store, &pid, side, id).await?,
         now(),
