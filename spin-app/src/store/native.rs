@@ -280,7 +280,12 @@ mod tests {
             .query_row("SELECT count(*) FROM dock_sessions", [], |r| r.get(0))
             .unwrap();
         assert_eq!(kept, 1, "the data stays");
-        let _ = std::fs::remove_file(&file);
+        drop(conn);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = file.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     #[test]
