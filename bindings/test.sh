@@ -3,7 +3,8 @@
 #   1. bindings/build.sh builds and packs the tarball;
 #   2. the tarball is installed into a scratch project (with TypeScript and
 #      @types/node at the versions of bindings/npm/package-lock.json);
-#   3. its .d.ts type-checks a sample (ESM and CommonJS) with tsc --noEmit;
+#   3. its .d.ts type-checks samples with tsc --noEmit under module resolution
+#      node16, nodenext (ESM and CommonJS) and bundler (no Node types);
 #   4. node --test runs the unit tests (decoder at every byte split, error
 #      mapping, retry policy, client against a scripted server, import and
 #      require) there, against the installed package;
@@ -42,8 +43,9 @@ tarball="$(bash "$here/build.sh")"
 
 contents="$(tar -tzf "$tarball")"
 log "tarball contents: $(echo "$contents" | tr '\n' ' ')"
-for must in package/dist/index.js package/dist/index.d.ts package/esm/index.mjs package/esm/index.d.mts \
-  package/wasm/dock_bindings.js package/wasm/dock_bindings.d.ts package/wasm/dock_bindings_bg.wasm package/README.md; do
+for must in package/dist/index.js package/dist/index.d.ts package/dist/init.js package/dist/init-workerd.js \
+  package/wasm/dock_bindings.js package/wasm/dock_bindings.d.ts package/wasm/dock_bindings_bg.wasm \
+  package/wasm/embedded.js package/README.md; do
   grep -qx "$must" <<<"$contents" || { log "the tarball lacks $must"; exit 1; }
 done
 if grep -E '^package/(src|test|node_modules)/' <<<"$contents" >/dev/null; then
@@ -65,8 +67,10 @@ log "npm install $tarball typescript@$ts_version @types/node@$types_node_version
 npm install --no-audit --no-fund --loglevel=error "$tarball" "typescript@$ts_version" "@types/node@$types_node_version" >&2
 cp -R "$npm_dir/test" "$scratch/test"
 
-log "tsc --noEmit on the type-check samples"
-./node_modules/.bin/tsc -p test/fixtures/typecheck/tsconfig.json
+for config in test/fixtures/typecheck/tsconfig.*.json; do
+  log "tsc --noEmit -p $config"
+  ./node_modules/.bin/tsc -p "$config"
+done
 
 tests=(test/*.test.mjs)
 if [[ "$run_e2e" == "1" ]]; then

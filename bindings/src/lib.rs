@@ -14,7 +14,9 @@
 //! - **SSE**: the incremental `SseDecoder` and `parseStreamEvent`;
 //! - **state**: `isTerminal`, `statusOfEvent`, `eventNameOf`;
 //! - **waiting**: `Reconnector` (core's [`dock_core::retry::Reconnect`]),
-//!   `backoffDelay`, `parseRetryAfter`, `isRetryableStatus`, `longPollWaitSecs`.
+//!   `backoffDelay`, `parseRetryAfter`, `isRetryableStatus`, `longPollWaitSecs`,
+//!   `StateCursor` (each state once, its event id);
+//! - **calls**: `clientDefaults`, `callRetryDelay` (core's [`dock_core::call`]).
 //!
 //! Objects cross the boundary through serde-wasm-bindgen's
 //! `Serializer::json_compatible()`, so they are exactly the HTTP JSON. Errors
@@ -22,6 +24,7 @@
 //! (imported with `raw_module`, so `instanceof` works across the package).
 //! The TypeScript shapes live in `ts.rs` next to the code that produces them.
 
+mod client;
 mod error;
 mod parse;
 mod retry;

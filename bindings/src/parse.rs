@@ -303,7 +303,7 @@ pub fn parse_stream_event(
 
 // ---- state helpers -------------------------------------------------------
 
-fn status_from_js(status: &str) -> Result<Status, JsValue> {
+pub(crate) fn status_from_js(status: &str) -> Result<Status, JsValue> {
     serde_json::from_value::<Status>(serde_json::Value::String(status.to_owned())).map_err(|_| {
         JsErrorSpec::protocol(
             "session status",

@@ -22,13 +22,15 @@
 //! - **operators**: [`metrics`] (request histograms as instances record them
 //!   and stores sum them, and the Prometheus text of `GET /metrics`);
 //! - **clients**: [`retry`] (back-off and `Retry-After`, shared with the npm
-//!   client);
+//!   client), [`call`] (the npm client's defaults and which failed calls it
+//!   retries, when);
 //! - **output**: [`wire`] (the exact JSON), [`error`] (status + stable code in
 //!   one place), [`sse`] (encoder and WHATWG decoder), [`stream`] (the session
 //!   event vocabulary and resume), [`verify_url`];
 //! - **timing**: [`waiter`] (every timer of a long-poll or an SSE stream:
 //!   what to do next and when to wake, for thin I/O drivers).
 
+pub mod call;
 pub mod config;
 pub mod error;
 pub mod id;

@@ -101,17 +101,43 @@ impl StreamCursor {
 
     /// Given the session's view now, the frames this client has not seen yet.
     pub fn step(&mut self, view: &SessionView) -> StreamStep {
-        let rev = revision(view.status);
         let mut frames = String::new();
-        if rev > self.seen {
+        if self.observe(view.status) {
             // Views carry only one-line JSON and fixed names: encoding cannot fail.
             let _ = session_event(view).encode_into(&mut frames);
-            self.seen = rev;
         }
         StreamStep {
             frames,
             done: self.seen >= 2,
         }
+    }
+
+    /// Whether `status` is news to this client (a later revision than it has
+    /// seen); if so it now counts as seen. The client side of the same rule:
+    /// the npm client yields a state only when this says so, whether it came
+    /// from a stream or a long-poll, so each state reaches its user once.
+    pub fn observe(&mut self, status: Status) -> bool {
+        let rev = revision(status);
+        let news = rev > self.seen;
+        if news {
+            self.seen = rev;
+        }
+        news
+    }
+
+    /// The id of the last event this client has seen — what it sends as
+    /// `Last-Event-ID` to resume — or `""` before any.
+    pub fn last_event_id(&self) -> &'static str {
+        match self.seen {
+            0 => "",
+            1 => "1",
+            _ => "2",
+        }
+    }
+
+    /// The id of the event that announces `status` (its revision).
+    pub fn event_id(status: Status) -> &'static str {
+        if revision(status) == 1 { "1" } else { "2" }
     }
 }
 
@@ -207,6 +233,40 @@ mod tests {
             .into_iter()
             .map(|e| (e.event, e.id))
             .collect()
+    }
+
+    #[test]
+    fn observe_yields_each_state_once_and_tracks_the_resume_id() {
+        let mut c = StreamCursor::resume(None);
+        assert_eq!(c.last_event_id(), "");
+        assert!(c.observe(Status::Pending));
+        assert!(!c.observe(Status::Pending), "a second pending is no news");
+        assert_eq!(c.last_event_id(), "1");
+        assert!(c.observe(Status::Completed));
+        assert_eq!(c.last_event_id(), "2");
+        for s in [
+            Status::Pending,
+            Status::Completed,
+            Status::Expired,
+            Status::Cancelled,
+        ] {
+            assert!(!c.observe(s), "nothing follows a terminal state: {s:?}");
+        }
+        // A terminal state first (the session finished before the client looked).
+        let mut late = StreamCursor::resume(None);
+        assert!(late.observe(Status::Expired));
+        assert!(!late.observe(Status::Pending));
+        // Ids agree with what the server's stream sends.
+        let views = [
+            session().view_at(t(1)),
+            completed().view_at(t(6)),
+            session().view_at(t(400_000)),
+            session().cancel(t(1)).unwrap().view_at(t(2)),
+        ];
+        for view in views {
+            let (_, id) = events(&session_event(&view).encode().unwrap())[0].clone();
+            assert_eq!(StreamCursor::event_id(view.status), id, "{:?}", view.status);
+        }
     }
 
     #[test]

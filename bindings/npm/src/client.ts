@@ -11,7 +11,6 @@ import type {
   RetryOptions,
   RobloxLinks,
   SessionStateEvent,
-  SessionStatus,
   SessionView,
   Transport,
 } from "../wasm/dock_bindings.js";
@@ -28,12 +27,8 @@ import {
 /** This package's version (sent in the default `User-Agent`). */
 export const VERSION = "0.1.0";
 
-/** The server's usual long-poll maximum (`max_wait_seconds`); it clamps larger values. */
-const DEFAULT_MAX_WAIT_SECS = 25;
-/** Heartbeats come every 15 s by default: three missed ones mean a dead connection. */
-const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 45_000;
-/** A long-poll answered "still pending" faster than this is paced to it. */
-const MIN_LONG_POLL_INTERVAL_MS = 1_000;
+/** Defaults of calls and waits, from core (`dock_core::call`). */
+const DEFAULTS = core.clientDefaults();
 
 type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
@@ -49,6 +44,10 @@ export interface DockClientOptions {
   userAgent?: string;
   /** Default reconnect policy for `waitForCompletion` and `watch`. */
   retry?: RetryOptions;
+  /** Default budget of each plain call, retries included (default 30000 ms). */
+  timeoutMs?: number;
+  /** Default retries of a plain call after network errors and 408/425/429/502/503/504 (default 2). */
+  maxRetries?: number;
   /** The `wait` asked of each long-poll, in seconds (default 25, the server's usual maximum). */
   maxWaitSecs?: number;
   /** A stream silent (not even a heartbeat) this long counts as broken (default 45000 ms). */
@@ -79,14 +78,27 @@ export interface CreatedSessionResult extends CreatedSession {
   verifyRequestsRemaining: number | null;
 }
 
-/** Options every call takes. */
-export interface RequestOptions {
+/** Options every call and wait takes. */
+export interface CallOptions {
   /** Aborts the call; it then rejects with `signal.reason`. */
   signal?: AbortSignal;
 }
 
+/**
+ * Options of the plain calls (`createSession`, `getSession`, `cancelSession`,
+ * lookups). A call is tried again after a network error or a 408, 425, 429,
+ * 502, 503 or 504 answer, after core's back-off and never sooner than the
+ * server's `Retry-After` (one longer than 30 s ends the call with that error).
+ */
+export interface RequestOptions extends CallOptions {
+  /** This call's budget, every try and pause included; then it rejects with `DockTimeoutError`. */
+  timeoutMs?: number;
+  /** Retries after the first try (0: none). */
+  maxRetries?: number;
+}
+
 /** Options of `waitForCompletion` and `watch`. */
-export interface WaitOptions extends RequestOptions {
+export interface WaitOptions extends CallOptions {
   /** `auto` (default): SSE, falling back to long-poll when streaming does not work. */
   transport?: Transport;
   /** Give up after this long with a `DockTimeoutError`. */
@@ -115,8 +127,9 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /** An AbortController that also aborts when `parent` does, until `dispose()`. */
-function childController(parent: AbortSignal): { controller: AbortController; dispose: () => void } {
+function childController(parent: AbortSignal | undefined): { controller: AbortController; dispose: () => void } {
   const controller = new AbortController();
+  if (parent === undefined) return { controller, dispose: () => {} };
   if (parent.aborted) {
     controller.abort(parent.reason);
     return { controller, dispose: () => {} };
@@ -150,6 +163,8 @@ export class DockClient {
   readonly #retry: RetryOptions | undefined;
   readonly #maxWaitSecs: number;
   readonly #idleTimeoutMs: number;
+  readonly #timeoutMs: number;
+  readonly #maxRetries: number;
 
   constructor(options: DockClientOptions) {
     if (options === null || typeof options !== "object") {
@@ -180,8 +195,10 @@ export class DockClient {
     this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.#userAgent = options.userAgent ?? `@dock-verify/client/${VERSION}`;
     this.#retry = options.retry;
-    this.#maxWaitSecs = options.maxWaitSecs ?? DEFAULT_MAX_WAIT_SECS;
-    this.#idleTimeoutMs = options.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS;
+    this.#maxWaitSecs = options.maxWaitSecs ?? DEFAULTS.maxWaitSecs;
+    this.#idleTimeoutMs = options.streamIdleTimeoutMs ?? DEFAULTS.streamIdleTimeoutMs;
+    this.#timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULTS.timeoutMs, "DockClient: `timeoutMs`");
+    this.#maxRetries = checkRetries(options.maxRetries ?? DEFAULTS.maxRetries, "DockClient: `maxRetries`");
     if (!Number.isInteger(this.#maxWaitSecs) || this.#maxWaitSecs < 1) {
       throw new TypeError("DockClient: `maxWaitSecs` must be a whole number >= 1");
     }
@@ -195,7 +212,7 @@ export class DockClient {
   /** `POST /api/v1/verify/session`: the input is validated locally first (core's rules). */
   async createSession(input: CreateSessionInput, options: RequestOptions = {}): Promise<CreatedSessionResult> {
     const body = core.validateCreateSession(input);
-    const text = await this.#request("POST", "/api/v1/verify/session", options.signal, JSON.stringify(body));
+    const text = await this.#request("POST", "/api/v1/verify/session", options, JSON.stringify(body));
     const env = core.parseCreatedResponse(text);
     return { ...env.data, verifyRequestsRemaining: env.verifyRequestsRemaining ?? null };
   }
@@ -203,28 +220,28 @@ export class DockClient {
   /** `GET /api/v1/verify/session/:sid`: the session's current view. */
   async getSession(sid: string, options: RequestOptions = {}): Promise<SessionView> {
     const id = core.validateSessionId(sid);
-    const text = await this.#request("GET", `/api/v1/verify/session/${id}`, options.signal);
+    const text = await this.#request("GET", `/api/v1/verify/session/${id}`, options);
     return core.parseSessionResponse(text).data;
   }
 
   /** `DELETE /api/v1/verify/session/:sid`: cancels a pending session; resolves with its cancelled view. */
   async cancelSession(sid: string, options: RequestOptions = {}): Promise<SessionView> {
     const id = core.validateSessionId(sid);
-    const text = await this.#request("DELETE", `/api/v1/verify/session/${id}`, options.signal);
+    const text = await this.#request("DELETE", `/api/v1/verify/session/${id}`, options);
     return core.parseSessionResponse(text).data;
   }
 
   /** `GET /api/v1/public/discord-to-roblox`: the Roblox account a Discord user is linked to in your PID. */
   async discordToRoblox(discordId: string, options: RequestOptions = {}): Promise<DiscordLink> {
     const id = core.validatePlatformId("discordId", discordId);
-    const text = await this.#request("GET", `/api/v1/public/discord-to-roblox?discordId=${id}`, options.signal);
+    const text = await this.#request("GET", `/api/v1/public/discord-to-roblox?discordId=${id}`, options);
     return core.parseDiscordToRobloxResponse(text).data;
   }
 
   /** `GET /api/v1/public/roblox-to-discord`: every Discord user linked to a Roblox account in your PID. */
   async robloxToDiscord(robloxId: string, options: RequestOptions = {}): Promise<RobloxLinks> {
     const id = core.validatePlatformId("robloxId", robloxId);
-    const text = await this.#request("GET", `/api/v1/public/roblox-to-discord?robloxId=${id}`, options.signal);
+    const text = await this.#request("GET", `/api/v1/public/roblox-to-discord?robloxId=${id}`, options);
     return core.parseRobloxToDiscordResponse(text).data;
   }
 
@@ -278,7 +295,7 @@ export class DockClient {
       timer = setTimeout(() => controller.abort(new DockTimeoutError(timeoutMs)), timeoutMs);
     }
 
-    const state: WatchState = { lastEventId: "", lastStatus: undefined, serverRetryMs: undefined };
+    const state: WatchState = { cursor: new core.StateCursor(), serverRetryMs: undefined };
     try {
       for (;;) {
         if (signal.aborted) throw signal.reason;
@@ -309,6 +326,7 @@ export class DockClient {
       // Tears down any request still open (e.g. a stream after its final event).
       if (!signal.aborted) controller.abort(new DOMException("the wait is over", "AbortError"));
       rc.free();
+      state.cursor.free();
     }
   }
 
@@ -324,7 +342,8 @@ export class DockClient {
     const decoder = new core.SseDecoder();
     try {
       const headers: Record<string, string> = { accept: "text/event-stream" };
-      if (state.lastEventId) headers["last-event-id"] = state.lastEventId;
+      const lastEventId = state.cursor.lastEventId;
+      if (lastEventId) headers["last-event-id"] = lastEventId;
       let res: Response;
       try {
         res = await this.#fetch(this.#url(`/api/v1/verify/session/${sid}/stream`), {
@@ -365,11 +384,8 @@ export class DockClient {
             if (ev === undefined) continue;
             eventsSeen = true;
             rc.onProgress();
-            state.lastEventId = decoder.lastEventId;
-            if (ev.session.status !== state.lastStatus) {
-              state.lastStatus = ev.session.status;
-              yield ev;
-            }
+            const news = state.cursor.observe(ev.session);
+            if (news !== undefined) yield news;
             if (core.isTerminal(ev.session.status)) return { kind: "done" };
           }
           if (decoder.retryMs !== undefined) state.serverRetryMs = decoder.retryMs;
@@ -434,18 +450,13 @@ export class DockClient {
     }
     const view = core.parseSessionResponse(text).data;
     rc.onProgress();
-    const terminal = core.isTerminal(view.status);
-    if (view.status !== state.lastStatus) {
-      state.lastStatus = view.status;
-      // The same event names and ids the stream would have used.
-      const id = terminal ? "2" : "1";
-      state.lastEventId = id;
-      yield { event: core.eventNameOf(view.status), id, session: view };
-    }
-    if (terminal) return { kind: "done" };
+    // Core names the state and its id exactly as the stream would have.
+    const news = state.cursor.observe(view);
+    if (news !== undefined) yield news;
+    if (core.isTerminal(view.status)) return { kind: "done" };
     // A server that answers "pending" at once (wait=0, or a proxy) is paced.
     const elapsed = Date.now() - started;
-    return { kind: "again", delayMs: Math.max(0, Math.min(wait * 1000, MIN_LONG_POLL_INTERVAL_MS) - elapsed) };
+    return { kind: "again", delayMs: Math.max(0, Math.min(wait * 1000, DEFAULTS.minLongPollIntervalMs) - elapsed) };
   }
 
   // ---- HTTP plumbing -------------------------------------------------------
@@ -471,7 +482,9 @@ export class DockClient {
       if (signal?.aborted) throw signal.reason;
       // Keep the status even if the body broke.
     }
-    return core.parseErrorResponse(res.status, text, res.headers.get("retry-after") ?? undefined, Date.now()) as DockApiError;
+    const error = core.parseErrorResponse(res.status, text, res.headers.get("retry-after") ?? undefined, Date.now()) as DockApiError;
+    error.requestId = res.headers.get("x-request-id");
+    return error;
   }
 
   async #httpFailure(res: Response, signal: AbortSignal): Promise<AttemptOutcome> {
@@ -485,34 +498,69 @@ export class DockClient {
     return { kind: "failed", failure, error };
   }
 
-  async #request(method: string, path: string, signal: AbortSignal | undefined, body?: string): Promise<string> {
-    if (signal?.aborted) throw signal.reason;
+  /**
+   * One plain call: tries, and retries what core says to retry, within the
+   * call's budget. Resolves with the 2xx body's text.
+   */
+  async #request(method: string, path: string, options: RequestOptions, body?: string): Promise<string> {
+    const outer = options.signal;
+    if (outer?.aborted) throw outer.reason;
+    const timeoutMs = checkTimeout(options.timeoutMs ?? this.#timeoutMs, "`timeoutMs`");
+    const maxRetries = checkRetries(options.maxRetries ?? this.#maxRetries, "`maxRetries`");
+    const { controller, dispose } = childController(outer);
+    const signal = controller.signal;
+    const deadline = Date.now() + timeoutMs;
+    const timer = Number.isFinite(timeoutMs)
+      ? setTimeout(() => controller.abort(new DockTimeoutError(timeoutMs, `no answer to ${method} ${path.split("?")[0]}`)), timeoutMs)
+      : undefined;
     const headers = this.#headers(
       body === undefined ? { accept: "application/json" } : { accept: "application/json", "content-type": "application/json" },
     );
-    let res: Response;
     try {
-      res = await this.#fetch(this.#url(path), { method, headers, body: body ?? null, signal: signal ?? null });
-    } catch (cause) {
-      if (signal?.aborted) throw signal.reason;
-      throw this.#networkError(cause);
-    }
-    if (!res.ok) throw await this.#apiError(res, signal);
-    try {
-      return await res.text();
-    } catch (cause) {
-      if (signal?.aborted) throw signal.reason;
-      throw this.#networkError(cause);
+      for (let tries = 1; ; tries++) {
+        let error: DockError;
+        let status: number | undefined;
+        try {
+          const res = await this.#fetch(this.#url(path), { method, headers, body: body ?? null, signal });
+          if (res.ok) return await res.text();
+          error = await this.#apiError(res, signal);
+          status = res.status;
+        } catch (cause) {
+          if (signal.aborted) throw signal.reason;
+          if (cause instanceof DockError) throw cause;
+          error = this.#networkError(cause);
+        }
+        const retryAfterMs = error instanceof DockApiError ? (error.retryAfterMs ?? undefined) : undefined;
+        const remaining = Number.isFinite(timeoutMs) ? Math.max(0, deadline - Date.now()) : undefined;
+        const delay = core.callRetryDelay(tries, status, retryAfterMs, maxRetries, Math.random(), remaining);
+        if (delay === undefined) throw error;
+        await sleep(delay, signal);
+      }
+    } catch (e) {
+      // An abort or the call's timeout wins over whatever failed underneath.
+      if (signal.aborted) throw signal.reason;
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      dispose();
     }
   }
 }
 
+function checkTimeout(ms: number, what: string): number {
+  if (typeof ms !== "number" || !(ms > 0)) throw new TypeError(`${what} must be a number > 0 (Infinity: no limit)`);
+  return ms;
+}
+
+function checkRetries(n: number, what: string): number {
+  if (!Number.isInteger(n) || n < 0 || n > 100) throw new TypeError(`${what} must be a whole number from 0 to 100`);
+  return n;
+}
+
 /** What one watch keeps across attempts. */
 interface WatchState {
-  /** The SSE id of the last state seen, sent as `Last-Event-ID`. */
-  lastEventId: string;
-  /** The last status yielded (each is yielded once). */
-  lastStatus: SessionStatus | undefined;
+  /** What has been yielded (each state once) and the `Last-Event-ID` to resume with. */
+  cursor: core.StateCursor;
   /** The server's last `retry:` (ms), a floor for reconnect delays. */
   serverRetryMs: number | undefined;
 }

@@ -10,6 +10,11 @@ export class DockError extends Error {
   readonly code: string;
   /** The HTTP status involved, if any. */
   readonly status: number | null;
+  /**
+   * The server's `X-Request-Id` for the answer this error comes from (quote it
+   * when reporting a problem: the server logs it), or `null`.
+   */
+  requestId: string | null = null;
 
   constructor(message: string, code: string, status: number | null = null, options?: ErrorOptions) {
     super(message, options);
@@ -86,12 +91,12 @@ export class SessionCancelledError extends DockError {
   }
 }
 
-/** `timeoutMs` passed before the session finished. */
+/** `timeoutMs` passed: before the session finished (a wait), or before a call got its answer. */
 export class DockTimeoutError extends DockError {
   readonly timeoutMs: number;
 
-  constructor(timeoutMs: number) {
-    super(`no final session state within ${timeoutMs} ms`, "timeout");
+  constructor(timeoutMs: number, what = "no final session state") {
+    super(`${what} within ${timeoutMs} ms`, "timeout");
     this.name = "DockTimeoutError";
     this.timeoutMs = timeoutMs;
   }

@@ -1,6 +1,9 @@
-// @dock-verify/client — the public surface. The CommonJS build of this file
-// is the one implementation; the ESM entry (esm/index.mjs) re-exports it, so
-// `import` and `require` share classes and `instanceof` works across both.
+// @dock-verify/client — the public surface. One ES module for every runtime
+// and both `import` and `require` (Node >= 20.19 loads ES modules with
+// `require`), so there is one set of classes however it is loaded.
+
+// First: instantiates the wasm the rest calls into (per runtime: package.json "imports").
+import "#dock-wasm";
 
 export {
   DockClient,
@@ -8,6 +11,7 @@ export {
   type CreateSessionInput,
   type CreatedSessionResult,
   type DockClientOptions,
+  type CallOptions,
   type RequestOptions,
   type WaitOptions,
 } from "./client.js";
@@ -27,7 +31,10 @@ export {
 export {
   Reconnector,
   SseDecoder,
+  StateCursor,
   backoffDelay,
+  callRetryDelay,
+  clientDefaults,
   eventNameOf,
   isRetryableStatus,
   isTerminal,
@@ -47,6 +54,7 @@ export {
 } from "../wasm/dock_bindings.js";
 
 export type {
+  ClientDefaults,
   CompletedSessionView,
   CreateSessionRequest,
   CreatedSession,

@@ -105,6 +105,70 @@ test("an unreachable server rejects plain calls with DockNetworkError", async ()
   server = await new FakeServer().listen(); // for afterEach
 });
 
+// ---- call discipline: retries, budget, request ids -------------------------
+
+test("a plain call is retried after a 503 and resolves with the later answer", async () => {
+  let n = 0;
+  server.handler = (req, res) =>
+    ++n === 1
+      ? json(res, 503, errorEnvelope(503, "store_unavailable"), { "retry-after": "0", "x-request-id": "req-1" })
+      : json(res, 200, envelope(view("pending")));
+  assert.deepEqual(await client.getSession(SID), view("pending"));
+  assert.equal(server.requests.length, 2);
+});
+
+test("createSession is retried too (the server reuses the live session), the same body each time", async () => {
+  const data = { sid: SID, pid: "pid-yourapp", clientId: "u", expiresAt: "2026-02-28T19:40:12.108Z", reusedExisting: true, verifyUrl: "http://x/v" };
+  let n = 0;
+  server.handler = (req, res) => (++n < 3 ? req.socket.destroy() : json(res, 200, envelope(data)));
+  const created = await client.createSession({ pid: "pid-yourapp", clientId: "u" });
+  assert.equal(created.sid, SID);
+  assert.equal(server.requests.length, 3, "two network errors, then the answer");
+  assert.equal(new Set(server.requests.map((r) => r.body)).size, 1);
+});
+
+test("retries stop at maxRetries and the last error carries the server's request id", async () => {
+  server.handler = (req, res) => json(res, 502, errorEnvelope(502, "bad_gateway"), { "x-request-id": `req-${server.requests.length}` });
+  await assert.rejects(client.getSession(SID, { maxRetries: 1 }), (e) => {
+    assert.ok(e instanceof DockApiError);
+    assert.deepEqual([e.status, e.code, e.requestId], [502, "bad_gateway", "req-2"]);
+    return true;
+  });
+  assert.equal(server.requests.length, 2);
+  const none = new DockClient({ apiKey: "dock_test", baseUrl: server.url, maxRetries: 0 });
+  await assert.rejects(none.getSession(SID), DockApiError);
+  assert.equal(server.requests.length, 3, "maxRetries: 0 on the client means one try");
+});
+
+test("a Retry-After longer than the back-off cap ends the call at once", async () => {
+  server.handler = (req, res) => json(res, 429, errorEnvelope(429, "quota_exceeded"), { "retry-after": "3600" });
+  const started = Date.now();
+  await assert.rejects(client.createSession({ pid: "p", clientId: "u" }), (e) => e instanceof DockApiError && e.retryAfter === 3600);
+  assert.equal(server.requests.length, 1);
+  assert.ok(Date.now() - started < 5_000);
+});
+
+test("a Retry-After within the cap is waited out before the retry", async () => {
+  let n = 0;
+  server.handler = (req, res) =>
+    ++n === 1 ? json(res, 503, errorEnvelope(503, "busy"), { "retry-after": "1" }) : json(res, 200, envelope(view("pending")));
+  await client.getSession(SID);
+  const [a, b] = server.requests;
+  assert.ok(b.at - a.at >= 990, `retried after ${b.at - a.at} ms`);
+});
+
+test("timeoutMs bounds a plain call, retries included, with DockTimeoutError", async () => {
+  server.handler = () => {}; // never answers
+  const started = Date.now();
+  await assert.rejects(client.getSession(SID, { timeoutMs: 300 }), (e) => e instanceof DockTimeoutError && e.timeoutMs === 300);
+  assert.ok(Date.now() - started < 5_000);
+  server.handler = (req, res) => json(res, 503, errorEnvelope(503, "busy"), { "retry-after": "2" });
+  await assert.rejects(client.getSession(SID, { timeoutMs: 1_000 }), (e) => e instanceof DockApiError && e.status === 503,
+    "a pause that would outlast the budget is not taken: the server's error comes back");
+  assert.throws(() => new DockClient({ apiKey: "k", baseUrl: "http://x", timeoutMs: 0 }), TypeError);
+  assert.throws(() => new DockClient({ apiKey: "k", baseUrl: "http://x", maxRetries: -1 }), TypeError);
+});
+
 test("waitForCompletion over SSE resolves with the completed view", async () => {
   let finish;
   server.handler = (req, res) => {

@@ -1,5 +1,6 @@
-// The installed package loads through both `exports` conditions and they are
-// one implementation: same classes, so `instanceof` holds across them.
+// The installed package loads through `import` and `require` (Node >= 20.19
+// requires ES modules) and they are one module: same classes, so `instanceof`
+// holds across them.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,8 +13,8 @@ const cjs = require("@dock-verify/client");
 
 const EXPECTED_EXPORTS = [
   "DockApiError", "DockClient", "DockError", "DockNetworkError", "DockProtocolError", "DockTimeoutError",
-  "DockValidationError", "Reconnector", "SessionCancelledError", "SessionExpiredError", "SseDecoder", "VERSION",
-  "backoffDelay", "eventNameOf", "isRetryableStatus", "isTerminal", "longPollWaitSecs", "parseCreatedResponse",
+  "DockValidationError", "Reconnector", "SessionCancelledError", "SessionExpiredError", "SseDecoder", "StateCursor",
+  "VERSION", "backoffDelay", "callRetryDelay", "clientDefaults", "eventNameOf", "isRetryableStatus", "isTerminal", "longPollWaitSecs", "parseCreatedResponse",
   "parseDiscordToRobloxResponse", "parseErrorResponse", "parseRetryAfter", "parseRobloxToDiscordResponse",
   "parseSessionResponse", "parseSessionView", "parseStreamEvent", "statusOfEvent", "validateCreateSession",
   "validatePlatformId", "validateSessionId",
