@@ -51,7 +51,11 @@ impl StateCursor {
         }
         let event = js_sys::Object::new();
         set(&event, "event", &JsValue::from_str(event_name(status)))?;
-        set(&event, "id", &JsValue::from_str(StreamCursor::event_id(status)))?;
+        set(
+            &event,
+            "id",
+            &JsValue::from_str(StreamCursor::event_id(status)),
+        )?;
         set(&event, "session", &session)?;
         Ok(event.into())
     }
@@ -70,9 +74,21 @@ pub fn client_defaults() -> Result<JsValue, JsValue> {
     let p = CallPolicy::default();
     set(&o, "timeoutMs", &js_ms(call::DEFAULT_TIMEOUT_MS).into())?;
     set(&o, "maxRetries", &f64::from(p.max_retries).into())?;
-    set(&o, "maxWaitSecs", &f64::from(call::DEFAULT_LONG_POLL_WAIT_SECS).into())?;
-    set(&o, "streamIdleTimeoutMs", &js_ms(call::DEFAULT_STREAM_IDLE_TIMEOUT_MS).into())?;
-    set(&o, "minLongPollIntervalMs", &js_ms(call::MIN_LONG_POLL_INTERVAL_MS).into())?;
+    set(
+        &o,
+        "maxWaitSecs",
+        &f64::from(call::DEFAULT_LONG_POLL_WAIT_SECS).into(),
+    )?;
+    set(
+        &o,
+        "streamIdleTimeoutMs",
+        &js_ms(call::DEFAULT_STREAM_IDLE_TIMEOUT_MS).into(),
+    )?;
+    set(
+        &o,
+        "minLongPollIntervalMs",
+        &js_ms(call::MIN_LONG_POLL_INTERVAL_MS).into(),
+    )?;
     Ok(o.into())
 }
 
@@ -89,7 +105,13 @@ pub fn call_retry_delay(
     jitter: f64,
     #[wasm_bindgen(js_name = remainingMs)] remaining_ms: Option<f64>,
 ) -> Option<f64> {
-    let ms = |v: f64| if v.is_finite() && v > 0.0 { v as u64 } else { 0 };
+    let ms = |v: f64| {
+        if v.is_finite() && v > 0.0 {
+            v as u64
+        } else {
+            0
+        }
+    };
     let failure = match status {
         None => CallFailure::Network,
         Some(status) => CallFailure::Http {
