@@ -23,6 +23,10 @@ log() { printf '[bindings/build] %s\n' "$*" >&2; }
 # Everything but the tarball's path goes to stderr, so callers can capture stdout.
 exec 3>&1 1>&2
 
+# One build at a time in this tree (suites that pack the tarball may run together).
+exec 9>"$npm_dir/.build.lock"
+flock 9
+
 grep -q "^wasm-bindgen = \"=$wb_version\"" "$root/Cargo.toml" \
   || { log "root Cargo.toml does not pin wasm-bindgen = \"=$wb_version\"; update build.sh with it"; exit 1; }
 

@@ -369,14 +369,20 @@ export class DockClient {
       const reader = res.body.getReader();
       let eventsSeen = false;
       const idleTimeoutMs = this.#idleTimeoutMs;
-      idle = setTimeout(
-        () => controller.abort(new Error(`no data (not even a heartbeat) for ${idleTimeoutMs} ms`)),
-        idleTimeoutMs,
-      );
+      // Re-armed on every chunk. (Not `timer.refresh()`: only Node's timers
+      // have it; browsers and workerd return a number.)
+      const armIdle = () => {
+        clearTimeout(idle);
+        idle = setTimeout(
+          () => controller.abort(new Error(`no data (not even a heartbeat) for ${idleTimeoutMs} ms`)),
+          idleTimeoutMs,
+        );
+      };
+      armIdle();
       try {
         for (;;) {
           const { done, value } = await reader.read();
-          idle.refresh();
+          armIdle();
           const events = done ? decoder.finish() : decoder.feed(value);
           for (const raw of events) {
             // A known event whose data is not a matching view throws DockProtocolError: final.
