@@ -22,7 +22,7 @@
 //! `Serializer::json_compatible()`, so they are exactly the HTTP JSON. Errors
 //! are real JS `Error` subclasses, built by the package's own `errors.js`
 //! (imported with `raw_module`, so `instanceof` works across the package).
-//! The TypeScript shapes live in `ts.rs` next to the code that produces them.
+//! TypeScript shapes are generated from the Rust types by tsify; `ts.rs` holds the rest.
 
 mod client;
 mod error;

@@ -240,23 +240,26 @@ pub fn error_response_spec(
 
 // ---- SSE events ----------------------------------------------------------
 
-/// One decoded SSE event, as `SseDecoder` hands it out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One event from `SseDecoder`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, tsify::Tsify)]
+#[tsify(missing_as_null)]
 pub struct SseEvent {
     /// The event type (`message` when the stream gave none).
     pub event: String,
     /// The data, lines joined with LF.
     pub data: String,
-    /// The last event id at dispatch.
+    /// The last event id at dispatch (carries over; `""` before any).
     pub id: String,
 }
 
-/// A session state announced on the stream (or observed by long-poll).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StateEvent {
+/// A session state from the stream (or from long-poll, with the same ids).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, tsify::Tsify)]
+#[tsify(missing_as_null)]
+pub struct SessionStateEvent {
     /// `pending`, `complete`, `expired` or `cancelled`.
+    #[tsify(type = "StreamEventName")]
     pub event: String,
-    /// The SSE id (`1` or `2`).
+    /// `"1"` for pending, `"2"` for the terminal state.
     pub id: String,
     /// The session's view.
     pub session: SessionView,
@@ -264,7 +267,7 @@ pub struct StateEvent {
 
 /// The pure part of [`parse_stream_event`]: `None` for event types that are
 /// not ours (ignored, as EventSource ignores unknown types).
-pub fn state_event(ev: SseEvent) -> Result<Option<StateEvent>, JsErrorSpec> {
+pub fn state_event(ev: SseEvent) -> Result<Option<SessionStateEvent>, JsErrorSpec> {
     let Some(status) = status_of_event(&ev.event) else {
         return Ok(None);
     };
@@ -279,7 +282,7 @@ pub fn state_event(ev: SseEvent) -> Result<Option<StateEvent>, JsErrorSpec> {
             ),
         ));
     }
-    Ok(Some(StateEvent {
+    Ok(Some(SessionStateEvent {
         event: ev.event,
         id: ev.id,
         session,

@@ -8,13 +8,22 @@ use wasm_bindgen::prelude::*;
 use crate::error::MAX_SAFE_INTEGER;
 use crate::parse::to_js;
 
-/// `RetryOptions` as JS passes it; absent fields take core's defaults.
-#[derive(Debug, Default, Deserialize)]
+/// Tunables of the reconnect policy; absent fields take the defaults.
+#[derive(Debug, Default, Deserialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
+#[tsify(missing_as_null)]
 struct RetryOptions {
+    /// First back-off step, ms (default 500).
+    #[tsify(optional)]
     initial_delay_ms: Option<u64>,
+    /// Back-off cap, ms (default 30000); `Retry-After` may ask for more and is honoured.
+    #[tsify(optional)]
     max_delay_ms: Option<u64>,
+    /// Consecutive failures before giving up; 0 = never (default 10).
+    #[tsify(optional)]
     max_attempts: Option<u32>,
+    /// Event-less broken streams in a row before `auto` switches to long-poll (default 2).
+    #[tsify(optional)]
     stream_failures_before_fallback: Option<u32>,
 }
 
@@ -38,15 +47,19 @@ fn policy_from_js(options: Option<js_sys::Object>) -> Result<RetryPolicy, JsValu
     })
 }
 
-/// `FailureReport` as JS passes it.
-#[derive(Debug, Deserialize)]
+/// What happened to one request, for `Reconnector.onFailure`.
+// `code` and `retryAfterMs` may be absent or `null` (both are `None`).
+#[derive(Debug, Deserialize, tsify::Tsify)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
+#[tsify(missing_as_null)]
 enum FailureReport {
     Unreachable,
     #[serde(rename_all = "camelCase")]
     Http {
         status: u16,
+        #[tsify(optional, type = "string | null")]
         code: Option<String>,
+        #[tsify(optional, type = "number | null")]
         retry_after_ms: Option<u64>,
     },
     NotAStream,
@@ -75,13 +88,15 @@ impl From<FailureReport> for Failure {
     }
 }
 
-/// `RetryDecision` as JS receives it.
-#[derive(Debug, Serialize)]
+/// What `Reconnector.onFailure` decided.
+#[derive(Debug, Serialize, tsify::Tsify)]
 #[serde(tag = "action", rename_all = "kebab-case")]
-enum Decision {
+#[tsify(missing_as_null)]
+enum RetryDecision {
     #[serde(rename_all = "camelCase")]
     Retry {
         delay_ms: u64,
+        #[tsify(type = "\"sse\" | \"long-poll\"")]
         transport: &'static str,
     },
     GiveUp,
@@ -166,11 +181,11 @@ impl Reconnector {
             Next::Retry {
                 delay_ms,
                 transport,
-            } => Decision::Retry {
+            } => RetryDecision::Retry {
                 delay_ms: delay_ms.min(MAX_SAFE_INTEGER),
                 transport: transport.as_str(),
             },
-            Next::GiveUp => Decision::GiveUp,
+            Next::GiveUp => RetryDecision::GiveUp,
         };
         to_js(&decision)
     }

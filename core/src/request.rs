@@ -268,25 +268,35 @@ fn truncate(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
-/// `POST /api/v1/verify/session` body.
+/// The body of `POST /api/v1/verify/session`.
+// `string | null` below: the body may give `null` for an optional field (the
+// parser takes it as absent), which `skip_serializing_if` alone would
+// declare as `string`.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateSessionRequest {
     /// The PID the session belongs to.
+    #[cfg_attr(feature = "ts", tsify(type = "string"))]
     pub pid: Pid,
     /// The integrator's user id.
     pub client_id: String,
     /// Optional guild context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", tsify(type = "string | null"))]
     pub guild_id: Option<String>,
-    /// Optional: the only Discord account that may complete the session (the
-    /// Discord callback refuses any other; the session stays pending). Part
-    /// of the reuse identity: a create with another value gets its own session.
+    /// Optional: the only Discord account (decimal id) that may complete the
+    /// session (the Discord callback refuses any other; the session stays
+    /// pending). Part of the reuse identity: a create with another value gets
+    /// its own session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", tsify(type = "string | null"))]
     pub expected_discord_id: Option<String>,
-    /// Optional: how the integrator names the user, shown on the verify page
-    /// so that someone sent another person's link can tell.
+    /// Optional: how the integrator names the user (at most 100 characters),
+    /// shown on the verify page so that someone sent another person's link
+    /// can tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", tsify(type = "string | null"))]
     pub display_label: Option<String>,
 }
 

@@ -180,7 +180,17 @@ fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
     before_year + before_month + d - 1
 }
 
-/// Which transports the caller allows.
+/// Which transports the caller allows: how the npm package's
+/// `waitForCompletion`/`watch` wait.
+// No serde here: `TransportChoice::parse` reads the names. The `serde`
+// attribute only tells tsify the names of the generated TypeScript union;
+// a test below checks that `parse` takes exactly those.
+#[cfg_attr(
+    feature = "ts",
+    derive(tsify::Tsify),
+    tsify(rename = "Transport"),
+    serde(rename_all = "kebab-case")
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportChoice {
     /// SSE, falling back to long-poll when streaming does not work.
@@ -714,6 +724,23 @@ mod tests {
         );
         assert_eq!(TransportChoice::parse("longpoll"), None);
         assert_eq!(Transport::LongPoll.as_str(), "long-poll");
+    }
+
+    /// The TypeScript `Transport` union (generated from the `serde` attribute)
+    /// names exactly what `parse` takes.
+    #[cfg(feature = "ts")]
+    #[test]
+    fn transport_ts_union_is_what_parse_takes() {
+        use tsify::Tsify;
+        let decl = TransportChoice::DECL;
+        let (_, union) = decl
+            .split_once("export type Transport =")
+            .expect("a `Transport` union");
+        let names: Vec<&str> = union.split('"').skip(1).step_by(2).collect();
+        assert_eq!(names, ["auto", "sse", "long-poll"], "{decl}");
+        for name in names {
+            assert!(TransportChoice::parse(name).is_some(), "{name}");
+        }
     }
 
     proptest! {

@@ -6,6 +6,11 @@
 //! `{status, error: {code, message, field?}, timestamp, version}`.
 //! Serialization is the only way JSON leaves a host: handlers call
 //! [`envelope_json`] / [`error_json`], never `format!`.
+//!
+//! With feature `ts` (the npm bindings only), the types that cross to
+//! JavaScript also derive their TypeScript declarations (tsify), from these
+//! very serde attributes and doc comments. `tsify(missing_as_null)`: the
+//! bindings hand objects to JavaScript as JSON has them (`None` is `null`).
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +21,12 @@ use crate::time::Timestamp;
 /// The service's own version string, sent as `version` in every envelope.
 pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// A session's state as the API names it.
+/// A session's state as the API names it: `pending` until the user verifies;
+/// then exactly one of the others, forever.
+// In TypeScript it keeps the name integrators know it by (each field of this
+// type says `tsify(type = "SessionStatus")`: tsify names references by the
+// Rust ident).
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(rename = "SessionStatus"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -48,41 +58,47 @@ impl Status {
 }
 
 /// `result` of a completed session.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerificationResult {
-    /// Verified Discord user id.
+    /// Verified Discord user id (decimal digits).
     pub discord_id: String,
-    /// Verified Roblox user id.
+    /// Verified Roblox user id (decimal digits).
     pub roblox_id: String,
     /// Whether this Discord user was linked to a different Roblox account in the PID dataset.
     pub link_changed: bool,
-    /// That previous Roblox id when `link_changed`, else `null`.
+    /// That previous Roblox id when `linkChanged`, else `null`.
     pub previous_roblox_id: Option<String>,
 }
 
-/// A session as integrators see it: GET `data`, and the SSE event payload.
+/// A session as integrators see it: `data` of GET/DELETE, and each SSE event's data.
 ///
 /// The spec requires `sid`, `pid`, `status` and `result` (null until
 /// completion). We also return `clientId`, `guildId` and `expiresAt`, which the
 /// session stores, so an integrator can map a result back to its user without
 /// keeping its own table.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
     /// Session id.
+    #[cfg_attr(feature = "ts", tsify(type = "string"))]
     pub sid: SessionId,
     /// The PID it belongs to.
+    #[cfg_attr(feature = "ts", tsify(type = "string"))]
     pub pid: Pid,
     /// The integrator's user id.
     pub client_id: String,
     /// Optional guild context (`null` when not given).
     pub guild_id: Option<String>,
     /// Current state.
+    #[cfg_attr(feature = "ts", tsify(type = "SessionStatus"))]
     pub status: Status,
-    /// When it expires (or expired).
+    /// When it expires (or expired): ISO 8601 UTC with milliseconds.
+    #[cfg_attr(feature = "ts", tsify(type = "string"))]
     pub expires_at: Timestamp,
-    /// The result, `null` unless completed.
+    /// The result: an object exactly when `status` is `completed`, else `null`.
     pub result: Option<VerificationResult>,
     /// The create's `expectedDiscordId`; absent when it gave none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,16 +109,20 @@ pub struct SessionView {
 }
 
 /// `data` of `POST /api/v1/verify/session`, in the spec's field order.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedSession {
     /// Session id.
+    #[cfg_attr(feature = "ts", tsify(type = "string"))]
     pub sid: SessionId,
     /// The PID it belongs to.
+    #[cfg_attr(feature = "ts", tsify(type = "string"))]
     pub pid: Pid,
     /// The integrator's user id.
     pub client_id: String,
-    /// When it expires.
+    /// When it expires: ISO 8601 UTC with milliseconds.
+    #[cfg_attr(feature = "ts", tsify(type = "string"))]
     pub expires_at: Timestamp,
     /// Whether an active session for the same (pid, clientId, guildId) was returned.
     pub reused_existing: bool,
@@ -111,6 +131,7 @@ pub struct CreatedSession {
 }
 
 /// The success envelope every endpoint answers with.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope<T> {
@@ -118,7 +139,8 @@ pub struct Envelope<T> {
     pub status: u16,
     /// The payload.
     pub data: T,
-    /// When the response was produced.
+    /// When the response was produced: ISO 8601 UTC with milliseconds.
+    #[cfg_attr(feature = "ts", tsify(type = "string"))]
     pub timestamp: Timestamp,
     /// The service's version string.
     pub version: String,
@@ -128,9 +150,10 @@ pub struct Envelope<T> {
 }
 
 /// The `error` object of the error envelope.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// Stable machine-readable code (see [`crate::error::ErrorCode`]).
+    /// Stable machine-readable code, such as `invalid_field` (core's `ErrorCode`).
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
@@ -140,13 +163,15 @@ pub struct ErrorBody {
 }
 
 /// The error envelope every failure answers with.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorEnvelope {
     /// The HTTP status code of the response.
     pub status: u16,
     /// What went wrong.
     pub error: ErrorBody,
-    /// When the response was produced.
+    /// When the response was produced: ISO 8601 UTC with milliseconds.
+    #[cfg_attr(feature = "ts", tsify(type = "string"))]
     pub timestamp: Timestamp,
     /// The service's version string.
     pub version: String,
@@ -196,6 +221,7 @@ pub struct KeyRecord {
 }
 
 /// `data` of `GET /api/v1/public/discord-to-roblox`.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DiscordLink {
@@ -206,6 +232,7 @@ pub struct DiscordLink {
 }
 
 /// `data` of `GET /api/v1/public/roblox-to-discord`.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RobloxLinks {
