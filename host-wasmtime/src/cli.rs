@@ -23,7 +23,85 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the application described by a spin.toml.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
+    /// Manage tenants and keys of a running service through its admin API
+    /// (here or deployed anywhere: it is an HTTP client).
+    Admin(AdminArgs),
+}
+
+/// `dock-host admin`: the admin API for operators without curl habits. Each
+/// command prints the answer's `data` as JSON on stdout; an error answer
+/// prints its code and message on stderr and exits 1.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The service's base URL.
+    #[arg(long, env = "DOCK_URL", default_value = "http://127.0.0.1:3000")]
+    pub url: String,
+    /// The admin token (the `admin_token` variable). Prefer the environment
+    /// variable: a flag is visible to other users in the process list.
+    #[arg(long, env = "DOCK_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// `dock-host admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Tenants (PIDs).
+    #[command(subcommand)]
+    Pid(PidCommand),
+    /// API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `dock-host admin pid …`.
+#[derive(Debug, Subcommand)]
+pub enum PidCommand {
+    /// Create a PID (`POST /api/v1/admin/pids`).
+    Create {
+        /// The PID (letters, digits, `-`, `_`).
+        pid: String,
+        /// Its display name [default: the PID].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Every PID, all pages (`GET /api/v1/admin/pids`), as one JSON array.
+    List,
+    /// One PID with its counters (`GET /api/v1/admin/pids/:pid`).
+    Show {
+        /// The PID.
+        pid: String,
+    },
+}
+
+/// `dock-host admin key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Issue a key for a PID (`POST /api/v1/admin/pids/:pid/keys`); the key
+    /// itself is shown this once.
+    Create {
+        /// The PID.
+        pid: String,
+        /// Creates allowed per quota window [default: the server's].
+        #[arg(long)]
+        limit: Option<u64>,
+        /// The quota window in seconds [default: the server's].
+        #[arg(long)]
+        window_seconds: Option<u64>,
+    },
+    /// A PID's keys, never the keys themselves (`GET /api/v1/admin/pids/:pid/keys`).
+    List {
+        /// The PID.
+        pid: String,
+    },
+    /// Revoke a key at once (`DELETE /api/v1/admin/keys/:keyId`).
+    Revoke {
+        /// The key's id (`key_…`).
+        key_id: String,
+    },
 }
 
 /// `dock-host up`.
@@ -234,7 +312,9 @@ mod tests {
     #[test]
     fn defaults_and_aliases() {
         let cli = Cli::try_parse_from(["dock-host", "up"]).unwrap();
-        let Command::Up(up) = cli.command;
+        let Command::Up(up) = cli.command else {
+            panic!("not `up`")
+        };
         assert_eq!(up.listen.to_string(), "127.0.0.1:3000");
         assert_eq!(up.from, PathBuf::from("spin.toml"));
         assert!(!up.json_logs);
@@ -269,7 +349,9 @@ mod tests {
             "--json-logs",
         ])
         .unwrap();
-        let Command::Up(up) = cli.command;
+        let Command::Up(up) = cli.command else {
+            panic!("not `up`")
+        };
         assert_eq!(
             up.variables,
             vec![("a".into(), "1".into()), ("b".into(), "2".into())]
@@ -279,5 +361,39 @@ mod tests {
         assert_eq!(up.limits.max_guest_slice, Duration::from_millis(500));
         assert!(up.json_logs);
         assert!(Cli::try_parse_from(["dock-host", "up", "--variable", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn admin_takes_url_and_token_from_the_environment_or_flags() {
+        let cli = Cli::try_parse_from([
+            "dock-host",
+            "admin",
+            "--url",
+            "https://dock.example",
+            "--token",
+            "t",
+            "key",
+            "create",
+            "pid-a",
+            "--limit",
+            "5",
+        ])
+        .unwrap();
+        let Command::Admin(admin) = cli.command else {
+            panic!("not `admin`")
+        };
+        assert_eq!(admin.url, "https://dock.example");
+        assert!(matches!(
+            admin.command,
+            AdminCommand::Key(KeyCommand::Create {
+                limit: Some(5),
+                window_seconds: None,
+                ..
+            })
+        ));
+        assert!(
+            Cli::try_parse_from(["dock-host", "admin", "--token", "t", "pid", "frobnicate"])
+                .is_err()
+        );
     }
 }

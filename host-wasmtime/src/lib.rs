@@ -20,6 +20,7 @@
 //! limit and the engine; [`server`] is the hyper front end; [`app`] ties the
 //! manifest to compiled components.
 
+pub mod admin;
 pub mod allowed_hosts;
 pub mod app;
 pub mod bindings;

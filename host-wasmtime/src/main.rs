@@ -1,4 +1,7 @@
-//! `dock-host up`: serve a Spin application with wasmtime.
+//! `dock-host up`: serve a Spin application with wasmtime; `dock-host admin`:
+//! manage a running service's tenants and keys.
+
+use std::io::Write as _;
 
 use clap::Parser as _;
 use dock_host::cli::{Cli, Command};
@@ -11,7 +14,10 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let Command::Up(args) = cli.command;
+    let args = match cli.command {
+        Command::Up(args) => *args,
+        Command::Admin(args) => return admin(args),
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -38,6 +44,27 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `dock-host admin …`: prints the answer's JSON, or the error and fails.
+fn admin(args: dock_host::cli::AdminArgs) -> std::process::ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let outcome = runtime
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(dock_host::admin::run(args)));
+    match outcome {
+        Ok(json) => {
+            println!("{json}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // The command's own failure is its output, not a log record.
+            let _ = writeln!(std::io::stderr(), "dock-host admin: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -178,3 +178,104 @@ async fn tenants_and_links_are_managed_on_sqlite() -> Result<()> {
     let svc = Service::start(StoreKind::Sqlite, &[]).await?;
     scenario(&svc).await
 }
+
+/// `dock-host admin …` with the token in its environment, against `svc`:
+/// (exit success, stdout as JSON or `null`, stderr).
+async fn cli(svc: &Service, args: &[&str]) -> Result<(bool, Value, String)> {
+    let out = tokio::process::Command::new(dock_tests::dock_host_bin()?)
+        .arg("admin")
+        .args(args)
+        .env("DOCK_URL", svc.url(""))
+        .env("DOCK_ADMIN_TOKEN", ADMIN_TOKEN)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("run dock-host admin")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok((
+        out.status.success(),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// The operator's command line does what the admin API does: a PID and a key
+/// made with it work for a create, listings span pages and hide secrets, a
+/// revoked key stops working, and errors name the API's code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dock_host_admin_manages_pids_and_keys() -> Result<()> {
+    let svc = Service::start(StoreKind::Sqlite, &[]).await?;
+    let (ok, pid, err) = cli(&svc, &["pid", "create", "cli-app", "--name", "CLI App"]).await?;
+    ensure!(
+        ok && pid["pid"] == "cli-app" && pid["name"] == "CLI App",
+        "{pid} {err}"
+    );
+    // More PIDs than one page of the listing (the command asks 100 a page).
+    for i in 0..105 {
+        svc.tenant(&format!("cli-extra-{i:03}")).await?;
+    }
+    let (ok, all, err) = cli(&svc, &["pid", "list"]).await?;
+    let names: Vec<&str> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["pid"].as_str())
+        .collect();
+    ensure!(
+        ok && names.len() == 106 && names.contains(&"cli-app"),
+        "{} PIDs listed: {err}",
+        names.len()
+    );
+
+    let (ok, issued, err) = cli(
+        &svc,
+        &[
+            "key",
+            "create",
+            "cli-app",
+            "--limit",
+            "7",
+            "--window-seconds",
+            "60",
+        ],
+    )
+    .await?;
+    ensure!(
+        ok && issued["quota"] == json!({"limit": 7, "windowSeconds": 60}),
+        "{issued} {err}"
+    );
+    let (key, key_id) = (
+        issued["key"].as_str().context("the key, shown once")?,
+        issued["keyId"].as_str().context("keyId")?,
+    );
+    let (s, created) = svc
+        .create(key, json!({"pid": "cli-app", "clientId": "u1"}))
+        .await?;
+    ensure!(s == 200, "a create with the CLI's key: {s} {created}");
+
+    let (ok, keys, err) = cli(&svc, &["key", "list", "cli-app"]).await?;
+    ensure!(ok && keys.to_string().contains(key_id), "{keys} {err}");
+    ensure!(
+        !keys.to_string().contains(key),
+        "a listing never shows the key"
+    );
+    let (ok, shown, err) = cli(&svc, &["pid", "show", "cli-app"]).await?;
+    ensure!(ok && shown["pid"] == "cli-app", "{shown} {err}");
+
+    let (ok, _, err) = cli(&svc, &["key", "revoke", key_id]).await?;
+    ensure!(ok, "revoke: {err}");
+    let (s, body) = svc
+        .create(key, json!({"pid": "cli-app", "clientId": "u2"}))
+        .await?;
+    ensure!(s == 401, "a revoked key: {s} {body}");
+
+    // Errors: the API's status and code on stderr, a failing exit.
+    let (ok, _, err) = cli(&svc, &["pid", "create", "cli-app"]).await?;
+    ensure!(
+        !ok && err.contains("409") && err.contains("pid_exists"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&svc, &["pid", "show", "no-such-pid"]).await?;
+    ensure!(!ok && err.contains("404"), "{err}");
+    Ok(())
+}
