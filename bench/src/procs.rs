@@ -307,7 +307,10 @@ impl Launcher {
                     .args(["--max-connections", "50000"])
                     // Every bench client comes from 127.0.0.1.
                     .args(["--max-connections-per-ip", "0"])
-                    .args(["--max-concurrent-requests", "50000"]);
+                    .args(["--max-concurrent-requests", "50000"])
+                    // No webhooks in the bench: the dispatch timer's calls
+                    // would add requests and Redis commands to every figure.
+                    .args(["--webhook-dispatch-interval", "0"]);
                 for v in self.variables(redis, &base) {
                     cmd.args(["--var", &v]);
                 }

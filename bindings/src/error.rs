@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Protocol,
     /// `DockApiError`: the server answered with an error.
     Api,
+    /// `DockSignatureError`: a webhook delivery whose signature does not verify.
+    Signature,
 }
 
 impl ErrorKind {
@@ -34,6 +36,7 @@ impl ErrorKind {
             ErrorKind::Validation => "validation",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Api => "api",
+            ErrorKind::Signature => "signature",
         }
     }
 }
@@ -83,6 +86,20 @@ impl JsErrorSpec {
             kind: ErrorKind::Protocol,
             message: format!("unexpected {what}: {detail}"),
             code: UNEXPECTED_RESPONSE.to_owned(),
+            status: None,
+            field: None,
+            retry_after_ms: None,
+        }
+    }
+
+    /// A webhook delivery refused: `code` is the reason
+    /// (`malformed_signature`, `no_signature`, `timestamp_out_of_tolerance`,
+    /// `signature_mismatch`, `invalid_event`).
+    pub fn signature(code: &str, message: impl std::fmt::Display) -> Self {
+        JsErrorSpec {
+            kind: ErrorKind::Signature,
+            message: message.to_string(),
+            code: code.to_owned(),
             status: None,
             field: None,
             retry_after_ms: None,

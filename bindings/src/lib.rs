@@ -16,7 +16,8 @@
 //! - **waiting**: `Reconnector` (core's [`dock_core::retry::Reconnect`]),
 //!   `backoffDelay`, `parseRetryAfter`, `isRetryableStatus`, `longPollWaitSecs`,
 //!   `StateCursor` (each state once, its event id);
-//! - **calls**: `clientDefaults`, `callRetryDelay` (core's [`dock_core::call`]).
+//! - **calls**: `clientDefaults`, `callRetryDelay` (core's [`dock_core::call`]);
+//! - **webhooks**: `verifyWebhookAt` (core's [`dock_core::webhook::verify`], then the event's parsing).
 //!
 //! Objects cross the boundary through serde-wasm-bindgen's
 //! `Serializer::json_compatible()`, so they are exactly the HTTP JSON. Errors
@@ -30,5 +31,6 @@ mod parse;
 mod retry;
 mod sse;
 mod ts;
+mod webhook;
 
 pub use error::{ErrorKind, JsErrorSpec};

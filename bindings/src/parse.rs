@@ -150,6 +150,14 @@ pub fn parse_session_response(body: &str) -> Result<JsValue, JsValue> {
     envelope_to_js::<SessionView>("session response", body, check_view)
 }
 
+/// Parses the body of a 2xx `GET /api/v1/verify/sessions`.
+#[wasm_bindgen(js_name = parseSessionPageResponse, unchecked_return_type = "Envelope<SessionPage>")]
+pub fn parse_session_page_response(body: &str) -> Result<JsValue, JsValue> {
+    envelope_to_js::<dock_core::listing::SessionPage>("session listing response", body, |p| {
+        p.sessions.iter().try_for_each(check_view)
+    })
+}
+
 /// Parses the body of a 2xx `GET /api/v1/public/discord-to-roblox`.
 #[wasm_bindgen(js_name = parseDiscordToRobloxResponse, unchecked_return_type = "Envelope<DiscordLink>")]
 pub fn parse_discord_to_roblox_response(body: &str) -> Result<JsValue, JsValue> {

@@ -72,6 +72,16 @@ pub struct Settings {
     /// the last entry counts); empty = the connection's address as Spin
     /// reports it (`spin-client-addr`).
     pub client_address_header: Option<String>,
+    /// `webhook_origin_1` … `webhook_origin_4`: the origins webhooks may be
+    /// sent to (`scheme://host[:port]`, a host may start with `*.`); the same
+    /// values feed `allowed_outbound_hosts`, one origin per variable because
+    /// Spin reads one origin per entry. Empty ones are skipped; none = no webhooks.
+    pub webhook_origins: Vec<String>,
+    /// `webhook_retry_base_seconds`: the pause after a failed first attempt
+    /// (1–3600, default 10); each later one is three times longer.
+    pub webhook_retry_base_secs: u64,
+    /// `webhook_timeout_seconds`: the limit of one delivery attempt (1–60, default 10).
+    pub webhook_timeout_secs: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -101,6 +111,9 @@ impl std::fmt::Debug for Settings {
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
             .field("metrics_flush_secs", &self.metrics_flush_secs)
+            .field("webhook_origins", &self.webhook_origins)
+            .field("webhook_retry_base_secs", &self.webhook_retry_base_secs)
+            .field("webhook_timeout_secs", &self.webhook_timeout_secs)
             .finish()
     }
 }
@@ -130,8 +143,16 @@ pub mod names {
     pub const CLIENT_ADDRESS_HEADER: &str = "client_address_header";
     pub const METRICS_TOKEN: &str = "metrics_token";
     pub const METRICS_FLUSH_SECONDS: &str = "metrics_flush_seconds";
+    pub const WEBHOOK_ORIGINS: [&str; 4] = [
+        "webhook_origin_1",
+        "webhook_origin_2",
+        "webhook_origin_3",
+        "webhook_origin_4",
+    ];
+    pub const WEBHOOK_RETRY_BASE_SECONDS: &str = "webhook_retry_base_seconds";
+    pub const WEBHOOK_TIMEOUT_SECONDS: &str = "webhook_timeout_seconds";
     /// Every variable `Settings` reads.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 28] = [
         PUBLIC_BASE_URL,
         REDIS_URL,
         SESSION_TTL_SECONDS,
@@ -154,6 +175,12 @@ pub mod names {
         CLIENT_ADDRESS_HEADER,
         METRICS_TOKEN,
         METRICS_FLUSH_SECONDS,
+        WEBHOOK_ORIGINS[0],
+        WEBHOOK_ORIGINS[1],
+        WEBHOOK_ORIGINS[2],
+        WEBHOOK_ORIGINS[3],
+        WEBHOOK_RETRY_BASE_SECONDS,
+        WEBHOOK_TIMEOUT_SECONDS,
     ];
 }
 
@@ -324,7 +351,36 @@ impl Settings {
             ROBLOX_OAUTH_BASE,
             &text(&lookup, ROBLOX_OAUTH_BASE).unwrap_or_else(|| "https://apis.roblox.com".into()),
         )?;
+        let mut webhook_origins = Vec::new();
+        for variable in WEBHOOK_ORIGINS {
+            if let Some(o) = text(&lookup, variable) {
+                // An origin pattern: what a URL on it would need to pass.
+                let probe = format!("{}/", o.replace("://*.", "://x."));
+                if o.contains('/') && o.split_once("://").is_some_and(|(_, r)| r.contains('/'))
+                    || crate::webhook::check_url(&probe, std::slice::from_ref(&o)).is_err()
+                {
+                    return Err(ConfigError {
+                        variable,
+                        reason: "must be an origin, https://host[:port] (a host may start with `*.`; http only for a loopback address)".into(),
+                    });
+                }
+                webhook_origins.push(o);
+            }
+        }
         Ok(Settings {
+            webhook_origins,
+            webhook_retry_base_secs: number(
+                &lookup,
+                WEBHOOK_RETRY_BASE_SECONDS,
+                crate::webhook::DEFAULT_RETRY_BASE_SECS,
+                1..=3_600,
+            )?,
+            webhook_timeout_secs: number(
+                &lookup,
+                WEBHOOK_TIMEOUT_SECONDS,
+                crate::webhook::DEFAULT_TIMEOUT_SECS,
+                1..=60,
+            )?,
             discord: provider(
                 &lookup,
                 &discord_oauth_base,

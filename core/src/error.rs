@@ -49,6 +49,12 @@ pub enum ErrorCode {
     KeyNotFound,
     /// 404: no link for that id in this PID.
     LinkNotFound,
+    /// 404: the PID has no webhook.
+    WebhookNotFound,
+    /// 400: a `returnUrl` whose origin the PID did not register.
+    ReturnUrlNotAllowed,
+    /// 400: a webhook URL the operator's allowed origins do not cover (or not https).
+    WebhookUrlNotAllowed,
     /// 404: no such route (also: the admin API when it is disabled).
     NotFound,
     /// 405: the route exists, the method does not.
@@ -97,6 +103,9 @@ impl ErrorCode {
             PidNotFound => "pid_not_found",
             KeyNotFound => "key_not_found",
             LinkNotFound => "link_not_found",
+            WebhookNotFound => "webhook_not_found",
+            ReturnUrlNotAllowed => "return_url_not_allowed",
+            WebhookUrlNotAllowed => "webhook_url_not_allowed",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             PidExists => "pid_exists",
@@ -117,9 +126,11 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             InvalidJson | MissingField | EmptyField | InvalidType | FieldTooLong | UnknownField
-            | InvalidField | InvalidWait | InvalidQuery | InvalidId => 400,
+            | InvalidField | InvalidWait | InvalidQuery | InvalidId | WebhookUrlNotAllowed
+            | ReturnUrlNotAllowed => 400,
             Unauthorized => 401,
-            SessionNotFound | PidNotFound | KeyNotFound | LinkNotFound | NotFound => 404,
+            SessionNotFound | PidNotFound | KeyNotFound | LinkNotFound | WebhookNotFound
+            | NotFound => 404,
             MethodNotAllowed => 405,
             PidExists | SessionExpired | SessionCancelled | SessionCompleted
             | CompletionConflict => 409,
@@ -132,7 +143,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 29] = {
+    pub const ALL: [ErrorCode; 32] = {
         use ErrorCode::*;
         [
             InvalidJson,
@@ -152,6 +163,9 @@ impl ErrorCode {
             PidNotFound,
             KeyNotFound,
             LinkNotFound,
+            WebhookNotFound,
+            WebhookUrlNotAllowed,
+            ReturnUrlNotAllowed,
             NotFound,
             MethodNotAllowed,
             PidExists,

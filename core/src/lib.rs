@@ -13,7 +13,8 @@
 //! - **state**: [`session`] (pending → completed | expired | cancelled, reuse),
 //!   [`link`] (linkChanged / previousRobloxId), [`quota`] (fixed windows),
 //!   [`ratelimit`] (the public flow endpoints' windows and client buckets);
-//! - **input**: [`request`] (body validation), [`id`] (ids, keys, hashing),
+//! - **input**: [`request`] (body validation), [`listing`] (session listing
+//!   queries, cursors and pages), [`id`] (ids, keys, hashing),
 //!   [`longpoll`] (`wait`, query), [`config`] (typed settings), [`time`]
 //!   ([`Timestamp`]: milliseconds, ISO 8601);
 //! - **the verification flow**: [`oauth`] (Discord and Roblox OAuth2/OpenID:
@@ -21,6 +22,9 @@
 //!   pages users see);
 //! - **operators**: [`metrics`] (request histograms as instances record them
 //!   and stores sum them, and the Prometheus text of `GET /metrics`);
+//! - **webhooks**: [`webhook`] (event ids and bodies, HMAC-SHA256 signing and
+//!   verification shared with the npm client, retry back-off, allowed
+//!   destinations, secret rotation);
 //! - **clients**: [`retry`] (back-off and `Retry-After`, shared with the npm
 //!   client), [`call`] (the npm client's defaults and which failed calls it
 //!   retries, when);
@@ -35,9 +39,11 @@ pub mod config;
 pub mod error;
 pub mod id;
 pub mod link;
+pub mod listing;
 pub mod longpoll;
 pub mod metrics;
 pub mod oauth;
+pub mod origin;
 pub mod pages;
 pub mod quota;
 pub mod ratelimit;
@@ -49,6 +55,7 @@ pub mod stream;
 pub mod time;
 pub mod verify_url;
 pub mod waiter;
+pub mod webhook;
 pub mod wire;
 
 pub use config::Settings;

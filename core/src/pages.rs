@@ -242,6 +242,56 @@ pub fn message_page(status: u16, title: &str, message: &str) -> Page {
     )
 }
 
+/// `url` with `sid` and `status` added to its query (before any fragment):
+/// where a page's "Return to …" link goes.
+pub fn return_url(url: &str, sid: &SessionId, status: crate::wire::Status) -> String {
+    let (head, fragment) = match url.split_once('#') {
+        Some((h, f)) => (h, Some(f)),
+        None => (url, None),
+    };
+    let sep = if !head.contains('?') {
+        "?"
+    } else if head.ends_with('?') || head.ends_with('&') {
+        ""
+    } else {
+        "&"
+    };
+    let params = form_urlencoded::Serializer::new(String::new())
+        .append_pair("sid", sid.as_str())
+        .append_pair("status", status.as_str())
+        .finish();
+    let mut out = format!("{head}{sep}{params}");
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+impl Page {
+    /// The page with a "Return to <app>" link to `url` (the integrator's
+    /// `returnUrl`, with `sid` and `status` added by [`return_url`]) in
+    /// place of "You can close this tab".
+    pub fn with_return_link(mut self, app_name: &str, url: &str) -> Page {
+        let link = format!(
+            "<p><a class=\"return\" href=\"{}\">Return to {}</a></p>",
+            escape(url),
+            escape(app_name)
+        );
+        let closing = " You can close this tab.";
+        let muted = "<p class=\"muted\">You can close this tab.</p>";
+        if self.html.contains(muted) {
+            self.html = self.html.replacen(muted, &link, 1);
+        } else {
+            self.html = self.html.replacen(closing, "", 1);
+            self.html = self
+                .html
+                .replacen("\n</main>", &format!("\n{link}\n</main>"), 1);
+        }
+        self
+    }
+}
+
 /// The success page after completion.
 pub fn success_page(app_name: &str, result: &VerificationResult) -> Page {
     let body = format!(
@@ -257,6 +307,39 @@ pub fn success_page(app_name: &str, result: &VerificationResult) -> Page {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn return_links_carry_the_session_and_are_escaped() {
+        let sid = SessionId::from_entropy([1; 16]);
+        let st = crate::wire::Status::Completed;
+        assert_eq!(
+            return_url("https://app.example/done", &sid, st),
+            format!("https://app.example/done?sid={sid}&status=completed")
+        );
+        assert_eq!(
+            return_url("https://app.example/done?x=1#top", &sid, st),
+            format!("https://app.example/done?x=1&sid={sid}&status=completed#top")
+        );
+        let page = success_page(
+            "<App>",
+            &VerificationResult {
+                discord_id: "1".into(),
+                roblox_id: "2".into(),
+                link_changed: false,
+                previous_roblox_id: None,
+            },
+        )
+        .with_return_link("<App>", "https://app.example/?a=1&b=\"2\"");
+        assert!(page.html.contains(
+            "<a class=\"return\" href=\"https://app.example/?a=1&amp;b=&quot;2&quot;\">Return to &lt;App&gt;</a>"
+        ), "{}", page.html);
+        assert!(!page.html.contains("You can close this tab"));
+        let page = Halt::NotPending(crate::wire::Status::Expired)
+            .page()
+            .with_return_link("App", "https://app.example/");
+        assert!(page.html.contains("Return to App</a>"));
+        assert!(!page.html.contains("You can close this tab"));
+    }
 
     #[test]
     fn escapes() {

@@ -298,6 +298,13 @@ pub struct CreateSessionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", tsify(type = "string | null"))]
     pub display_label: Option<String>,
+    /// Optional: where the verify pages send the user back when the session
+    /// ends (`sid` and `status` appended). Its origin must be one the
+    /// operator registered for the PID (`returnOrigins`), else 400
+    /// `return_url_not_allowed`. Not part of the reuse identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", tsify(type = "string | null"))]
+    pub return_url: Option<String>,
 }
 
 impl CreateSessionRequest {
@@ -311,6 +318,7 @@ impl CreateSessionRequest {
                 "guildId",
                 "expectedDiscordId",
                 "displayLabel",
+                "returnUrl",
             ],
         )?;
         Ok(CreateSessionRequest {
@@ -319,9 +327,26 @@ impl CreateSessionRequest {
             guild_id: f.optional_string("guildId", limits.max_guild_id_chars)?,
             expected_discord_id: f.optional_platform_id("expectedDiscordId")?,
             display_label: f.optional_string("displayLabel", limits.max_display_label_chars)?,
+            return_url: match f.optional_string("returnUrl", MAX_RETURN_URL_CHARS)? {
+                Some(u)
+                    if crate::origin::origin_of(&u).is_none()
+                        || u.contains(char::is_whitespace) =>
+                {
+                    return Err(RequestError::Invalid {
+                        field: "returnUrl".into(),
+                        reason: "must be an absolute http(s) URL without credentials".into(),
+                    });
+                }
+                u => u,
+            },
         })
     }
 }
+
+/// The longest `returnUrl`.
+pub const MAX_RETURN_URL_CHARS: usize = 2_048;
+/// Most return origins a PID may register.
+pub const MAX_RETURN_ORIGINS: usize = 20;
 
 /// `POST /api/v1/admin/pids` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -632,19 +657,59 @@ fn check_quota(quota: &Quota) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// `PATCH /api/v1/admin/pids/:pid` body.
+/// `PATCH /api/v1/admin/pids/:pid` body: `{name?, returnOrigins?}`, at least one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PatchPidRequest {
     /// The new display name.
-    pub name: String,
+    pub name: Option<String>,
+    /// The origins `returnUrl`s of this PID's sessions may be on (replaces
+    /// the list; `[]` clears it), canonical (`scheme://host[:port]`).
+    pub return_origins: Option<Vec<String>>,
 }
 
 impl PatchPidRequest {
     /// Validates the body.
     pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, RequestError> {
-        let mut f = Fields::new(parse_object(body, limits)?, &["name"])?;
+        let mut f = Fields::new(parse_object(body, limits)?, &["name", "returnOrigins"])?;
+        let name = f.optional_string("name", limits.max_name_chars)?;
+        let return_origins = match f.map.remove("returnOrigins") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) if items.len() <= MAX_RETURN_ORIGINS => {
+                let mut origins = Vec::new();
+                for item in items {
+                    let canonical = item
+                        .as_str()
+                        .filter(|o| {
+                            // An origin: nothing after the authority.
+                            o.split_once("://")
+                                .is_some_and(|(_, r)| !r.contains(['/', '?', '#']))
+                        })
+                        .and_then(crate::origin::origin_of)
+                        .ok_or_else(|| RequestError::Invalid {
+                            field: "returnOrigins".into(),
+                            reason: "must list origins: scheme://host[:port], http or https".into(),
+                        })?;
+                    if !origins.contains(&canonical) {
+                        origins.push(canonical);
+                    }
+                }
+                Some(origins)
+            }
+            Some(_) => {
+                return Err(RequestError::WrongType {
+                    field: "returnOrigins".into(),
+                    expected: "an array of at most 20 origins",
+                });
+            }
+        };
+        if name.is_none() && return_origins.is_none() {
+            return Err(RequestError::Missing {
+                field: "name".into(),
+            });
+        }
         Ok(PatchPidRequest {
-            name: f.string("name", limits.max_name_chars)?,
+            name,
+            return_origins,
         })
     }
 }
@@ -690,6 +755,69 @@ impl PatchKeyRequest {
             limit: self.limit.unwrap_or(quota.limit),
             window_secs: self.window_secs.unwrap_or(quota.window_secs),
         }
+    }
+}
+
+/// The body of `PUT /api/v1/admin/pids/:pid/webhook`: `{url, events?}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetWebhookRequest {
+    /// Where events are POSTed (checked against the operator's origins by
+    /// [`crate::webhook::check_url`]).
+    pub url: String,
+    /// Which events; every type when absent.
+    pub events: Vec<crate::webhook::EventType>,
+}
+
+impl SetWebhookRequest {
+    /// Validates the body and the URL against the operator's `allowed` origins.
+    pub fn parse(
+        body: &[u8],
+        limits: &Limits,
+        allowed: &[String],
+    ) -> Result<Self, crate::ApiError> {
+        use crate::webhook::EventType;
+        let mut f = Fields::new(parse_object(body, limits)?, &["url", "events"])?;
+        let url = f.string("url", crate::webhook::MAX_URL_LEN)?;
+        crate::webhook::check_url(&url, allowed).map_err(|reason| {
+            crate::ApiError::new(
+                crate::ErrorCode::WebhookUrlNotAllowed,
+                format!("`url` {reason}"),
+            )
+            .with_field("url")
+        })?;
+        let events = match f.map.remove("events") {
+            None | Some(Value::Null) => EventType::ALL.to_vec(),
+            Some(Value::Array(items)) => {
+                let mut events = Vec::new();
+                for item in items {
+                    let t = item.as_str().and_then(EventType::parse).ok_or_else(|| {
+                        RequestError::Invalid {
+                            field: "events".into(),
+                            reason: "must list event types: session.completed, session.expired, session.cancelled".into(),
+                        }
+                    })?;
+                    if !events.contains(&t) {
+                        events.push(t);
+                    }
+                }
+                if events.is_empty() {
+                    return Err(RequestError::Empty {
+                        field: "events".into(),
+                    }
+                    .into());
+                }
+                events.sort();
+                events
+            }
+            Some(_) => {
+                return Err(RequestError::WrongType {
+                    field: "events".into(),
+                    expected: "an array of event types",
+                }
+                .into());
+            }
+        };
+        Ok(SetWebhookRequest { url, events })
     }
 }
 

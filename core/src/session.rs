@@ -77,6 +77,9 @@ pub struct Session {
     /// How the integrator names the user, shown on the verify page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_label: Option<String>,
+    /// Where the verify pages send the user back when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_url: Option<String>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it stops accepting completion.
@@ -153,6 +156,7 @@ impl Session {
             guild_id,
             expected_discord_id: None,
             display_label: None,
+            return_url: None,
             created_at: now,
             expires_at: now.plus_secs(ttl_secs),
             state: State::Pending(Pending {}),
@@ -168,6 +172,12 @@ impl Session {
     ) -> Self {
         self.expected_discord_id = expected_discord_id;
         self.display_label = display_label;
+        self
+    }
+
+    /// The same session, sending the user back to `return_url` when it ends.
+    pub fn returning_to(mut self, return_url: Option<String>) -> Self {
+        self.return_url = return_url;
         self
     }
 
@@ -235,6 +245,7 @@ impl Session {
             result: self.result().cloned(),
             expected_discord_id: self.expected_discord_id.clone(),
             display_label: self.display_label.clone(),
+            return_url: self.return_url.clone(),
         }
     }
 

@@ -106,6 +106,9 @@ pub struct SessionView {
     /// The create's `displayLabel`; absent when it gave none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_label: Option<String>,
+    /// The create's `returnUrl`; absent when it gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_url: Option<String>,
 }
 
 /// `data` of `POST /api/v1/verify/session`, in the spec's field order.
@@ -187,6 +190,9 @@ pub struct PidRecord {
     pub name: String,
     /// When it was created.
     pub created_at: Timestamp,
+    /// The origins its sessions' `returnUrl`s may be on; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub return_origins: Vec<String>,
 }
 
 /// `data` of `POST /api/v1/admin/pids/:pid/keys`: the only time `key` is shown.
@@ -290,6 +296,20 @@ pub struct Stats {
     /// Requests and streams that failed on the store, service-wide (not per
     /// PID), as instances reported them once the store answered again.
     pub store_errors: u64,
+    /// Webhook deliveries.
+    pub webhooks: WebhookCounters,
+}
+
+/// The webhook part of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCounters {
+    /// Delivery attempts made.
+    pub attempts: u64,
+    /// Events delivered (a 2xx answer).
+    pub delivered: u64,
+    /// Events given up on after their retries.
+    pub failed: u64,
 }
 
 /// `data` of `DELETE /api/v1/admin/keys/:keyId`.

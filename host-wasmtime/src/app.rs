@@ -132,6 +132,9 @@ pub struct App {
     pub(crate) ticker: crate::limits::EpochTicker,
     /// The admin token `--dev-admin-token` generated, shown in the banner only.
     pub dev_admin_token: Option<String>,
+    /// The app's `admin_token` variable (set or generated), for the webhook
+    /// dispatch timer's calls to the app's own dispatch route; never printed.
+    pub admin_token: Option<String>,
 }
 
 impl std::fmt::Debug for App {
@@ -280,6 +283,10 @@ impl App {
             redis_urls,
             ticker,
             dev_admin_token,
+            admin_token: vars
+                .get(ADMIN_TOKEN_VARIABLE)
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
         })
     }
 

@@ -71,5 +71,57 @@ pub async fn up(args: cli::UpArgs) -> Result<()> {
         tracing::info!(address = %addr, app = %app.name, stores = ?app.stores, "serving");
     }
     tokio::spawn(app::probe_redis(app.redis_urls.clone()));
+    if !args.webhook_dispatch_interval.is_zero()
+        && let Some(token) = app.admin_token.clone()
+    {
+        tokio::spawn(dispatch_webhooks(
+            addr,
+            token,
+            args.webhook_dispatch_interval,
+        ));
+    }
     server::serve(Arc::new(app), listener, shutdown).await
+}
+
+/// Calls the app's webhook dispatch route every `every`, as a scheduler
+/// would under Spin: through this host's own listener, so the call is an
+/// ordinary request (limits, logs, metrics). A failed call is logged once
+/// per kind of failure and tried again at the next tick.
+async fn dispatch_webhooks(addr: std::net::SocketAddr, token: String, every: std::time::Duration) {
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    let url = format!("http://{host}/api/v1/admin/webhooks/dispatch");
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("webhook dispatch timer off: {e}");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_failure = String::new();
+    loop {
+        tick.tick().await;
+        let failure = match client.post(&url).bearer_auth(&token).send().await {
+            Ok(r) if r.status().is_success() => String::new(),
+            // 404: this app has no such route (not the Dock app): stop.
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+                tracing::info!("webhook dispatch timer off: the app has no dispatch route");
+                return;
+            }
+            Ok(r) => format!("answered {}", r.status()),
+            Err(e) => format!("failed: {e}"),
+        };
+        if !failure.is_empty() && failure != last_failure {
+            tracing::warn!("webhook dispatch {failure}");
+        }
+        last_failure = failure;
+    }
 }

@@ -2,9 +2,11 @@
 
 use dock_core::request::{
     CompleteSessionRequest, CreateKeyRequest, CreatePidRequest, Limits, PatchKeyRequest,
-    PatchPidRequest, RequestError, parse_page_query,
+    PatchPidRequest, RequestError, SetWebhookRequest, parse_page_query,
 };
-use dock_core::wire::{IssuedKey, KeyRecord, PidRecord, RevokedKey, SessionCounters, Stats};
+use dock_core::wire::{
+    IssuedKey, KeyRecord, PidRecord, RevokedKey, SessionCounters, Stats, WebhookCounters,
+};
 use dock_core::{ApiError, ApiKeySecret, ErrorCode, KeyId, Pid, SessionId, Settings};
 use http::Method;
 use spin_sdk::http::Request;
@@ -61,6 +63,7 @@ pub async fn create_pid(req: Request, settings: &'static Settings) -> Result<Res
         pid: body.pid,
         name: body.name,
         created_at: now,
+        return_origins: Vec::new(),
     };
     if !store.create_pid(&rec).await? {
         return Err(
@@ -161,6 +164,11 @@ pub async fn stats(req: Request, settings: &'static Settings) -> Result<Response
         links_erased: c.links_erased,
         waiters: c.waiters,
         store_errors: snap.store_errors,
+        webhooks: WebhookCounters {
+            attempts: c.webhook_attempts,
+            delivered: c.webhooks_delivered,
+            failed: c.webhooks_failed,
+        },
     };
     Ok(ok(data, now, None))
 }
@@ -186,6 +194,7 @@ pub async fn complete(
         now,
     )
     .await?;
+    crate::webhooks::after_change(view.pid.clone(), settings);
     Ok(ok(view, now, None))
 }
 
@@ -211,14 +220,14 @@ pub async fn get_pid(
     Ok(ok(domain::pid(&store, &pid).await?, now(), None))
 }
 
-/// `PATCH /api/v1/admin/pids/:pid` `{name}`.
+/// `PATCH /api/v1/admin/pids/:pid` `{name?, returnOrigins?}`.
 pub async fn patch_pid(
     req: Request,
     pid: &str,
     settings: &'static Settings,
 ) -> Result<Response, ApiError> {
     let (store, pid, body) = begin(req, settings, pid_of(pid), PatchPidRequest::parse).await?;
-    let rec = domain::rename_pid(&store, &pid, body.name).await?;
+    let rec = domain::patch_pid(&store, &pid, body).await?;
     Ok(ok(rec, now(), None))
 }
 
@@ -258,6 +267,77 @@ pub async fn erase_links(
     let (store, pid, ()) = begin(req, settings, pid_of(pid), none).await?;
     Ok(ok(
         domain::erase_links(&store, &pid, side, id).await?,
+        now(),
+        None,
+    ))
+}
+
+/// `PUT /api/v1/admin/pids/:pid/webhook` `{url, events?}`: a new webhook
+/// answers its signing secret (once); replacing one keeps its secrets.
+pub async fn put_webhook(
+    req: Request,
+    pid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let pid = Pid::parse(pid)?;
+    let bytes = read_json_body(req, settings.limits.max_body_bytes).await?;
+    let body = SetWebhookRequest::parse(&bytes, &settings.limits, &settings.webhook_origins)?;
+    let store = Store::open(settings).await?;
+    let view = domain::set_webhook(&store, &pid, body, entropy()).await?;
+    Ok(ok(view, now(), None))
+}
+
+/// `GET /api/v1/admin/pids/:pid/webhook`: url and events, never the secret.
+pub async fn get_webhook(
+    req: Request,
+    pid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
+    let (store, pid, ()) = begin(req, settings, pid_of(pid), none).await?;
+    Ok(ok(domain::webhook(&store, &pid).await?, now(), None))
+}
+
+/// `DELETE /api/v1/admin/pids/:pid/webhook`: the removed webhook.
+pub async fn delete_webhook(
+    req: Request,
+    pid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
+    let (store, pid, ()) = begin(req, settings, pid_of(pid), none).await?;
+    Ok(ok(domain::delete_webhook(&store, &pid).await?, now(), None))
+}
+
+/// `POST /api/v1/admin/pids/:pid/webhook/rotate-secret`: the new secret
+/// (once); the old one signs beside it for 24 hours.
+pub async fn rotate_webhook_secret(
+    req: Request,
+    pid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
+    auth::admin(&req, settings)?;
+    let pid = Pid::parse(pid)?;
+    let store = Store::open(settings).await?;
+    let now = now();
+    let view = domain::rotate_webhook_secret(&store, &pid, entropy(), now).await?;
+    Ok(ok(view, now, None))
+}
+
+/// `GET /api/v1/admin/pids/:pid/webhook/deliveries?limit=`: recent attempts, newest first.
+pub async fn webhook_deliveries(
+    req: Request,
+    pid: &str,
+    settings: &'static Settings,
+) -> Result<Response, ApiError> {
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let (store, pid, ()) = begin(req, settings, pid_of(pid), none).await?;
+    let page = parse_page_query(
+        &query,
+        domain::DEFAULT_ATTEMPTS_PER_PAGE,
+        domain::MAX_ATTEMPTS_PER_PAGE,
+    )?;
+    Ok(ok(
+        domain::deliveries(&store, &pid, page.limit).await?,
         now(),
         None,
     ))

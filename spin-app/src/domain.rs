@@ -15,15 +15,27 @@
 //! | the link dataset changes in the same atomic step as the completion | [`complete`] (`LinkWrite`) |
 //! | compare-and-set conflicts retry, then answer 503 `contention` | [`MAX_CAS_ATTEMPTS`] |
 //! | a key holds at most `max_streams_per_key` waiter leases | [`acquire_waiter`] |
-//! | tenants: list, rename, keys (never secrets), quota changes, link erasure | [`list_pids`], [`rename_pid`], [`keys_of`], [`patch_key`], [`erase_links`] |
+//! | tenants: list, rename, keys (never secrets), quota changes, link erasure | [`list_pids`], [`patch_pid`], [`keys_of`], [`patch_key`], [`erase_links`] |
+//! | a `returnUrl` only on an origin the PID registered (no open redirect) | [`create`], [`patch_pid`] |
+//! | a key lists its own PID's sessions only, newest first, pages stable under concurrent creates | [`list_sessions`] (core's `listing`) |
+//! | a PID's webhook: set, read (never the secret), rotate (old secret signs 24 h more), delete | [`set_webhook`], [`webhook`], [`rotate_webhook_secret`], [`delete_webhook`] |
+//! | an ended session's event is in the outbox in the step that ended it; delivered at least once, retried with back-off for 24 h, then failed | the stores' scripts/triggers; [`dispatch`] |
 
 use dock_core::id::reuse_digest;
 use dock_core::quota::QuotaDecision;
-use dock_core::request::{CreateSessionRequest, PageQuery, PatchKeyRequest, parse_platform_id};
+use dock_core::request::{
+    CreateSessionRequest, PageQuery, PatchKeyRequest, PatchPidRequest, parse_platform_id,
+};
 use dock_core::wire::{ErasedLinks, KeyInfo, KeyList, KeyRecord, PidPage, PidRecord};
 use dock_core::{
     ApiError, Completion, CreateDecision, ErrorCode, KeyId, Pid, Session, SessionId, SessionView,
     Settings, Timestamp,
+};
+
+use dock_core::listing::{ListQuery, Page, SessionPage};
+use dock_core::request::SetWebhookRequest;
+use dock_core::webhook::{
+    self, Attempt, AttemptList, OutboxState, Outcome, WebhookConfig, WebhookView,
 };
 
 use crate::store::{Backend, Claim, LinkSide, LinkWrite, StoreError};
@@ -64,6 +76,21 @@ pub async fn create(
             ApiError::new(ErrorCode::PidNotFound, "no such PID for this API key").with_field("pid"),
         );
     }
+    if let Some(url) = &body.return_url {
+        // Only to an origin the operator registered for the PID: never an open redirect.
+        let origin = dock_core::origin::origin_of(url).unwrap_or_default();
+        let registered = store
+            .load_pid(&body.pid)
+            .await?
+            .is_some_and(|p| p.return_origins.contains(&origin));
+        if !registered {
+            return Err(ApiError::new(
+                ErrorCode::ReturnUrlNotAllowed,
+                format!("`returnUrl` is on {origin}, which is not among this PID's return origins"),
+            )
+            .with_field("returnUrl"));
+        }
+    }
     let digest = reuse_digest(
         &body.client_id,
         body.guild_id.as_deref(),
@@ -77,7 +104,8 @@ pub async fn create(
         now,
         settings.session_ttl_secs,
     )
-    .bound_to(body.expected_discord_id, body.display_label);
+    .bound_to(body.expected_discord_id, body.display_label)
+    .returning_to(body.return_url);
     let mut expected: Option<SessionId> = None;
     let mut remaining = None;
     for attempt in 0..MAX_CAS_ATTEMPTS {
@@ -260,14 +288,19 @@ pub async fn pid(store: &impl Backend, pid: &Pid) -> Result<PidRecord, ApiError>
     store.load_pid(pid).await?.ok_or_else(pid_not_found)
 }
 
-/// Renames a PID: its new record.
-pub async fn rename_pid(
+/// Changes a PID's name and/or its registered return origins: its new record.
+pub async fn patch_pid(
     store: &impl Backend,
     pid: &Pid,
-    name: String,
+    patch: PatchPidRequest,
 ) -> Result<PidRecord, ApiError> {
     let mut rec = self::pid(store, pid).await?;
-    rec.name = name;
+    if let Some(name) = patch.name {
+        rec.name = name;
+    }
+    if let Some(origins) = patch.return_origins {
+        rec.return_origins = origins;
+    }
     if !store.update_pid(&rec).await? {
         return Err(pid_not_found());
     }
@@ -318,6 +351,286 @@ pub async fn erase_links(
         pid: pid.clone(),
         erased,
     })
+}
+
+/// One page of a PID's sessions, newest first (core's `listing::Page`
+/// decides what the store's batches make of it).
+pub async fn list_sessions(
+    store: &impl Backend,
+    pid: &Pid,
+    query: ListQuery,
+    now: Timestamp,
+) -> Result<SessionPage, ApiError> {
+    let client = query.client_id.clone();
+    let mut page = Page::new(query, now);
+    while let Some((after, n)) = page.next_batch() {
+        let after = after.cloned();
+        let batch = store
+            .list_sessions(pid, client.as_deref(), after.as_ref(), n)
+            .await?;
+        page.take(batch, n);
+    }
+    Ok(page.finish())
+}
+
+fn webhook_not_found() -> ApiError {
+    ApiError::new(ErrorCode::WebhookNotFound, "this PID has no webhook")
+}
+
+/// Sets a PID's webhook (`body` checked by core against the operator's
+/// origins). A new webhook gets a signing secret from `secret_entropy`,
+/// shown in the answer once; replacing one keeps its secrets (no `secret`
+/// in the answer).
+pub async fn set_webhook(
+    store: &impl Backend,
+    pid: &Pid,
+    body: SetWebhookRequest,
+    secret_entropy: [u8; 32],
+) -> Result<WebhookView, ApiError> {
+    let (cfg, secret) = match store.webhook(pid).await? {
+        Some(mut cfg) => {
+            cfg.url = body.url;
+            cfg.events = body.events;
+            (cfg, None)
+        }
+        None => {
+            let secret = webhook::new_secret(secret_entropy);
+            (
+                WebhookConfig::new(body.url, body.events, secret.clone()),
+                Some(secret),
+            )
+        }
+    };
+    if !store.put_webhook(pid, &cfg).await? {
+        return Err(pid_not_found());
+    }
+    Ok(WebhookView {
+        secret,
+        ..cfg.view()
+    })
+}
+
+/// A PID's webhook, without its secrets.
+pub async fn webhook(store: &impl Backend, pid: &Pid) -> Result<WebhookView, ApiError> {
+    self::pid(store, pid).await?;
+    let cfg = store.webhook(pid).await?.ok_or_else(webhook_not_found)?;
+    Ok(cfg.view())
+}
+
+/// Gives a PID's webhook a new signing secret (in the answer, once); the
+/// previous one keeps signing beside it for 24 hours.
+pub async fn rotate_webhook_secret(
+    store: &impl Backend,
+    pid: &Pid,
+    secret_entropy: [u8; 32],
+    now: Timestamp,
+) -> Result<WebhookView, ApiError> {
+    self::pid(store, pid).await?;
+    let mut cfg = store.webhook(pid).await?.ok_or_else(webhook_not_found)?;
+    let secret = webhook::new_secret(secret_entropy);
+    cfg.rotate(secret.clone(), now);
+    if !store.put_webhook(pid, &cfg).await? {
+        return Err(pid_not_found());
+    }
+    Ok(WebhookView {
+        secret: Some(secret),
+        ..cfg.view()
+    })
+}
+
+/// Removes a PID's webhook; events not yet delivered are dropped.
+pub async fn delete_webhook(store: &impl Backend, pid: &Pid) -> Result<WebhookView, ApiError> {
+    self::pid(store, pid).await?;
+    let cfg = store.webhook(pid).await?.ok_or_else(webhook_not_found)?;
+    store.delete_webhook(pid).await?;
+    Ok(cfg.view())
+}
+
+/// Most attempts on one page of `GET …/webhook/deliveries`, and the default.
+pub const MAX_ATTEMPTS_PER_PAGE: usize = webhook::MAX_ATTEMPT_LOG;
+/// The page size of `GET …/webhook/deliveries` without `limit`.
+pub const DEFAULT_ATTEMPTS_PER_PAGE: usize = 50;
+
+/// A PID's most recent delivery attempts, newest first.
+pub async fn deliveries(
+    store: &impl Backend,
+    pid: &Pid,
+    limit: usize,
+) -> Result<AttemptList, ApiError> {
+    self::pid(store, pid).await?;
+    Ok(AttemptList {
+        deliveries: store.attempts(pid, limit).await?,
+    })
+}
+
+/// Sends one webhook request: the component's outbound HTTP (with the
+/// attempt's timeout), or a test's fake receiver.
+#[allow(async_fn_in_trait)]
+pub trait Deliver {
+    /// POSTs `body` to `url` with `signature` as `Dock-Signature`: the
+    /// answer's status, or why none came (timeout, network error).
+    async fn post(&self, url: &str, body: &str, signature: &str) -> Result<u16, String>;
+}
+
+/// What one [`dispatch`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatchReport {
+    /// PIDs visited.
+    pub pids: u64,
+    /// Attempts made.
+    pub attempted: u64,
+    /// Events delivered.
+    pub delivered: u64,
+    /// Events that failed and wait for a retry.
+    pub retrying: u64,
+    /// Events given up on.
+    pub failed: u64,
+}
+
+impl DispatchReport {
+    fn add(&mut self, o: &DispatchReport) {
+        self.pids += o.pids;
+        self.attempted += o.attempted;
+        self.delivered += o.delivered;
+        self.retrying += o.retrying;
+        self.failed += o.failed;
+    }
+}
+
+/// Most events one dispatch attempts per PID.
+pub const DISPATCH_BATCH: usize = 50;
+
+/// Delivers the due events of `pids` (every PID with a webhook when `None`).
+/// With `sweep`, first counts the sessions that expired unobserved (which
+/// puts their `session.expired` events in the outbox): what the periodic
+/// dispatch does; the dispatch right after a change skips it. Each event is
+/// held for the attempt (another dispatcher skips it), sent concurrently
+/// with the batch, and recorded: delivered (2xx), retried after core's
+/// back-off, or failed after 24 h. `now` is read per step; `jitter` draws
+/// the back-off's jitter.
+pub async fn dispatch(
+    store: &impl Backend,
+    sender: &impl Deliver,
+    pids: Option<&[Pid]>,
+    sweep: bool,
+    settings: &Settings,
+    now: impl Fn() -> Timestamp,
+    mut jitter: impl FnMut() -> u16,
+) -> Result<DispatchReport, StoreError> {
+    let pids = match pids {
+        Some(p) => p.to_vec(),
+        None => store.webhook_pids().await?,
+    };
+    let mut report = DispatchReport::default();
+    for pid in &pids {
+        let Some(cfg) = store.webhook(pid).await? else {
+            continue;
+        };
+        if sweep {
+            store.counters(pid, now()).await?;
+        }
+        let r = dispatch_pid(store, sender, pid, &cfg, settings, &now, &mut jitter).await?;
+        report.add(&r);
+    }
+    Ok(report)
+}
+
+async fn dispatch_pid(
+    store: &impl Backend,
+    sender: &impl Deliver,
+    pid: &Pid,
+    cfg: &WebhookConfig,
+    settings: &Settings,
+    now: &impl Fn() -> Timestamp,
+    jitter: &mut impl FnMut() -> u16,
+) -> Result<DispatchReport, StoreError> {
+    let mut report = DispatchReport {
+        pids: 1,
+        ..DispatchReport::default()
+    };
+    let started = now();
+    // Held for the batch's attempts (concurrent, each bounded by the
+    // timeout) and a margin: past it, another dispatcher may take them.
+    let hold = started.plus_secs(settings.webhook_timeout_secs + 30);
+    let due = store.take_due(pid, started, hold, DISPATCH_BATCH).await?;
+    if due.is_empty() {
+        return Ok(report);
+    }
+    // Build (or reuse) each body and sign it, then send the batch together.
+    let mut prepared = Vec::with_capacity(due.len());
+    for (key, state) in due {
+        let mut state = state.unwrap_or(OutboxState {
+            attempts: 0,
+            first_attempt_at: None,
+            body: None,
+        });
+        if state.body.is_none() {
+            let session = store.load_session(Some(pid), &key.sid).await?;
+            state.body = session.and_then(|l| webhook::event_json(&key, &l.session));
+        }
+        prepared.push((key, state));
+    }
+    let t = now();
+    let secrets = cfg.signing_secrets(t);
+    let sends = prepared.iter().map(|(_, state)| async {
+        match &state.body {
+            Some(body) => {
+                let sig =
+                    webhook::signature_header(&secrets, t.as_millis() / 1000, body.as_bytes());
+                sender.post(&cfg.url, body, &sig).await
+            }
+            None => Err(String::from(
+                "the session's record is gone (past its retention)",
+            )),
+        }
+    });
+    let results = futures::future::join_all(sends).await;
+    let done = now();
+    for ((key, mut state), result) in prepared.into_iter().zip(results) {
+        state.attempts += 1;
+        let first = *state.first_attempt_at.get_or_insert(t);
+        let (status_code, error) = match result {
+            Ok(code) if webhook::delivered(code) => (Some(code), None),
+            Ok(code) => (Some(code), Some(format!("the receiver answered {code}"))),
+            Err(e) => (None, Some(e)),
+        };
+        let (outcome, next) = if error.is_none() {
+            (Outcome::Delivered, None)
+        } else if state.body.is_none() {
+            (Outcome::Failed, None)
+        } else {
+            match webhook::retry_delay_ms(
+                state.attempts,
+                settings.webhook_retry_base_secs * 1000,
+                jitter(),
+                first,
+                done,
+            ) {
+                Some(d) => (Outcome::Retrying, Some(done.plus_millis(d))),
+                None => (Outcome::Failed, None),
+            }
+        };
+        match outcome {
+            Outcome::Delivered => report.delivered += 1,
+            Outcome::Retrying => report.retrying += 1,
+            Outcome::Failed => report.failed += 1,
+        }
+        report.attempted += 1;
+        let attempt = Attempt {
+            event_id: key.event_id(),
+            kind: key.kind,
+            sid: key.sid.clone(),
+            attempt: state.attempts,
+            at: t,
+            status_code,
+            error,
+            outcome,
+            next_attempt_at: next,
+        };
+        store.record_attempt(pid, &key, &state, &attempt).await?;
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

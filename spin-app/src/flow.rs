@@ -141,11 +141,6 @@ fn providers(settings: &Settings) -> Result<(&Provider, &Provider), Stop> {
     }
 }
 
-/// The page for a session that is not pending.
-fn not_pending_page(status: Status) -> Stop {
-    Halt::NotPending(status).into()
-}
-
 /// Loads the session of a flow step and requires it to be pending at `now`.
 async fn pending_session(store: &Store, pid: &Pid, sid: &SessionId) -> Result<Session, Stop> {
     let loaded = store
@@ -154,9 +149,22 @@ async fn pending_session(store: &Store, pid: &Pid, sid: &SessionId) -> Result<Se
         .ok_or_else(invalid_link)?;
     let status = loaded.session.status_at(now());
     if status != Status::Pending {
-        return Err(not_pending_page(status));
+        let page = Halt::NotPending(status).page();
+        return Err(Stop(returning(store, &loaded.session, status, page).await));
     }
     Ok(loaded.session)
+}
+
+/// `page` with the session's "Return to <app>" link when its create gave a
+/// `returnUrl` (best effort: without the app's name the page goes as it is).
+async fn returning(store: &Store, session: &Session, status: Status, page: Page) -> Page {
+    let Some(url) = &session.return_url else {
+        return page;
+    };
+    match app_name(store, &session.pid).await {
+        Ok(name) => page.with_return_link(&name, &pages::return_url(url, &session.sid, status)),
+        Err(_) => page,
+    }
 }
 
 async fn app_name(store: &Store, pid: &Pid) -> Result<String, Stop> {
@@ -483,18 +491,32 @@ async fn roblox_callback_inner(
     {
         Ok(view) => view,
         Err(e) => {
-            return Err(Stop::from(match e.code() {
-                ErrorCode::SessionExpired => Halt::ExpiredBeforeFinish,
-                ErrorCode::SessionCancelled => Halt::NotPending(Status::Cancelled),
-                ErrorCode::CompletionConflict => Halt::CompletedWithOthers,
+            let (halt, status) = match e.code() {
+                ErrorCode::SessionExpired => (Halt::ExpiredBeforeFinish, Status::Expired),
+                ErrorCode::SessionCancelled => {
+                    (Halt::NotPending(Status::Cancelled), Status::Cancelled)
+                }
+                ErrorCode::CompletionConflict => (Halt::CompletedWithOthers, Status::Completed),
                 _ => return Err(e.into()),
-            }));
+            };
+            let page = halt.page();
+            return Err(Stop(
+                match store.load_session(Some(&record.pid), &record.sid).await {
+                    Ok(Some(l)) => returning(&store, &l.session, status, page).await,
+                    _ => page,
+                },
+            ));
         }
     };
+    crate::webhooks::after_change(record.pid.clone(), settings);
     let name = app_name(&store, &record.pid).await?;
     let result = view
         .result
         .as_ref()
         .ok_or_else(|| Stop::from(ApiError::internal("completed without a result")))?;
-    Ok(page_response(settings, pages::success_page(&name, result)))
+    let mut page = pages::success_page(&name, result);
+    if let Some(url) = &view.return_url {
+        page = page.with_return_link(&name, &pages::return_url(url, &view.sid, view.status));
+    }
+    Ok(page_response(settings, page))
 }

@@ -23,6 +23,11 @@ pub struct LogPid(pub String);
 #[derive(Debug, Clone, Copy)]
 pub struct LogCode(pub &'static str);
 
+/// An answer that writes no request log line: a periodic call that did
+/// nothing (a response extension: never sent).
+#[derive(Debug, Clone, Copy)]
+pub struct LogQuiet;
+
 /// Marks `resp` as served for `pid` (see [`LogPid`]).
 pub fn with_pid(mut resp: Response, pid: &dock_core::Pid) -> Response {
     resp.extensions_mut()

@@ -9,6 +9,8 @@
 //! - [`domain`]: every rule of a session's life (create and reuse, quota,
 //!   cancel, complete, waiter leases) over [`store::Backend`], natively tested;
 //! - [`store`]: Redis and SQLite (and, in tests, memory) behind that trait;
+//! - [`webhooks`]: outbound delivery of core's signed events, after a change
+//!   and on the dispatch route;
 //! - [`config`] (Spin variables, read once), [`env`] (the clock and entropy,
 //!   the only places they are read), [`log`], [`metrics`] (this instance's
 //!   request latencies and `GET /metrics`).
@@ -27,6 +29,7 @@ mod metrics;
 mod router;
 mod sessions;
 mod store;
+mod webhooks;
 
 use spin_sdk::http::{IntoResponse, Request};
 

@@ -89,7 +89,7 @@ pub async fn serve(req: Request, settings: &'static Settings) -> Result<Response
     for pid in store.pids().await? {
         let c = store.counters(&pid, now).await?;
         let label = || vec![("pid", pid.as_str().to_owned())];
-        let counters: [(&'static str, &'static str, u64); 7] = [
+        let counters: [(&'static str, &'static str, u64); 10] = [
             ("dock_sessions_created", "Sessions created.", c.created),
             (
                 "dock_sessions_reused",
@@ -120,6 +120,21 @@ pub async fn serve(req: Request, settings: &'static Settings) -> Result<Response
                 "dock_links_erased",
                 "Links erased by the operator.",
                 c.links_erased,
+            ),
+            (
+                "dock_webhook_attempts",
+                "Webhook delivery attempts.",
+                c.webhook_attempts,
+            ),
+            (
+                "dock_webhooks_delivered",
+                "Webhook events delivered.",
+                c.webhooks_delivered,
+            ),
+            (
+                "dock_webhooks_failed",
+                "Webhook events given up on after their retries.",
+                c.webhooks_failed,
             ),
         ];
         for (name, help, value) in counters {

@@ -49,15 +49,17 @@ pub async fn route(req: Request) -> Response {
     let status = resp.status().as_u16();
     let now = crate::env::now();
     let ms = started.millis_until(now);
-    crate::log::record(&RequestRecord {
-        request_id: &request_id,
-        method: method.as_str(),
-        route,
-        status,
-        ms,
-        error: code,
-        pid: pid.as_deref(),
-    });
+    if resp.extensions().get::<crate::http::LogQuiet>().is_none() {
+        crate::log::record(&RequestRecord {
+            request_id: &request_id,
+            method: method.as_str(),
+            route,
+            status,
+            ms,
+            error: code,
+            pid: pid.as_deref(),
+        });
+    }
     if let Ok(s) = settings().await
         && let Some(fields) = crate::metrics::record(
             dock_core::metrics::Series::of(route, method.as_str(), status),
@@ -106,6 +108,7 @@ enum Endpoint {
     Metrics,
     OpenApi,
     Sessions,
+    SessionList,
     Session,
     SessionStream,
     DiscordToRoblox,
@@ -118,6 +121,10 @@ enum Endpoint {
     Key,
     Stats,
     CompleteSession,
+    Webhook,
+    WebhookRotate,
+    WebhookDeliveries,
+    WebhookDispatch,
 }
 
 /// One route: its template (`:name` for a parameter; what the log records,
@@ -188,6 +195,12 @@ const ROUTES: &[Route] = &[
         true,
     ),
     entry(
+        "/api/v1/verify/sessions",
+        &[Method::GET],
+        Endpoint::SessionList,
+        true,
+    ),
+    entry(
         "/api/v1/verify/session/:sid",
         &[Method::GET, Method::DELETE],
         Endpoint::Session,
@@ -245,6 +258,30 @@ const ROUTES: &[Route] = &[
         "/api/v1/admin/keys/:keyId",
         &[Method::PATCH, Method::DELETE],
         Endpoint::Key,
+        true,
+    ),
+    entry(
+        "/api/v1/admin/pids/:pid/webhook",
+        &[Method::GET, Method::PUT, Method::DELETE],
+        Endpoint::Webhook,
+        true,
+    ),
+    entry(
+        "/api/v1/admin/pids/:pid/webhook/rotate-secret",
+        &[Method::POST],
+        Endpoint::WebhookRotate,
+        true,
+    ),
+    entry(
+        "/api/v1/admin/pids/:pid/webhook/deliveries",
+        &[Method::GET],
+        Endpoint::WebhookDeliveries,
+        true,
+    ),
+    entry(
+        "/api/v1/admin/webhooks/dispatch",
+        &[Method::POST],
+        Endpoint::WebhookDispatch,
         true,
     ),
     entry("/api/v1/admin/stats", &[Method::GET], Endpoint::Stats, true),
@@ -307,6 +344,7 @@ async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Re
         E::Readyz => sessions::readyz(settings().await?).await,
         E::OpenApi => Ok(crate::http::json(200, OPENAPI.to_owned())),
         E::Sessions => sessions::create(req, settings().await?).await,
+        E::SessionList => sessions::list(req, settings().await?).await,
         E::Session if *method == Method::DELETE => {
             sessions::cancel(req, param, settings().await?).await
         }
@@ -335,6 +373,16 @@ async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Re
         E::Key => admin::revoke_key(req, param, settings().await?).await,
         E::Stats => admin::stats(req, settings().await?).await,
         E::CompleteSession => admin::complete(req, param, settings().await?).await,
+        E::Webhook if *method == Method::PUT => {
+            admin::put_webhook(req, param, settings().await?).await
+        }
+        E::Webhook if *method == Method::DELETE => {
+            admin::delete_webhook(req, param, settings().await?).await
+        }
+        E::Webhook => admin::get_webhook(req, param, settings().await?).await,
+        E::WebhookRotate => admin::rotate_webhook_secret(req, param, settings().await?).await,
+        E::WebhookDeliveries => admin::webhook_deliveries(req, param, settings().await?).await,
+        E::WebhookDispatch => crate::webhooks::dispatch_route(req, settings().await?).await,
     }
 }
 

@@ -191,6 +191,20 @@ async fn long_poll(
     Err(refusal(EndReason::StoreFailed, settings))
 }
 
+/// `GET /api/v1/verify/sessions?clientId=&status=&limit=&cursor=`: the
+/// key's PID's sessions, newest first, a page at a time.
+pub async fn list(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
+    let store = Store::open(settings).await?;
+    let key = auth::api_key(&req, &store).await?;
+    let query = dock_core::listing::parse_query(
+        req.uri().query().unwrap_or(""),
+        settings.limits.max_client_id_chars,
+    )?;
+    let now = now();
+    let page = domain::list_sessions(&store, &key.pid, query, now).await?;
+    Ok(with_pid(ok(page, now, None), &key.pid))
+}
+
 /// `DELETE /api/v1/verify/session/:sid`.
 pub async fn cancel(
     req: Request,
@@ -202,6 +216,7 @@ pub async fn cancel(
     let sid = SessionId::parse(sid)?;
     let now = now();
     let next = domain::cancel(&store, &key.pid, &sid, settings, now).await?;
+    crate::webhooks::after_change(key.pid.clone(), settings);
     Ok(with_pid(ok(next.view_at(now), now, None), &key.pid))
 }
 

@@ -27,6 +27,7 @@ pub mod artifacts;
 pub mod fake_oauth;
 mod host;
 mod redis_server;
+pub mod webhook_receiver;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

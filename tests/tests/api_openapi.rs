@@ -3,6 +3,8 @@
 
 mod api_support;
 
+use std::time::Duration;
+
 use anyhow::{Context as _, Result, bail};
 use api_support::{ADMIN_TOKEN, Service, StoreKind};
 use serde_json::{Value, json};
@@ -53,7 +55,12 @@ fn check(doc: &Value, template: &str, method: &str, status: u16, body: &Value) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_match_the_openapi_document() -> Result<()> {
-    let svc = Service::start(StoreKind::Sqlite, &[]).await?;
+    // A loopback origin for webhook URLs (nothing listens there: deliveries fail).
+    let svc = Service::start(
+        StoreKind::Sqlite,
+        &[("webhook_origin_1", "http://127.0.0.1:9")],
+    )
+    .await?;
     let (s, doc) = api_support::send(svc.http.get(svc.url("/api/v1/openapi.json"))).await?;
     assert_eq!(s, 200);
     let repo: Value = serde_json::from_str(&std::fs::read_to_string(
@@ -339,6 +346,96 @@ async fn responses_match_the_openapi_document() -> Result<()> {
         "get",
         get("/api/v1/admin/stats", None).await?,
     )?; // 401
+    // Webhooks.
+    const HOOK: &str = "/api/v1/admin/pids/{pid}/webhook";
+    let hook = "/api/v1/admin/pids/pid-a/webhook";
+    ok(HOOK, "get", admin(M::GET, hook, None).await?)?; // 404 webhook_not_found
+    let put = |url: &str| admin(M::PUT, hook, Some(json!({"url": url})));
+    ok(HOOK, "put", put("https://elsewhere.example/x").await?)?; // 400
+    ok(HOOK, "put", put("http://127.0.0.1:9/hook").await?)?; // new: with secret
+    ok(HOOK, "put", put("http://127.0.0.1:9/hook2").await?)?; // replaced: no secret
+    ok(HOOK, "get", admin(M::GET, hook, None).await?)?;
+    ok(
+        "/api/v1/admin/pids/{pid}/webhook/rotate-secret",
+        "post",
+        admin(M::POST, &format!("{hook}/rotate-secret"), None).await?,
+    )?;
+    // A cancel queues an event; the dispatch attempts it (refused: nothing listens).
+    let key2 = svc.issue_key("pid-a", json!({})).await?;
+    let hooked = svc.create_sid(&key2, "pid-a", "hooked").await?;
+    api_support::send(
+        svc.http
+            .delete(svc.url(&format!("{S}/{hooked}")))
+            .bearer_auth(&key2),
+    )
+    .await?;
+    ok(
+        "/api/v1/admin/webhooks/dispatch",
+        "post",
+        admin(M::POST, "/api/v1/admin/webhooks/dispatch", None).await?,
+    )?;
+    let deliveries = format!("{hook}/deliveries?limit=5");
+    dock_tests::wait_until_async(Duration::from_secs(30), "an attempt in the log", || async {
+        admin(M::GET, &deliveries, None).await.is_ok_and(|(_, b)| {
+            b["data"]["deliveries"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        })
+    })
+    .await?;
+    ok(
+        "/api/v1/admin/pids/{pid}/webhook/deliveries",
+        "get",
+        admin(M::GET, &deliveries, None).await?,
+    )?;
+    ok(HOOK, "delete", admin(M::DELETE, hook, None).await?)?;
+    ok(HOOK, "delete", admin(M::DELETE, hook, None).await?)?; // 404
+
+    // Listing and return URLs.
+    const LIST: &str = "/api/v1/verify/sessions";
+    let list = |q: &str| {
+        api_support::send(
+            svc.http
+                .get(svc.url(&format!("{LIST}{q}")))
+                .bearer_auth(&key2),
+        )
+    };
+    ok(LIST, "get", list("?limit=2").await?)?;
+    ok(
+        LIST,
+        "get",
+        list("?status=cancelled&clientId=hooked").await?,
+    )?;
+    ok(LIST, "get", list("?limit=0").await?)?; // 400
+    ok(
+        LIST,
+        "get",
+        api_support::send(svc.http.get(svc.url(LIST))).await?,
+    )?; // 401
+    ok(
+        "/api/v1/admin/pids/{pid}",
+        "patch",
+        admin(
+            M::PATCH,
+            "/api/v1/admin/pids/pid-a",
+            Some(json!({"returnOrigins": ["https://app.example"]})),
+        )
+        .await?,
+    )?;
+    let with_return = |url: &str| {
+        svc.create(
+            &key2,
+            json!({"pid": "pid-a", "clientId": "returning", "returnUrl": url}),
+        )
+    };
+    ok(S, "post", with_return("https://elsewhere.example/").await?)?; // 400
+    let (s, created) = with_return("https://app.example/done").await?;
+    ok(S, "post", (s, created.clone()))?;
+    let returning = created["data"]["sid"].as_str().context("sid")?.to_owned();
+    let (s, view) = svc.get(&key2, &returning, "").await?;
+    assert_eq!(view["data"]["returnUrl"], "https://app.example/done");
+    ok(ONE, "get", (s, view))?;
+
     ok("/healthz", "get", get("/healthz", None).await?)?;
     ok("/readyz", "get", get("/readyz", None).await?)?;
     assert!(checked >= 25, "{checked}");

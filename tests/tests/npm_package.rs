@@ -14,7 +14,17 @@ use api_support::{ADMIN_TOKEN, Service, StoreKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn npm_package_unit_and_end_to_end() -> Result<()> {
-    let mut svc = Service::start_public(StoreKind::Redis, &[("session_ttl_seconds", "30")]).await?;
+    // A port for the e2e suite's webhook receiver, allowed as a webhook origin.
+    let webhook_port = dock_tests::free_port().to_string();
+    let webhook_origin = format!("http://127.0.0.1:{webhook_port}");
+    let mut svc = Service::start_public(
+        StoreKind::Redis,
+        &[
+            ("session_ttl_seconds", "30"),
+            ("webhook_origin_1", webhook_origin.as_str()),
+        ],
+    )
+    .await?;
     let base = svc.url("");
     let control = tempfile::tempdir()?;
     let (request, done) = (
@@ -53,6 +63,7 @@ async fn npm_package_unit_and_end_to_end() -> Result<()> {
         .env("DOCK_TEST_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("DOCK_TEST_SESSION_TTL", "30")
         .env("DOCK_TEST_RESTART_CMD", &restart_cmd)
+        .env("DOCK_TEST_WEBHOOK_PORT", &webhook_port)
         .output()
         .await
         .context("run bindings/test.sh")?;

@@ -10,7 +10,9 @@ import type {
   FailureReport,
   RetryOptions,
   RobloxLinks,
+  SessionPage,
   SessionStateEvent,
+  SessionStatus,
   SessionView,
   Transport,
 } from "../wasm/dock_bindings.js";
@@ -26,6 +28,18 @@ import {
 
 /** This package's version (sent in the default `User-Agent`). */
 export const VERSION = "0.1.0";
+
+/** Filters and paging of {@link DockClient.listSessions}. */
+export interface ListSessionsOptions extends RequestOptions {
+  /** Only this user's sessions. */
+  clientId?: string;
+  /** Only sessions in this state (a pending session past `expiresAt` is `expired`). */
+  status?: SessionStatus;
+  /** Sessions per page, 1 to 100 (server default 20). */
+  limit?: number;
+  /** Start after this `nextCursor` (from an earlier page). */
+  cursor?: string;
+}
 
 /** Defaults of calls and waits, from core (`dock_core::call`). */
 const DEFAULTS = core.clientDefaults();
@@ -222,6 +236,34 @@ export class DockClient {
     const id = core.validateSessionId(sid);
     const text = await this.#request("GET", `/api/v1/verify/session/${id}`, options);
     return core.parseSessionResponse(text).data;
+  }
+
+  /**
+   * `GET /api/v1/verify/sessions`: your PID's sessions, newest first, one
+   * page per iteration (it follows `nextCursor` until the last page). Pages
+   * are stable while new sessions are created. Each page is one plain call
+   * (`timeoutMs`, retries).
+   *
+   * ```js
+   * for await (const page of client.listSessions({ clientId: "user_123", status: "completed" })) {
+   *   for (const s of page.sessions) console.log(s.sid, s.result);
+   * }
+   * ```
+   */
+  async *listSessions(options: ListSessionsOptions = {}): AsyncGenerator<SessionPage, void, void> {
+    let cursor = options.cursor;
+    do {
+      const q = new URLSearchParams();
+      if (options.clientId !== undefined) q.set("clientId", options.clientId);
+      if (options.status !== undefined) q.set("status", options.status);
+      if (options.limit !== undefined) q.set("limit", String(options.limit));
+      if (cursor !== undefined) q.set("cursor", cursor);
+      const qs = q.toString();
+      const text = await this.#request("GET", `/api/v1/verify/sessions${qs ? `?${qs}` : ""}`, options);
+      const page = core.parseSessionPageResponse(text).data;
+      yield page;
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
   }
 
   /** `DELETE /api/v1/verify/session/:sid`: cancels a pending session; resolves with its cancelled view. */

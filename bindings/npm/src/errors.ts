@@ -110,6 +110,19 @@ export class DockNetworkError extends DockError {
   }
 }
 
+/**
+ * A webhook delivery that does not verify (`verifyWebhook`): `code` says why —
+ * `no_signature`, `malformed_signature`, `timestamp_out_of_tolerance`,
+ * `signature_mismatch`, `invalid_event` (signed, but not an event) or
+ * `no_secret`. Answer such a request with 400 and do not act on it.
+ */
+export class DockSignatureError extends DockError {
+  constructor(message: string, code: string) {
+    super(message, code, null);
+    this.name = "DockSignatureError";
+  }
+}
+
 interface CoreErrorDetails {
   code?: string;
   status?: number | null;
@@ -128,6 +141,8 @@ export function coreError(kind: string, message: string, details: CoreErrorDetai
   switch (kind) {
     case "validation":
       return new DockValidationError(message, code, d.status ?? 400, d.field ?? null);
+    case "signature":
+      return new DockSignatureError(message, code);
     case "api":
       return new DockApiError(message, d.status ?? 0, code, d.field ?? null, d.retryAfterMs ?? null);
     default:

@@ -11,14 +11,18 @@ export {
   type CreateSessionInput,
   type CreatedSessionResult,
   type DockClientOptions,
+  type ListSessionsOptions,
   type CallOptions,
   type RequestOptions,
   type WaitOptions,
 } from "./client.js";
 
+export { verifyWebhook, type VerifyWebhookOptions } from "./webhook.js";
+
 export {
   DockApiError,
   DockError,
+  DockSignatureError,
   DockNetworkError,
   DockProtocolError,
   DockTimeoutError,
@@ -44,6 +48,7 @@ export {
   parseErrorResponse,
   parseRetryAfter,
   parseRobloxToDiscordResponse,
+  parseSessionPageResponse,
   parseSessionResponse,
   parseSessionView,
   parseStreamEvent,
@@ -66,6 +71,7 @@ export type {
   RetryDecision,
   RetryOptions,
   RobloxLinks,
+  SessionPage,
   SessionStateEvent,
   SessionStatus,
   SessionView,
@@ -73,4 +79,6 @@ export type {
   StreamEventName,
   Transport,
   VerificationResult,
+  WebhookEvent,
+  WebhookEventType,
 } from "../wasm/dock_bindings.js";

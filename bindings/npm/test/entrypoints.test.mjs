@@ -12,12 +12,12 @@ const require = createRequire(import.meta.url);
 const cjs = require("@dock-verify/client");
 
 const EXPECTED_EXPORTS = [
-  "DockApiError", "DockClient", "DockError", "DockNetworkError", "DockProtocolError", "DockTimeoutError",
+  "DockApiError", "DockClient", "DockError", "DockNetworkError", "DockProtocolError", "DockSignatureError", "DockTimeoutError",
   "DockValidationError", "Reconnector", "SessionCancelledError", "SessionExpiredError", "SseDecoder", "StateCursor",
   "VERSION", "backoffDelay", "callRetryDelay", "clientDefaults", "eventNameOf", "isRetryableStatus", "isTerminal", "longPollWaitSecs", "parseCreatedResponse",
   "parseDiscordToRobloxResponse", "parseErrorResponse", "parseRetryAfter", "parseRobloxToDiscordResponse",
-  "parseSessionResponse", "parseSessionView", "parseStreamEvent", "statusOfEvent", "validateCreateSession",
-  "validatePlatformId", "validateSessionId",
+  "parseSessionPageResponse", "parseSessionResponse", "parseSessionView", "parseStreamEvent", "statusOfEvent", "validateCreateSession",
+  "validatePlatformId", "validateSessionId", "verifyWebhook",
 ];
 
 test("import and require expose the same complete API", () => {

@@ -5,7 +5,7 @@
 //! run on any store.
 
 use dock_core::quota::Quota;
-use dock_core::request::{CreateSessionRequest, PageQuery, PatchKeyRequest};
+use dock_core::request::{CreateSessionRequest, PageQuery, PatchKeyRequest, PatchPidRequest};
 use dock_core::wire::{KeyInfo, KeyRecord, PidRecord};
 use dock_core::{ErrorCode, KeyId, Pid, SessionId, Settings, Status, Timestamp};
 
@@ -50,6 +50,7 @@ fn request(p: &str, client: &str, guild: Option<&str>) -> CreateSessionRequest {
         guild_id: guild.map(str::to_owned),
         expected_discord_id: None,
         display_label: None,
+        return_url: None,
     }
 }
 
@@ -61,6 +62,7 @@ async fn seed(store: &impl Backend, limit: u64) -> KeyRecord {
             pid: pid("app"),
             name: "App".into(),
             created_at: at(0),
+            return_origins: Vec::new(),
         })
         .await
         .unwrap();
@@ -432,6 +434,7 @@ async fn stats_sum_every_pid(store: &impl Backend) {
             pid: pid("other"),
             name: "Other".into(),
             created_at: at(0),
+            return_origins: Vec::new(),
         })
         .await
         .unwrap();
@@ -482,6 +485,12 @@ crate::store::native::on_every_store! {
     keys_are_listed_without_secrets_and_their_quota_changes,
     erasure_removes_both_lookup_directions_and_is_counted,
     request_metrics_from_instances_add_up,
+    a_webhook_event_is_retried_until_delivered_once_with_one_id_and_body,
+    webhook_events_follow_the_subscription_and_unobserved_expiries,
+    a_webhook_event_fails_after_a_day_of_retries,
+    webhooks_are_set_shown_without_secret_rotated_and_deleted,
+    sessions_are_listed_newest_first_a_page_at_a_time_per_pid,
+    a_return_url_must_be_on_a_registered_origin,
 }
 
 // Needs a store that can be told to lose compares.
@@ -500,6 +509,7 @@ async fn tenants_are_listed_a_page_at_a_time_and_renamed(store: &impl Backend) {
                 pid: pid(p),
                 name: p.to_uppercase(),
                 created_at: at(0),
+                return_origins: Vec::new(),
             })
             .await
             .unwrap();
@@ -523,18 +533,32 @@ async fn tenants_are_listed_a_page_at_a_time_and_renamed(store: &impl Backend) {
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidQuery);
 
-    let renamed = rename_pid(store, &pid("beta"), "Beta Bot".into())
-        .await
-        .unwrap();
+    let renamed = patch_pid(
+        store,
+        &pid("beta"),
+        PatchPidRequest {
+            name: Some("Beta Bot".into()),
+            return_origins: None,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(renamed.name, "Beta Bot");
     assert_eq!(renamed.created_at, at(0));
     assert_eq!(
         super::pid(store, &pid("beta")).await.unwrap().name,
         "Beta Bot"
     );
-    let e = rename_pid(store, &pid("nobody"), "x".into())
-        .await
-        .unwrap_err();
+    let e = patch_pid(
+        store,
+        &pid("nobody"),
+        PatchPidRequest {
+            name: Some("x".into()),
+            return_origins: None,
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), ErrorCode::PidNotFound);
 }
 
@@ -667,5 +691,501 @@ async fn request_metrics_from_instances_add_up(store: &impl Backend) {
     assert_eq!(
         (h.count, h.sum_ms, h.buckets[0], h.buckets[4]),
         (2, 73, 1, 1)
+    );
+}
+
+/// A webhook receiver that answers from a script (then 200) and keeps what it got.
+#[derive(Default)]
+struct Receiver {
+    answers: std::cell::RefCell<std::collections::VecDeque<Result<u16, String>>>,
+    got: std::cell::RefCell<Vec<(String, String, String)>>,
+}
+
+impl Receiver {
+    fn answering(answers: &[Result<u16, &str>]) -> Self {
+        let r = Receiver::default();
+        r.answers
+            .borrow_mut()
+            .extend(answers.iter().map(|a| a.map_err(str::to_owned)));
+        r
+    }
+}
+
+impl Deliver for Receiver {
+    async fn post(&self, url: &str, body: &str, signature: &str) -> Result<u16, String> {
+        self.got
+            .borrow_mut()
+            .push((url.to_owned(), body.to_owned(), signature.to_owned()));
+        self.answers.borrow_mut().pop_front().unwrap_or(Ok(200))
+    }
+}
+
+fn webhook_settings() -> Settings {
+    Settings::from_lookup(|name| {
+        (name == "webhook_origin_1").then(|| String::from("https://hooks.example"))
+    })
+    .expect("settings")
+}
+
+fn webhook_body(events: &str) -> SetWebhookRequest {
+    let s = webhook_settings();
+    SetWebhookRequest::parse(
+        format!(r#"{{"url":"https://hooks.example/dock","events":{events}}}"#).as_bytes(),
+        &s.limits,
+        &s.webhook_origins,
+    )
+    .expect("webhook body")
+}
+
+async fn run_dispatch(store: &impl Backend, rx: &Receiver, secs: u64) -> DispatchReport {
+    dispatch(
+        store,
+        rx,
+        None,
+        true,
+        &webhook_settings(),
+        || at(secs),
+        || 32_768,
+    )
+    .await
+    .unwrap()
+}
+
+async fn a_webhook_event_is_retried_until_delivered_once_with_one_id_and_body(
+    store: &impl Backend,
+) {
+    let k = seed(store, 100).await;
+    let s = webhook_settings();
+    let hook = set_webhook(store, &pid("app"), webhook_body("null"), [9; 32])
+        .await
+        .unwrap();
+    let secret = hook.secret.expect("a new webhook shows its secret");
+    create(store, &k, request("app", "u1", None), sid(1), &s, at(0))
+        .await
+        .unwrap();
+    complete(store, Some(&pid("app")), &sid(1), "111", "900", &s, at(1))
+        .await
+        .unwrap();
+    let rx = Receiver::answering(&[Ok(500), Err("connection refused")]);
+    let r = run_dispatch(store, &rx, 1).await;
+    assert_eq!((r.attempted, r.retrying), (1, 1));
+    // Not due again before its back-off (10 s, jitter at the middle).
+    assert_eq!(run_dispatch(store, &rx, 5).await.attempted, 0);
+    let r = run_dispatch(store, &rx, 11).await;
+    assert_eq!((r.attempted, r.retrying), (1, 1));
+    assert_eq!(run_dispatch(store, &rx, 35).await.attempted, 0);
+    let r = run_dispatch(store, &rx, 41).await;
+    assert_eq!((r.attempted, r.delivered), (1, 1));
+    // Delivered: never sent again.
+    assert_eq!(run_dispatch(store, &rx, 100_000).await.attempted, 0);
+    let got = rx.got.borrow().clone();
+    assert_eq!(got.len(), 3);
+    assert!(
+        got.iter()
+            .all(|(url, body, _)| url == "https://hooks.example/dock" && *body == got[0].1)
+    );
+    let event: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
+    assert_eq!(event["type"], "session.completed");
+    assert_eq!(event["data"]["sid"], sid(1).as_str());
+    assert_eq!(event["data"]["result"]["robloxId"], "900");
+    for (i, (_, body, sig)) in got.iter().enumerate() {
+        let t = [1, 11, 41][i];
+        assert_eq!(
+            dock_core::webhook::verify(body.as_bytes(), sig, &[&secret], (T0 / 1000) + t, 300),
+            Ok((T0 / 1000) + t)
+        );
+    }
+    let log = deliveries(store, &pid("app"), 10).await.unwrap().deliveries;
+    let outcomes: Vec<_> = log
+        .iter()
+        .map(|a| (a.attempt, a.outcome, a.status_code))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (3, Outcome::Delivered, Some(200)),
+            (2, Outcome::Retrying, None),
+            (1, Outcome::Retrying, Some(500)),
+        ]
+    );
+    assert!(log.iter().all(|a| a.event_id == event["id"]));
+    assert_eq!(log[1].error.as_deref(), Some("connection refused"));
+    let c = counters(store, at(100)).await;
+    assert_eq!(
+        (c.webhook_attempts, c.webhooks_delivered, c.webhooks_failed),
+        (3, 1, 0)
+    );
+}
+
+async fn webhook_events_follow_the_subscription_and_unobserved_expiries(store: &impl Backend) {
+    let k = seed(store, 100).await;
+    let s = webhook_settings();
+    set_webhook(
+        store,
+        &pid("app"),
+        webhook_body(r#"["session.expired","session.cancelled"]"#),
+        [9; 32],
+    )
+    .await
+    .unwrap();
+    for (n, client) in [(1, "u1"), (2, "u2"), (3, "u3")] {
+        create(store, &k, request("app", client, None), sid(n), &s, at(0))
+            .await
+            .unwrap();
+    }
+    cancel(store, &pid("app"), &sid(2), &s, at(1))
+        .await
+        .unwrap();
+    complete(store, Some(&pid("app")), &sid(3), "111", "900", &s, at(1))
+        .await
+        .unwrap();
+    // Session 1 expires at 300 s with nobody watching; the dispatch's sweep finds it.
+    let rx = Receiver::default();
+    let r = run_dispatch(store, &rx, 400).await;
+    assert_eq!((r.attempted, r.delivered), (2, 2));
+    let mut events: Vec<serde_json::Value> = rx
+        .got
+        .borrow()
+        .iter()
+        .map(|(_, b, _)| serde_json::from_str(b).unwrap())
+        .collect();
+    events.sort_by_key(|e| e["type"].as_str().unwrap().to_owned());
+    assert_eq!(events[0]["type"], "session.cancelled");
+    assert_eq!(events[0]["data"]["sid"], sid(2).as_str());
+    assert_eq!(events[1]["type"], "session.expired");
+    assert_eq!(events[1]["data"]["status"], "expired");
+    assert_eq!(events[1]["createdAt"], events[1]["data"]["expiresAt"]);
+    assert_ne!(events[0]["id"], events[1]["id"]);
+    assert_eq!(run_dispatch(store, &rx, 500).await.attempted, 0);
+}
+
+async fn a_webhook_event_fails_after_a_day_of_retries(store: &impl Backend) {
+    let k = seed(store, 100).await;
+    let s = webhook_settings();
+    set_webhook(store, &pid("app"), webhook_body("null"), [9; 32])
+        .await
+        .unwrap();
+    create(store, &k, request("app", "u1", None), sid(1), &s, at(0))
+        .await
+        .unwrap();
+    cancel(store, &pid("app"), &sid(1), &s, at(1))
+        .await
+        .unwrap();
+    let rx = Receiver::answering(&[Ok(503); 40]);
+    // A dispatch every minute for two days.
+    let mut last = DispatchReport::default();
+    for minute in 0..(2 * 24 * 60) {
+        let r = run_dispatch(store, &rx, 1 + minute * 60).await;
+        if r.failed > 0 {
+            last = r;
+            break;
+        }
+    }
+    assert_eq!(last.failed, 1);
+    let attempts = rx.got.borrow().len();
+    assert!((8..=12).contains(&attempts), "{attempts} attempts");
+    let log = deliveries(store, &pid("app"), 1).await.unwrap().deliveries;
+    assert_eq!(log[0].outcome, Outcome::Failed);
+    assert!(log[0].at <= at(1 + 24 * 3600 + 60));
+    let c = counters(store, at(0)).await;
+    assert_eq!((c.webhooks_failed, c.webhooks_delivered), (1, 0));
+    assert_eq!(run_dispatch(store, &rx, 10 * 24 * 3600).await.attempted, 0);
+}
+
+async fn webhooks_are_set_shown_without_secret_rotated_and_deleted(store: &impl Backend) {
+    seed(store, 100).await;
+    let app = pid("app");
+    assert_eq!(
+        set_webhook(store, &pid("nope"), webhook_body("null"), [1; 32])
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::PidNotFound
+    );
+    assert_eq!(
+        webhook(store, &app).await.unwrap_err().code(),
+        ErrorCode::WebhookNotFound
+    );
+    let first = set_webhook(store, &app, webhook_body("null"), [1; 32])
+        .await
+        .unwrap();
+    let secret = first.secret.clone().unwrap();
+    assert_eq!(first.events.len(), 3);
+    let shown = webhook(store, &app).await.unwrap();
+    assert_eq!(shown.secret, None);
+    // Replacing the URL or events keeps the secret (and does not show it).
+    let again = set_webhook(
+        store,
+        &app,
+        webhook_body(r#"["session.completed"]"#),
+        [2; 32],
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.secret, None);
+    assert_eq!(
+        store
+            .webhook(&app)
+            .await
+            .unwrap()
+            .unwrap()
+            .signing_secrets(at(0)),
+        vec![secret.as_str()]
+    );
+    let rotated = rotate_webhook_secret(store, &app, [3; 32], at(0))
+        .await
+        .unwrap();
+    let new = rotated.secret.unwrap();
+    assert_ne!(new, secret);
+    let cfg = store.webhook(&app).await.unwrap().unwrap();
+    assert_eq!(
+        cfg.signing_secrets(at(10)),
+        vec![new.as_str(), secret.as_str()]
+    );
+    assert_eq!(cfg.signing_secrets(at(24 * 3600)), vec![new.as_str()]);
+    assert_eq!(store.webhook_pids().await.unwrap(), vec![app.clone()]);
+    delete_webhook(store, &app).await.unwrap();
+    assert_eq!(
+        webhook(store, &app).await.unwrap_err().code(),
+        ErrorCode::WebhookNotFound
+    );
+    assert!(store.webhook_pids().await.unwrap().is_empty());
+}
+
+async fn sessions_are_listed_newest_first_a_page_at_a_time_per_pid(store: &impl Backend) {
+    use dock_core::listing::{ListCursor, ListQuery};
+    let k = seed(store, 1000).await;
+    let s = settings();
+    // 12 sessions of client u1 (guilds keep them apart), 12 of u2, one a second.
+    let mut sids = Vec::new();
+    for n in 0..24u8 {
+        let client = if n % 2 == 0 { "u1" } else { "u2" };
+        let guild = format!("g{n}");
+        create(
+            store,
+            &k,
+            request("app", client, Some(&guild)),
+            sid(n + 1),
+            &s,
+            at(u64::from(n)),
+        )
+        .await
+        .unwrap();
+        sids.push(sid(n + 1));
+    }
+    cancel(store, &pid("app"), &sid(3), &s, at(30))
+        .await
+        .unwrap();
+    complete(store, Some(&pid("app")), &sid(5), "111", "900", &s, at(30))
+        .await
+        .unwrap();
+    // Another tenant's sessions never appear.
+    let other = key("other", 10);
+    store
+        .create_pid(&PidRecord {
+            pid: pid("other"),
+            name: "Other".into(),
+            created_at: at(0),
+            return_origins: Vec::new(),
+        })
+        .await
+        .unwrap();
+    store.issue_key("hash-other", &other).await.unwrap();
+    create(
+        store,
+        &other,
+        request("other", "u1", None),
+        sid(200),
+        &s,
+        at(5),
+    )
+    .await
+    .unwrap();
+
+    let query = |client: Option<&str>, status, limit, cursor: Option<&str>| ListQuery {
+        client_id: client.map(str::to_owned),
+        status,
+        limit,
+        cursor: cursor.and_then(ListCursor::decode),
+    };
+    let now = at(40);
+    let p1 = list_sessions(store, &pid("app"), query(None, None, 10, None), now)
+        .await
+        .unwrap();
+    assert_eq!(p1.sessions.len(), 10);
+    // New sessions arrive between pages: later pages neither shift nor repeat.
+    for n in 0..3u8 {
+        create(
+            store,
+            &k,
+            request("app", "late", Some(&format!("l{n}"))),
+            sid(100 + n),
+            &s,
+            at(41),
+        )
+        .await
+        .unwrap();
+    }
+    let p2 = list_sessions(
+        store,
+        &pid("app"),
+        query(None, None, 10, p1.next_cursor.as_deref()),
+        now,
+    )
+    .await
+    .unwrap();
+    let p3 = list_sessions(
+        store,
+        &pid("app"),
+        query(None, None, 10, p2.next_cursor.as_deref()),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(p3.next_cursor, None);
+    let listed: Vec<SessionId> = [&p1, &p2, &p3]
+        .iter()
+        .flat_map(|p| p.sessions.iter().map(|v| v.sid.clone()))
+        .collect();
+    let newest_first: Vec<SessionId> = sids.iter().rev().cloned().collect();
+    assert_eq!(listed, newest_first);
+
+    let u1 = list_sessions(store, &pid("app"), query(Some("u1"), None, 100, None), now)
+        .await
+        .unwrap();
+    assert_eq!(u1.sessions.len(), 12);
+    assert!(u1.sessions.iter().all(|v| v.client_id == "u1"));
+    let done = list_sessions(
+        store,
+        &pid("app"),
+        query(None, Some(Status::Completed), 100, None),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        done.sessions
+            .iter()
+            .map(|v| v.sid.clone())
+            .collect::<Vec<_>>(),
+        vec![sid(5)]
+    );
+    let cancelled = list_sessions(
+        store,
+        &pid("app"),
+        query(Some("u1"), Some(Status::Cancelled), 100, None),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cancelled
+            .sessions
+            .iter()
+            .map(|v| v.sid.clone())
+            .collect::<Vec<_>>(),
+        vec![sid(3)]
+    );
+    // At 400 s every pending one has expired (a reader's view, as GET shows it).
+    let expired = list_sessions(
+        store,
+        &pid("app"),
+        query(None, Some(Status::Expired), 100, None),
+        at(400),
+    )
+    .await
+    .unwrap();
+    assert_eq!(expired.sessions.len(), 24 - 2 + 3);
+    let others = list_sessions(store, &pid("other"), query(None, None, 100, None), now)
+        .await
+        .unwrap();
+    assert_eq!(others.sessions.len(), 1);
+    assert_eq!(others.sessions[0].sid, sid(200));
+}
+
+async fn a_return_url_must_be_on_a_registered_origin(store: &impl Backend) {
+    let k = seed(store, 100).await;
+    let s = settings();
+    let with_return = |client: &str, url: &str| CreateSessionRequest {
+        return_url: Some(url.to_owned()),
+        ..request("app", client, None)
+    };
+    let e = create(
+        store,
+        &k,
+        with_return("u1", "https://app.example/done"),
+        sid(1),
+        &s,
+        at(0),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ReturnUrlNotAllowed);
+    let patch = PatchPidRequest::parse(
+        br#"{"returnOrigins":["https://APP.example:443","http://127.0.0.1:8080"]}"#,
+        &s.limits,
+    )
+    .unwrap();
+    let rec = patch_pid(store, &pid("app"), patch).await.unwrap();
+    assert_eq!(
+        rec.return_origins,
+        ["https://app.example", "http://127.0.0.1:8080"]
+    );
+    assert_eq!(rec.name, "App");
+    let c = create(
+        store,
+        &k,
+        with_return("u1", "https://app.example/done?x=1"),
+        sid(2),
+        &s,
+        at(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.session.return_url.as_deref(),
+        Some("https://app.example/done?x=1")
+    );
+    assert_eq!(
+        c.session.view_at(at(1)).return_url.as_deref(),
+        Some("https://app.example/done?x=1")
+    );
+    // Another port, scheme or host of a registered one is not registered.
+    for url in [
+        "https://app.example:8443/",
+        "http://app.example/",
+        "https://evil.app.example/",
+        "http://127.0.0.1:8081/",
+    ] {
+        let e = create(store, &k, with_return("u2", url), sid(3), &s, at(1))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::ReturnUrlNotAllowed, "{url}");
+    }
+    // A reuse keeps the first returnUrl (it is not part of the reuse identity).
+    let again = create(
+        store,
+        &k,
+        with_return("u1", "http://127.0.0.1:8080/other"),
+        sid(4),
+        &s,
+        at(2),
+    )
+    .await
+    .unwrap();
+    assert!(again.reused);
+    assert_eq!(
+        again.session.return_url.as_deref(),
+        Some("https://app.example/done?x=1")
+    );
+    // Stored and read back.
+    let loaded = store
+        .load_session(Some(&pid("app")), &sid(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        loaded.session.return_url.as_deref(),
+        Some("https://app.example/done?x=1")
     );
 }

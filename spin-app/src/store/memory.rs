@@ -10,7 +10,9 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
+use dock_core::listing::ListCursor;
 use dock_core::oauth::FlowRecord;
+use dock_core::webhook::{Attempt, EventKey, EventType, OutboxState, Outcome, WebhookConfig};
 use dock_core::wire::{AccountLink, KeyRecord, PidRecord};
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Status, Timestamp};
 use futures::channel::oneshot;
@@ -50,6 +52,11 @@ struct State {
     counters: HashMap<Pid, Counters>,
     store_errors: u64,
     metrics: BTreeMap<String, u64>,
+    webhooks: BTreeMap<Pid, WebhookConfig>,
+    /// Outbox events per PID: member → (due ms, state).
+    outbox: HashMap<Pid, BTreeMap<String, (u64, Option<OutboxState>)>>,
+    /// Attempt log per PID, newest first.
+    attempts: HashMap<Pid, Vec<Attempt>>,
     /// Waiters parked in `wait_change`, woken by the session's next commit.
     parked: HashMap<SessionId, Vec<oneshot::Sender<()>>>,
     /// When set, the next this many commits fail their compare (tests of the retry).
@@ -70,9 +77,27 @@ impl State {
             .map(|(sid, _)| sid.clone())
             .collect();
         for sid in &gone {
-            self.pending.remove(sid);
+            if let Some((_, at)) = self.pending.remove(sid) {
+                self.enqueue(pid, EventType::Expired, sid, at);
+            }
         }
         self.count(pid).expired += gone.len() as u64;
+    }
+
+    /// Puts an event in the PID's outbox if its webhook wants it.
+    fn enqueue(&mut self, pid: &Pid, kind: EventType, sid: &SessionId, due: Timestamp) {
+        if self.webhooks.get(pid).is_some_and(|w| w.wants(kind)) {
+            let member = EventKey {
+                kind,
+                sid: sid.clone(),
+            }
+            .member();
+            self.outbox
+                .entry(pid.clone())
+                .or_default()
+                .entry(member)
+                .or_insert((due.as_millis(), None));
+        }
     }
 }
 
@@ -253,7 +278,7 @@ impl Backend for MemoryStore {
         next: &Session,
         link: Option<&LinkWrite>,
         _settings: &Settings,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> Result<bool, StoreError> {
         let Version::Revision(rev) = prev.version else {
             return Err(StoreError::Corrupt("a Redis version reached memory".into()));
@@ -282,10 +307,19 @@ impl Backend for MemoryStore {
         );
         if s.pending.remove(&next.sid).is_some() {
             let c = s.count(&next.pid);
-            match next.stored_status() {
-                Status::Completed => c.completed += 1,
-                Status::Cancelled => c.cancelled += 1,
-                Status::Pending | Status::Expired => {}
+            let kind = match next.stored_status() {
+                Status::Completed => {
+                    c.completed += 1;
+                    Some(EventType::Completed)
+                }
+                Status::Cancelled => {
+                    c.cancelled += 1;
+                    Some(EventType::Cancelled)
+                }
+                Status::Pending | Status::Expired => None,
+            };
+            if let Some(kind) = kind {
+                s.enqueue(&next.pid, kind, &next.sid, now);
             }
         }
         for tx in s.parked.remove(&next.sid).unwrap_or_default() {
@@ -510,6 +544,130 @@ impl Backend for MemoryStore {
         }
         s.count(pid).links_erased += erased.len() as u64;
         Ok(erased)
+    }
+
+    async fn list_sessions(
+        &self,
+        pid: &Pid,
+        client_id: Option<&str>,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<(ListCursor, Option<Session>)>, StoreError> {
+        let s = self.state.borrow();
+        let mut all: Vec<Session> = s
+            .sessions
+            .values()
+            .map(|r| parse_session(&r.record))
+            .collect::<Result<_, _>>()?;
+        all.retain(|x| {
+            x.pid == *pid
+                && client_id.is_none_or(|c| x.client_id == c)
+                && after.is_none_or(|a| a.is_before(x))
+        });
+        all.sort_by(|a, b| ListCursor::of(b).cmp(&ListCursor::of(a)));
+        all.truncate(limit);
+        Ok(all
+            .into_iter()
+            .map(|x| (ListCursor::of(&x), Some(x)))
+            .collect())
+    }
+
+    async fn webhook(&self, pid: &Pid) -> Result<Option<WebhookConfig>, StoreError> {
+        Ok(self.state.borrow().webhooks.get(pid).cloned())
+    }
+
+    async fn put_webhook(&self, pid: &Pid, cfg: &WebhookConfig) -> Result<bool, StoreError> {
+        let mut s = self.state.borrow_mut();
+        if !s.pids.contains_key(pid) {
+            return Ok(false);
+        }
+        s.webhooks.insert(pid.clone(), cfg.clone());
+        Ok(true)
+    }
+
+    async fn delete_webhook(&self, pid: &Pid) -> Result<bool, StoreError> {
+        let mut s = self.state.borrow_mut();
+        s.outbox.remove(pid);
+        Ok(s.webhooks.remove(pid).is_some())
+    }
+
+    async fn webhook_pids(&self) -> Result<Vec<Pid>, StoreError> {
+        Ok(self.state.borrow().webhooks.keys().cloned().collect())
+    }
+
+    async fn take_due(
+        &self,
+        pid: &Pid,
+        now: Timestamp,
+        hold_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(EventKey, Option<OutboxState>)>, StoreError> {
+        let mut s = self.state.borrow_mut();
+        let Some(outbox) = s.outbox.get_mut(pid) else {
+            return Ok(Vec::new());
+        };
+        let mut due: Vec<(u64, String)> = outbox
+            .iter()
+            .filter(|(_, (at, _))| *at <= now.as_millis())
+            .map(|(m, (at, _))| (*at, m.clone()))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        let mut out = Vec::new();
+        for (_, member) in due {
+            if let Some(entry) = outbox.get_mut(&member) {
+                entry.0 = hold_until.as_millis();
+                let key = EventKey::parse_member(&member)
+                    .ok_or_else(|| StoreError::Corrupt(member.clone()))?;
+                out.push((key, entry.1.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_attempt(
+        &self,
+        pid: &Pid,
+        key: &EventKey,
+        state: &OutboxState,
+        attempt: &Attempt,
+    ) -> Result<(), StoreError> {
+        let mut s = self.state.borrow_mut();
+        let member = key.member();
+        let Some(outbox) = s.outbox.get_mut(pid) else {
+            return Ok(());
+        };
+        if !outbox.contains_key(&member) {
+            return Ok(());
+        }
+        match attempt.outcome {
+            Outcome::Retrying => {
+                let due = attempt.next_attempt_at.map_or(0, Timestamp::as_millis);
+                outbox.insert(member, (due, Some(state.clone())));
+            }
+            Outcome::Delivered | Outcome::Failed => {
+                outbox.remove(&member);
+            }
+        }
+        let c = s.count(pid);
+        c.webhook_attempts += 1;
+        match attempt.outcome {
+            Outcome::Delivered => c.webhooks_delivered += 1,
+            Outcome::Failed => c.webhooks_failed += 1,
+            Outcome::Retrying => {}
+        }
+        let log = s.attempts.entry(pid.clone()).or_default();
+        log.insert(0, attempt.clone());
+        log.truncate(dock_core::webhook::MAX_ATTEMPT_LOG);
+        Ok(())
+    }
+
+    async fn attempts(&self, pid: &Pid, limit: usize) -> Result<Vec<Attempt>, StoreError> {
+        let s = self.state.borrow();
+        Ok(s.attempts
+            .get(pid)
+            .map(|l| l.iter().take(limit).cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {

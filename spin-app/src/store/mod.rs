@@ -28,7 +28,9 @@ pub mod sqlite;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use dock_core::listing::ListCursor;
 use dock_core::oauth::FlowRecord;
+use dock_core::webhook::{Attempt, EventKey, OutboxState, WebhookConfig};
 use dock_core::wire::{AccountLink, KeyRecord, PidRecord};
 use dock_core::{ApiError, ErrorCode, KeyId, Pid, Session, SessionId, Settings, Timestamp};
 
@@ -103,6 +105,12 @@ pub struct Counters {
     pub links_erased: u64,
     /// Waiter leases (open streams and long-polls) live now.
     pub waiters: u64,
+    /// Webhook delivery attempts made.
+    pub webhook_attempts: u64,
+    /// Webhook events delivered.
+    pub webhooks_delivered: u64,
+    /// Webhook events given up on.
+    pub webhooks_failed: u64,
 }
 
 impl Counters {
@@ -117,6 +125,9 @@ impl Counters {
             "quota_rejected" => self.quota_rejected = n,
             "links_erased" => self.links_erased = n,
             "waiters" => self.waiters = n,
+            "webhook_attempts" => self.webhook_attempts = n,
+            "webhooks_delivered" => self.webhooks_delivered = n,
+            "webhooks_failed" => self.webhooks_failed = n,
             _ => {}
         }
     }
@@ -131,6 +142,9 @@ impl Counters {
         self.quota_rejected += o.quota_rejected;
         self.links_erased += o.links_erased;
         self.waiters += o.waiters;
+        self.webhook_attempts += o.webhook_attempts;
+        self.webhooks_delivered += o.webhooks_delivered;
+        self.webhooks_failed += o.webhooks_failed;
     }
 }
 
@@ -429,6 +443,57 @@ backend! {
 
     /// The service-wide request metric sums: `(field, sum)`.
     async fn metric_fields(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Up to `limit` entries of the PID's session listing (of one client
+    /// when `client_id` is given) after `after`, newest first (creation
+    /// time, then sid, descending), with their records (`None`: gone past
+    /// retention; the entry still moves a cursor on).
+    async fn list_sessions(
+        &self,
+        pid: &Pid,
+        client_id: Option<&str>,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<(ListCursor, Option<Session>)>, StoreError>;
+
+    /// A PID's webhook.
+    async fn webhook(&self, pid: &Pid) -> Result<Option<WebhookConfig>, StoreError>;
+
+    /// Sets a PID's webhook; false if the PID does not exist.
+    async fn put_webhook(&self, pid: &Pid, cfg: &WebhookConfig) -> Result<bool, StoreError>;
+
+    /// Removes a PID's webhook and the events waiting in its outbox; false
+    /// if it had none.
+    async fn delete_webhook(&self, pid: &Pid) -> Result<bool, StoreError>;
+
+    /// The PIDs with a webhook, sorted.
+    async fn webhook_pids(&self) -> Result<Vec<Pid>, StoreError>;
+
+    /// Takes up to `limit` of the PID's outbox events due by `now` (oldest
+    /// first), with their delivery state (`None`: never attempted), holding
+    /// each until `hold_until`: no other dispatcher takes it before then.
+    async fn take_due(
+        &self,
+        pid: &Pid,
+        now: Timestamp,
+        hold_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(EventKey, Option<OutboxState>)>, StoreError>;
+
+    /// Records an attempt on an outbox event: delivered or failed ones leave
+    /// the outbox (counted), a retried one is due again at its
+    /// `next_attempt_at` with `state` kept; the attempt joins the PID's log.
+    /// Nothing happens when the event already left the outbox.
+    async fn record_attempt(
+        &self,
+        pid: &Pid,
+        key: &EventKey,
+        state: &OutboxState,
+        attempt: &Attempt,
+    ) -> Result<(), StoreError>;
+
+    /// The PID's most recent delivery attempts, newest first.
+    async fn attempts(&self, pid: &Pid, limit: usize) -> Result<Vec<Attempt>, StoreError>;
 
     /// Service-wide store errors reported so far.
     async fn store_errors(&self) -> Result<u64, StoreError>;

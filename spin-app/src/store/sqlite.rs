@@ -19,7 +19,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use dock_core::listing::ListCursor;
 use dock_core::oauth::FlowRecord;
+use dock_core::webhook::{Attempt, EventKey, OutboxState, WebhookConfig};
 use dock_core::wire::{AccountLink, KeyRecord, PidRecord};
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use spin_sdk::sqlite::{Connection, Value};
@@ -56,7 +58,74 @@ const JOURNAL_MODE: &str = "PRAGMA journal_mode = WAL";
 ///
 /// Version 1 is the layout every release before versioning created (its
 /// statements are idempotent, so it also adopts those databases as they are).
-const MIGRATIONS: &[&[&str]] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&[&str]] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+
+/// Version 4: the session listing's indexes, and webhooks. A PID's webhook (`events`: ` <type> <type> `); its
+/// outbox, filled by triggers inside the statements that end a session (the
+/// completion or cancel `UPDATE`, the `dock_pending` delete that counts an
+/// expiry), due at once (`due_at` 0); the attempt log, whose insert (only
+/// while the event is in the outbox) moves the event on by trigger: due
+/// again, or out of the outbox and counted. Deleting a webhook empties its outbox.
+const SCHEMA_V4: &[&str] = &[
+    // The session listing (newest first, all or one client's).
+    "CREATE INDEX IF NOT EXISTS dock_sessions_listing
+        ON dock_sessions (pid, json_extract(record, '$.createdAt'), sid)",
+    "CREATE INDEX IF NOT EXISTS dock_sessions_client_listing
+        ON dock_sessions (pid, json_extract(record, '$.clientId'), json_extract(record, '$.createdAt'), sid)",
+    "CREATE TABLE IF NOT EXISTS dock_webhooks (
+        pid TEXT PRIMARY KEY, config TEXT NOT NULL, events TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dock_outbox (
+        pid TEXT NOT NULL, member TEXT NOT NULL, due_at INTEGER NOT NULL, state TEXT,
+        PRIMARY KEY (pid, member))",
+    "CREATE INDEX IF NOT EXISTS dock_outbox_due ON dock_outbox (pid, due_at)",
+    "CREATE TABLE IF NOT EXISTS dock_webhook_attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, pid TEXT NOT NULL, member TEXT NOT NULL,
+        outcome TEXT NOT NULL, next_due INTEGER NOT NULL, state TEXT NOT NULL,
+        attempt TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS dock_webhook_attempts_pid ON dock_webhook_attempts (pid, id)",
+    "CREATE TRIGGER IF NOT EXISTS dock_outbox_finished
+        AFTER UPDATE OF record ON dock_sessions
+        WHEN json_extract(OLD.record, '$.status') = 'pending'
+         AND json_extract(NEW.record, '$.status') IN ('completed', 'cancelled')
+        BEGIN
+            INSERT OR IGNORE INTO dock_outbox (pid, member, due_at, state)
+                SELECT NEW.pid, 'session.' || json_extract(NEW.record, '$.status') || '|' || NEW.sid, 0, NULL
+                FROM dock_webhooks w
+                WHERE w.pid = NEW.pid
+                  AND instr(w.events, ' session.' || json_extract(NEW.record, '$.status') || ' ') > 0;
+        END",
+    "CREATE TRIGGER IF NOT EXISTS dock_outbox_expired
+        AFTER DELETE ON dock_pending
+        WHEN (SELECT json_extract(record, '$.status') FROM dock_sessions WHERE sid = OLD.sid) = 'pending'
+        BEGIN
+            INSERT OR IGNORE INTO dock_outbox (pid, member, due_at, state)
+                SELECT OLD.pid, 'session.expired|' || OLD.sid, 0, NULL
+                FROM dock_webhooks w
+                WHERE w.pid = OLD.pid AND instr(w.events, ' session.expired ') > 0;
+        END",
+    "CREATE TRIGGER IF NOT EXISTS dock_webhook_deleted
+        AFTER DELETE ON dock_webhooks
+        BEGIN
+            DELETE FROM dock_outbox WHERE pid = OLD.pid;
+        END",
+    "CREATE TRIGGER IF NOT EXISTS dock_webhook_attempt_recorded
+        AFTER INSERT ON dock_webhook_attempts
+        BEGIN
+            UPDATE dock_outbox SET due_at = NEW.next_due, state = NEW.state
+                WHERE pid = NEW.pid AND member = NEW.member AND NEW.outcome = 'retrying';
+            DELETE FROM dock_outbox
+                WHERE pid = NEW.pid AND member = NEW.member AND NEW.outcome <> 'retrying';
+            INSERT INTO dock_stats (pid, counter, value) VALUES (NEW.pid, 'webhook_attempts', 1)
+                ON CONFLICT (pid, counter) DO UPDATE SET value = value + 1;
+            INSERT INTO dock_stats (pid, counter, value)
+                SELECT NEW.pid, 'webhooks_' || NEW.outcome, 1 WHERE NEW.outcome <> 'retrying'
+                ON CONFLICT (pid, counter) DO UPDATE SET value = value + 1;
+            UPDATE dock_webhook_attempts SET state = '' WHERE id = NEW.id;
+            DELETE FROM dock_webhook_attempts WHERE pid = NEW.pid AND id <= NEW.id - 200
+                AND id NOT IN (SELECT id FROM dock_webhook_attempts WHERE pid = NEW.pid
+                               ORDER BY id DESC LIMIT 200);
+        END",
+];
 
 /// Version 3: the service-wide sums of the request metrics instances record
 /// (`GET /metrics`), one row per field.
@@ -763,6 +832,155 @@ impl<C: Link> Backend for SqliteStore<C> {
             .collect();
         erased.sort_by(|a, b| a.discord_id.cmp(&b.discord_id));
         Ok(erased)
+    }
+
+    async fn list_sessions(
+        &self,
+        pid: &Pid,
+        client_id: Option<&str>,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<(ListCursor, Option<Session>)>, StoreError> {
+        let mut sql = String::from("SELECT record FROM dock_sessions WHERE pid = ?");
+        let mut params = vec![t(pid.as_str())];
+        if let Some(c) = client_id {
+            sql.push_str(" AND json_extract(record, '$.clientId') = ?");
+            params.push(t(c));
+        }
+        if let Some(a) = after {
+            sql.push_str(" AND (json_extract(record, '$.createdAt'), sid) < (?, ?)");
+            params.push(t(a.created_at.to_iso8601()));
+            params.push(t(a.sid.as_str()));
+        }
+        sql.push_str(" ORDER BY json_extract(record, '$.createdAt') DESC, sid DESC LIMIT ?");
+        params.push(i(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let rows = self.rows(&sql, params).await?;
+        rows.iter()
+            .filter_map(|r| text_at(r, 0))
+            .map(|json| {
+                let s = parse_session(&json)?;
+                Ok((ListCursor::of(&s), Some(s)))
+            })
+            .collect()
+    }
+
+    async fn webhook(&self, pid: &Pid) -> Result<Option<WebhookConfig>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT config FROM dock_webhooks WHERE pid = ?",
+                vec![t(pid.as_str())],
+            )
+            .await?;
+        parse_record("webhook", rows.first().and_then(|r| text_at(r, 0)))
+    }
+
+    async fn put_webhook(&self, pid: &Pid, cfg: &WebhookConfig) -> Result<bool, StoreError> {
+        let rows = self
+            .rows(
+                "INSERT INTO dock_webhooks (pid, config, events)
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM dock_pids WHERE pid = ?1)
+                 ON CONFLICT (pid) DO UPDATE SET config = excluded.config, events = excluded.events
+                 RETURNING pid",
+                vec![t(pid.as_str()), t(record_json(cfg)), t(cfg.events_field())],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn delete_webhook(&self, pid: &Pid) -> Result<bool, StoreError> {
+        let rows = self
+            .rows(
+                "DELETE FROM dock_webhooks WHERE pid = ? RETURNING pid",
+                vec![t(pid.as_str())],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn webhook_pids(&self) -> Result<Vec<Pid>, StoreError> {
+        let rows = self
+            .rows("SELECT pid FROM dock_webhooks ORDER BY pid", vec![])
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| text_at(r, 0))
+            .filter_map(|s| Pid::parse(&s).ok())
+            .collect())
+    }
+
+    async fn take_due(
+        &self,
+        pid: &Pid,
+        now: Timestamp,
+        hold_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(EventKey, Option<OutboxState>)>, StoreError> {
+        let rows = self
+            .rows(
+                "UPDATE dock_outbox SET due_at = ?1
+                 WHERE pid = ?2 AND member IN (
+                     SELECT member FROM dock_outbox WHERE pid = ?2 AND due_at <= ?3
+                     ORDER BY due_at LIMIT ?4)
+                 RETURNING member, state",
+                vec![
+                    i(ms(hold_until)),
+                    t(pid.as_str()),
+                    i(ms(now)),
+                    i(i64::try_from(limit).unwrap_or(i64::MAX)),
+                ],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let Some(member) = text_at(row, 0) else {
+                continue;
+            };
+            let key = EventKey::parse_member(&member)
+                .ok_or_else(|| StoreError::Corrupt(format!("outbox member {member:?}")))?;
+            out.push((key, parse_record("outbox state", text_at(row, 1))?));
+        }
+        Ok(out)
+    }
+
+    async fn record_attempt(
+        &self,
+        pid: &Pid,
+        key: &EventKey,
+        state: &OutboxState,
+        attempt: &Attempt,
+    ) -> Result<(), StoreError> {
+        let outcome = serde_json::to_value(attempt.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.rows(
+            "INSERT INTO dock_webhook_attempts (pid, member, outcome, next_due, state, attempt)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6
+             WHERE EXISTS (SELECT 1 FROM dock_outbox WHERE pid = ?1 AND member = ?2)",
+            vec![
+                t(pid.as_str()),
+                t(key.member()),
+                t(outcome),
+                i(attempt.next_attempt_at.map_or(0, ms)),
+                t(record_json(state)),
+                t(record_json(attempt)),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn attempts(&self, pid: &Pid, limit: usize) -> Result<Vec<Attempt>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT attempt FROM dock_webhook_attempts WHERE pid = ? ORDER BY id DESC LIMIT ?",
+                vec![t(pid.as_str()), i(i64::try_from(limit).unwrap_or(i64::MAX))],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| parse_record("delivery attempt", text_at(r, 0)))
+            .filter_map(Result::transpose)
+            .collect()
     }
 
     async fn counters(&self, pid: &Pid, now: Timestamp) -> Result<Counters, StoreError> {

@@ -302,3 +302,63 @@ test("the README's integration example works as written against this server", as
     child.kill();
   }
 });
+
+test("webhook: a completion is POSTed to the PID's webhook, signed, and verifyWebhook accepts it", async (t) => {
+  const port = Number(process.env.DOCK_TEST_WEBHOOK_PORT);
+  if (!port) {
+    t.skip("DOCK_TEST_WEBHOOK_PORT not set (the server must allow http://127.0.0.1:<port> as a webhook origin)");
+    return;
+  }
+  const { createServer } = await import("node:http");
+  const deliveries = [];
+  let arrived;
+  const got = new Promise((r) => (arrived = r));
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      deliveries.push({ body: Buffer.concat(chunks), signature: req.headers["dock-signature"] });
+      res.end("ok");
+      arrived();
+    });
+  });
+  server.listen(port, "127.0.0.1");
+  await once(server, "listening");
+  try {
+    const hook = await admin("PUT", `/api/v1/admin/pids/${PID}/webhook`, {
+      url: `http://127.0.0.1:${port}/dock`,
+      events: ["session.completed"],
+    });
+    assert.match(hook.secret, /^whsec_/);
+    const created = await client.createSession({ pid: PID, clientId: nextClientId("webhook") });
+    const [discordId, robloxId] = [snowflake(), snowflake()];
+    await complete(created.sid, discordId, robloxId);
+    await got;
+    const { verifyWebhook, DockSignatureError } = await import("@dock-verify/client");
+    const event = verifyWebhook(deliveries[0].body, deliveries[0].signature, hook.secret);
+    assert.equal(event.type, "session.completed");
+    assert.deepEqual(event.data, await client.getSession(created.sid));
+    assert.throws(() => verifyWebhook(deliveries[0].body, deliveries[0].signature, "whsec_not-it"), DockSignatureError);
+  } finally {
+    server.close();
+    await admin("DELETE", `/api/v1/admin/pids/${PID}/webhook`).catch(() => {});
+  }
+});
+
+test("listSessions pages through a user's sessions newest first; returnUrl is kept in the view", async () => {
+  const clientId = nextClientId("list");
+  await admin("PATCH", `/api/v1/admin/pids/${PID}`, { returnOrigins: ["https://app.example"] });
+  const made = [];
+  for (const guildId of ["g1", "g2", "g3"]) {
+    made.push((await client.createSession({ pid: PID, clientId, guildId, returnUrl: "https://app.example/done" })).sid);
+  }
+  const pages = [];
+  for await (const page of client.listSessions({ clientId, limit: 2 })) pages.push(page);
+  assert.deepEqual(pages.map((p) => p.sessions.length), [2, 1]);
+  assert.deepEqual(pages.flatMap((p) => p.sessions.map((s) => s.sid)), made.reverse());
+  assert.equal(pages[0].sessions[0].returnUrl, "https://app.example/done");
+  await assert.rejects(
+    client.createSession({ pid: PID, clientId, returnUrl: "https://evil.example/" }),
+    (e) => e instanceof DockApiError && e.status === 400 && e.code === "return_url_not_allowed",
+  );
+});

@@ -1,4 +1,5 @@
--- KEYS: 1 reuse slot, 2 session, 3 events, 4 stats, 5 pending, 6 quota window counter
+-- KEYS: 1 reuse slot, 2 session, 3 events, 4 stats, 5 pending, 6 quota window counter,
+--       7 webhook, 8 webhook outbox, 9 listing, 10 the client's listing
 -- ARGV: 1 expected sid ('' = empty), 2 sid, 3 session json, 4 px, 5 reuse px,
 --       6 channel, 7 view json, 8 session key prefix, 9 pid, 10 now ms,
 --       11 expiresAt ms, 12 charge ('1' = count this create), 13 window end ms,
@@ -12,8 +13,7 @@ if ARGV[12] == '1' then
     return {'quota', n}
   end
 end
-local expired = redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[10])
-if expired > 0 then redis.call('HINCRBY', KEYS[4], 'expired', expired) end
+sweep_expired(KEYS[5], KEYS[4], KEYS[7], KEYS[8], ARGV[10])
 local cur = redis.call('GET', KEYS[1])
 if (cur or '') ~= ARGV[1] then
   local s = ''
@@ -31,6 +31,14 @@ redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 -- KEYS[3], the change feed, is not written: it starts with the first change
 -- (a stream costs ~4.7 KB even with one entry; waiters read from 0-0).
 redis.call('ZADD', KEYS[5], ARGV[11], ARGV[2])
+-- The listings: this session by creation time; entries older than any
+-- record that can still be stored (now - its lifetime) leave.
+local oldest = '(' .. (tonumber(ARGV[10]) - tonumber(ARGV[4]))
+for _, ix in ipairs({KEYS[9], KEYS[10]}) do
+  redis.call('ZADD', ix, ARGV[10], ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', ix, '-inf', oldest)
+  redis.call('PEXPIRE', ix, ARGV[4])
+end
 redis.call('HINCRBY', KEYS[4], 'created', 1)
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'ok', n}

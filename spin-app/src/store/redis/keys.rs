@@ -16,6 +16,13 @@
 //! | `dock:{P}:p` | sorted set | pending sessions (member: sid, score: `expiresAt` ms); those past their score are counted expired and removed | while pending |
 //! | `dock:{P}:stats` | hash | the PID's counters: `created`, `reused`, `completed`, `cancelled`, `expired`, `quota_rejected` | forever |
 //! | `dock:{P}:keys` | set | ids of the keys issued to the PID (to find its waiter sets) | forever |
+//! | `dock:{P}:ix` | sorted set | the session listing: sid by creation time (ms); trimmed by each create to the sessions that may still be stored, entries of gone records removed when a listing meets them | as its sessions |
+//! | `dock:{P}:ixc:<digest>` | sorted set | the same, of one client (`digest`: core's `client_digest` of the clientId) | as its sessions |
+//! | `dock:{P}:wh` | hash | the PID's webhook: `config` (core's `WebhookConfig` JSON, secrets included), `events` (` <type> <type> `, what scripts match) | until deleted |
+//! | `dock:{P}:ob` | sorted set | the webhook outbox: events to deliver (member `<type>\|<sid>`, score: when due, ms), added in the script that makes the change; a dispatcher that takes one pushes its score past its attempt | until delivered or failed |
+//! | `dock:{P}:obs` | hash | delivery state of outbox events that were attempted (member → `OutboxState` JSON: attempts, first attempt, the body sent) | as the event |
+//! | `dock:{P}:wha` | list | the PID's last 200 delivery attempts (core's `Attempt` JSON), newest first | forever (capped) |
+//! | `dock:webhooks` | set | the PIDs with a webhook (what a dispatch visits) | forever |
 //! | `dock:pids` | set | every PID (the stats endpoint sums over it) | forever |
 //! | `dock:stats` | hash | service-wide `store_errors` (flushed by instances that saw errors) | forever |
 //! | `dock:metrics` | hash | service-wide sums of the request latency histograms (`route\|method\|class\|count`, `…\|sum_ms`, `…\|b<i>`), added by each instance every `metrics_flush_seconds` | forever (bounded: one field set per route, method and status class) |
@@ -113,6 +120,43 @@ pub fn key_ids(pid: &Pid) -> String {
 pub fn channel(pid: &Pid) -> String {
     format!("{}:events", tag(pid))
 }
+
+/// The PID's session listing.
+pub fn listing(pid: &Pid) -> String {
+    format!("{}:ix", tag(pid))
+}
+
+/// One client's session listing.
+pub fn client_listing(pid: &Pid, client_id: &str) -> String {
+    format!(
+        "{}:ixc:{}",
+        tag(pid),
+        dock_core::listing::client_digest(client_id)
+    )
+}
+
+/// The PID's webhook.
+pub fn webhook(pid: &Pid) -> String {
+    format!("{}:wh", tag(pid))
+}
+
+/// The PID's webhook outbox.
+pub fn outbox(pid: &Pid) -> String {
+    format!("{}:ob", tag(pid))
+}
+
+/// Delivery state of the outbox's attempted events.
+pub fn outbox_state(pid: &Pid) -> String {
+    format!("{}:obs", tag(pid))
+}
+
+/// The PID's recent delivery attempts.
+pub fn attempts(pid: &Pid) -> String {
+    format!("{}:wha", tag(pid))
+}
+
+/// The PIDs with a webhook.
+pub const WEBHOOK_PIDS: &str = "dock:webhooks";
 
 /// The set of all PIDs.
 pub const PIDS: &str = "dock:pids";

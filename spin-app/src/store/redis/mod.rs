@@ -34,7 +34,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
+use dock_core::listing::ListCursor;
 use dock_core::oauth::FlowRecord;
+use dock_core::webhook::{Attempt, EventKey, OutboxState, WebhookConfig};
 use dock_core::wire::{AccountLink, KeyRecord, PidRecord};
 use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use sha1::{Digest as _, Sha1};
@@ -51,7 +53,10 @@ use super::{
 /// more when beyond the limit), then creates the live session for a reuse
 /// slot if the slot holds what the caller expects; else returns what it
 /// holds. Every reply ends with the quota count (-1: not charged).
-static CREATE: Script = Script::new(include_str!("create.lua"));
+static CREATE: Script = Script::new(concat!(
+    include_str!("sweep.lua"),
+    include_str!("create.lua")
+));
 
 /// Replaces a session record if unchanged (and the link, if given, too).
 static COMMIT: Script = Script::new(include_str!("commit.lua"));
@@ -68,7 +73,19 @@ static RENEW: Script = Script::new(include_str!("renew.lua"));
 /// One PID's counters: first counts the pending sessions that expired by
 /// `now` (as `CREATE` does), then reads the hash and the live waiter leases
 /// of every key of the PID.
-static STATS: Script = Script::new(include_str!("stats.lua"));
+static STATS: Script = Script::new(concat!(
+    include_str!("sweep.lua"),
+    include_str!("stats.lua")
+));
+
+/// A page of a session listing with the records.
+static LIST: Script = Script::new(include_str!("list.lua"));
+
+/// Takes the webhook events due for delivery, holding them for the taker.
+static TAKE_DUE: Script = Script::new(include_str!("take_due.lua"));
+
+/// Records a delivery attempt and its outcome.
+static RECORD_ATTEMPT: Script = Script::new(include_str!("record_attempt.lua"));
 
 /// Registers a waiter if the key has fewer than the maximum live leases.
 static ACQUIRE: Script = Script::new(include_str!("acquire.lua"));
@@ -470,6 +487,10 @@ impl<C: Link> Backend for RedisStore<C> {
             keys::stats(pid),
             keys::pending(pid),
             quota_key,
+            keys::webhook(pid),
+            keys::outbox(pid),
+            keys::listing(pid),
+            keys::client_listing(pid, &candidate.client_id),
         ];
         let create = self.eval(
             &CREATE,
@@ -639,6 +660,8 @@ impl<C: Link> Backend for RedisStore<C> {
             keys::roblox(pid, if previous.is_empty() { "-" } else { previous }),
             keys::stats(pid),
             keys::pending(pid),
+            keys::webhook(pid),
+            keys::outbox(pid),
         ];
         let view = next.view_at(now);
         let r = self
@@ -657,6 +680,7 @@ impl<C: Link> Backend for RedisStore<C> {
                     p(previous),
                     p(next.sid.as_str()),
                     RedisParameter::Int64(FEED_AFTER_CHANGE_MS),
+                    RedisParameter::Int64(now.as_millis() as i64),
                 ],
             )
             .await?;
@@ -846,7 +870,13 @@ impl<C: Link> Backend for RedisStore<C> {
         let r = self
             .eval(
                 &STATS,
-                &[keys::stats(pid), keys::pending(pid), keys::key_ids(pid)],
+                &[
+                    keys::stats(pid),
+                    keys::pending(pid),
+                    keys::key_ids(pid),
+                    keys::webhook(pid),
+                    keys::outbox(pid),
+                ],
                 vec![
                     RedisParameter::Int64(now.as_millis() as i64),
                     p(keys::waiters_prefix(pid)),
@@ -996,6 +1026,191 @@ impl<C: Link> Backend for RedisStore<C> {
             }
             other => Err(StoreError::Corrupt(format!("read script reply {other:?}"))),
         }
+    }
+
+    async fn list_sessions(
+        &self,
+        pid: &Pid,
+        client_id: Option<&str>,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<(ListCursor, Option<Session>)>, StoreError> {
+        let index = match client_id {
+            Some(c) => keys::client_listing(pid, c),
+            None => keys::listing(pid),
+        };
+        let r = self
+            .eval(
+                &LIST,
+                &[index],
+                vec![
+                    p(after.map_or_else(String::new, |c| c.created_at.as_millis().to_string())),
+                    p(after.map_or("", |c| c.sid.as_str())),
+                    RedisParameter::Int64(limit as i64),
+                    p(keys::session_prefix(pid)),
+                ],
+            )
+            .await?;
+        let fields: Vec<Option<String>> = r.iter().map(text).collect();
+        let mut out = Vec::with_capacity(fields.len() / 3);
+        for entry in fields.chunks(3) {
+            let [Some(sid), Some(score), json] = entry else {
+                continue;
+            };
+            let (Ok(sid), Ok(ms)) = (SessionId::parse(sid), score.parse::<f64>()) else {
+                return Err(StoreError::Corrupt(format!(
+                    "listing entry {sid:?} {score:?}"
+                )));
+            };
+            let session = match json.as_deref() {
+                None | Some("") => None,
+                Some(j) => Some(parse_session(j)?),
+            };
+            out.push((
+                ListCursor {
+                    created_at: Timestamp::from_millis(ms as u64),
+                    sid,
+                },
+                session,
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn webhook(&self, pid: &Pid) -> Result<Option<WebhookConfig>, StoreError> {
+        let r = self
+            .exec("HGET", vec![p(keys::webhook(pid)), p("config")])
+            .await?;
+        parse_record("webhook", r.first().and_then(text))
+    }
+
+    async fn put_webhook(&self, pid: &Pid, cfg: &WebhookConfig) -> Result<bool, StoreError> {
+        if self.load_pid(pid).await?.is_none() {
+            return Ok(false);
+        }
+        self.exec(
+            "HSET",
+            vec![
+                p(keys::webhook(pid)),
+                p("config"),
+                p(record_json(cfg)),
+                p("events"),
+                p(cfg.events_field()),
+            ],
+        )
+        .await?;
+        self.exec("SADD", vec![p(keys::WEBHOOK_PIDS), p(pid.as_str())])
+            .await?;
+        Ok(true)
+    }
+
+    async fn delete_webhook(&self, pid: &Pid) -> Result<bool, StoreError> {
+        let r = self
+            .exec(
+                "DEL",
+                vec![
+                    p(keys::webhook(pid)),
+                    p(keys::outbox(pid)),
+                    p(keys::outbox_state(pid)),
+                ],
+            )
+            .await?;
+        self.exec("SREM", vec![p(keys::WEBHOOK_PIDS), p(pid.as_str())])
+            .await?;
+        Ok(matches!(r.first(), Some(RedisResult::Int64(n)) if *n > 0))
+    }
+
+    async fn webhook_pids(&self) -> Result<Vec<Pid>, StoreError> {
+        let r = self.exec("SMEMBERS", vec![p(keys::WEBHOOK_PIDS)]).await?;
+        let mut pids: Vec<Pid> = r
+            .iter()
+            .filter_map(text)
+            .filter_map(|s| Pid::parse(&s).ok())
+            .collect();
+        pids.sort();
+        Ok(pids)
+    }
+
+    async fn take_due(
+        &self,
+        pid: &Pid,
+        now: Timestamp,
+        hold_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(EventKey, Option<OutboxState>)>, StoreError> {
+        let r = self
+            .eval(
+                &TAKE_DUE,
+                &[keys::outbox(pid), keys::outbox_state(pid)],
+                vec![
+                    RedisParameter::Int64(now.as_millis() as i64),
+                    RedisParameter::Int64(hold_until.as_millis() as i64),
+                    RedisParameter::Int64(limit as i64),
+                ],
+            )
+            .await?;
+        let fields: Vec<Option<String>> = r.iter().map(text).collect();
+        let mut out = Vec::new();
+        for pair in fields.chunks(2) {
+            let [Some(member), state] = pair else {
+                continue;
+            };
+            let Some(key) = EventKey::parse_member(member) else {
+                return Err(StoreError::Corrupt(format!("outbox member {member:?}")));
+            };
+            let state = parse_record("outbox state", state.clone().filter(|s| !s.is_empty()))?;
+            out.push((key, state));
+        }
+        Ok(out)
+    }
+
+    async fn record_attempt(
+        &self,
+        pid: &Pid,
+        key: &EventKey,
+        state: &OutboxState,
+        attempt: &Attempt,
+    ) -> Result<(), StoreError> {
+        let outcome = serde_json::to_value(attempt.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.eval(
+            &RECORD_ATTEMPT,
+            &[
+                keys::outbox(pid),
+                keys::outbox_state(pid),
+                keys::attempts(pid),
+                keys::stats(pid),
+            ],
+            vec![
+                p(key.member()),
+                p(outcome),
+                RedisParameter::Int64(attempt.next_attempt_at.map_or(0, |t| t.as_millis() as i64)),
+                p(record_json(state)),
+                p(record_json(attempt)),
+                RedisParameter::Int64(dock_core::webhook::MAX_ATTEMPT_LOG as i64),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn attempts(&self, pid: &Pid, limit: usize) -> Result<Vec<Attempt>, StoreError> {
+        let r = self
+            .exec(
+                "LRANGE",
+                vec![
+                    p(keys::attempts(pid)),
+                    p("0"),
+                    p((limit.max(1) - 1).to_string()),
+                ],
+            )
+            .await?;
+        r.iter()
+            .map(|v| parse_record("delivery attempt", text(v)))
+            .filter_map(Result::transpose)
+            .collect()
     }
 
     async fn wait_change(
