@@ -13,6 +13,7 @@ main{max-width:28rem;margin:3rem auto;padding:1.5rem 1.75rem;background:#fff;bor
 h1{font-size:1.35rem;margin:0 0 .75rem}p{margin:.5rem 0}ol{padding-left:1.25rem}\
 button{font:inherit;font-weight:600;width:100%;margin-top:1rem;padding:.8rem 1rem;border:0;border-radius:8px;background:#4752c4;color:#fff;cursor:pointer}\
 button:focus-visible{outline:3px solid #1d2330;outline-offset:2px}\
+a.return{display:block;text-align:center;font-weight:600;margin-top:1rem;padding:.8rem 1rem;border-radius:8px;background:#4752c4;color:#fff;text-decoration:none}\
 .muted{color:#5b6270;font-size:.9rem}dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0;word-break:break-all}\
 @media (prefers-color-scheme:dark){body{background:#15171c;color:#e8eaf0}main{background:#1f232b}.muted{color:#a3a9b6}button:focus-visible{outline-color:#e8eaf0}}";
 

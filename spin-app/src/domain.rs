@@ -498,6 +498,9 @@ impl DispatchReport {
     }
 }
 
+/// How much longer than an attempt's timeout a taken event stays held.
+pub const HOLD_MARGIN_SECS: u64 = 10;
+
 /// Most events one dispatch attempts per PID.
 pub const DISPATCH_BATCH: usize = 50;
 
@@ -551,8 +554,10 @@ async fn dispatch_pid(
     };
     let started = now();
     // Held for the batch's attempts (concurrent, each bounded by the
-    // timeout) and a margin: past it, another dispatcher may take them.
-    let hold = started.plus_secs(settings.webhook_timeout_secs + 30);
+    // timeout) and a margin: past it, another dispatcher may take them (a
+    // dispatcher that died, or lost the store before recording, leaves
+    // them due again then: at least once).
+    let hold = started.plus_secs(settings.webhook_timeout_secs + HOLD_MARGIN_SECS);
     let due = store.take_due(pid, started, hold, DISPATCH_BATCH).await?;
     if due.is_empty() {
         return Ok(report);

@@ -125,9 +125,14 @@ async function verifyInBrowser(verifyUrl, discordId, robloxId, label) {
   await page.waitForURL(`${BASE}/v1/api/verify/roblox/callback**`);
   await snap(page, `${label}-success`);
   const title = await page.textContent("h1");
+  const link = await page.$("a.return");
+  lastReturn = link ? { href: await link.getAttribute("href"), text: await link.textContent() } : null;
   await context.close();
   return title;
 }
+
+/** The "Return to …" link of the last success page (`null`: none). */
+let lastReturn = null;
 
 test("verifyUrl → Discord → Roblox completes the session; the SSE waiter gets the ids", async () => {
   const s = await createSession(BASE, key, "pid-acme", "user-1");
@@ -267,5 +272,43 @@ test("a session that expires mid-flow ends on a clear page", async () => {
   await page.waitForURL(`${BASE_SHORT}/v1/api/verify/discord/callback**`);
   assert.match(await page.textContent("main"), /expired/i);
   await snap(page, "expired-mid-flow");
+  await context.close();
+});
+
+test("a returnUrl on a registered origin: the success and cancelled pages link back with sid and status", async () => {
+  const origin = new URL(BASE).origin;
+  const patched = await api(BASE, "/api/v1/admin/pids/pid-acme", { method: "PATCH", key: ADMIN, body: { returnOrigins: [origin] } });
+  assert.equal(patched.status, 200, JSON.stringify(patched.body));
+  const returnUrl = `${BASE}/healthz?from=dock`;
+  // A foreign origin is refused at create: never an open redirect.
+  const refused = await api(BASE, "/api/v1/verify/session", { method: "POST", key, body: { pid: "pid-acme", clientId: "user-r0", returnUrl: "https://evil.example/" } });
+  assert.equal(refused.status, 400);
+  assert.equal(refused.body.error.code, "return_url_not_allowed");
+
+  const r = await api(BASE, "/api/v1/verify/session", { method: "POST", key, body: { pid: "pid-acme", clientId: "user-r1", returnUrl } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const s = r.body.data;
+  assert.equal(await verifyInBrowser(s.verifyUrl, "80351110224678913", "3003", "return"), "Verification complete");
+  assert.equal(lastReturn.text, "Return to Acme Bot");
+  const back = new URL(lastReturn.href);
+  assert.equal(back.origin, origin);
+  assert.equal(back.searchParams.get("from"), "dock");
+  assert.equal(back.searchParams.get("sid"), s.sid);
+  assert.equal(back.searchParams.get("status"), "completed");
+
+  // Cancelled: the page the user sees at verifyUrl links back too, and the link works.
+  const c = await api(BASE, "/api/v1/verify/session", { method: "POST", key, body: { pid: "pid-acme", clientId: "user-r2", returnUrl } });
+  await api(BASE, `/api/v1/verify/session/${c.body.data.sid}`, { method: "DELETE", key });
+  const context = await browser.newContext({ viewport: { width: 390, height: 760 } });
+  const page = await context.newPage();
+  const resp = await page.goto(c.body.data.verifyUrl);
+  assert.equal(resp.status(), 410);
+  assert.equal(await page.textContent("h1"), "Verification cancelled");
+  await snap(page, "cancelled-with-return-link");
+  await page.click("a.return");
+  await page.waitForURL(`${BASE}/healthz**`);
+  const landed = new URL(page.url());
+  assert.equal(landed.searchParams.get("sid"), c.body.data.sid);
+  assert.equal(landed.searchParams.get("status"), "cancelled");
   await context.close();
 });

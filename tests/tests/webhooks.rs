@@ -408,3 +408,37 @@ async fn admin_rules_on_redis() -> Result<()> {
 async fn admin_rules_on_sqlite() -> Result<()> {
     admin_rules(StoreKind::Sqlite).await
 }
+
+/// Redis dies while an attempt is in flight, so its outcome cannot be
+/// recorded: once Redis is back (same data), the event is due again after
+/// its hold and delivered — at least once, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_survives_redis_dying_during_delivery() -> Result<()> {
+    let rx = Receiver::start(&[Answer::Hang]).await?;
+    let mut vars = webhook_vars(&rx);
+    vars.push(("webhook_timeout_seconds", "5".into()));
+    let data = tempfile::tempdir()?;
+    let redis = dock_tests::RedisServer::start_persistent(data.path())?;
+    let mut svc = Service::start_on_redis(redis, 1, &as_refs(&vars)).await?;
+    let key = svc.tenant("app").await?;
+    let secret = set_webhook(&svc, "app", &rx.origin(), Value::Null).await?;
+    let sid = svc.create_sid(&key, "app", "user-1").await?;
+    svc.complete(&sid, "111", "900").await?;
+    wait_deliveries(&rx, 1, "the attempt in flight").await?;
+    let redis = svc.redis.as_mut().context("redis")?;
+    redis.kill();
+    rx.release(); // answered 200, but the dispatcher cannot record it
+    tokio::task::block_in_place(|| redis.restart())?;
+    let _scheduler = Scheduler::start(&svc);
+    let got = wait_deliveries(&rx, 2, "the redelivery after the hold").await?;
+    ensure!(got[1].body == got[0].body, "the same event");
+    verified(&got[1], &[&secret])?;
+    let path = "/api/v1/admin/pids/app/webhook/deliveries";
+    wait_until_async(DEADLINE, "delivered", || async {
+        admin(&svc, reqwest::Method::GET, path, None)
+            .await
+            .is_ok_and(|(_, b)| b["data"]["deliveries"][0]["outcome"] == "delivered")
+    })
+    .await?;
+    Ok(())
+}
