@@ -84,6 +84,13 @@ export interface CreateSessionInput {
   expectedDiscordId?: string | null;
   /** Optional: how you name the user (at most 100 characters), shown on the verify page. */
   displayLabel?: string | null;
+  /**
+   * Optional: where the verify pages send the user back when the session
+   * ends (`sid` and `status` are added to its query). Its origin must be one
+   * the operator registered for your PID, else `DockApiError`
+   * `return_url_not_allowed`. Not part of the reuse identity.
+   */
+  returnUrl?: string | null;
 }
 
 /** `createSession`'s result: the spec's `data` plus `verifyRequestsRemaining`. */
