@@ -154,8 +154,14 @@ pub struct UpArgs {
     /// (`POST /api/v1/admin/webhooks/dispatch`, with the app's admin token):
     /// retries, and the events of sessions that expired unobserved, go out
     /// without other traffic. 0 turns it off (an outside scheduler calls the
-    /// route, as under Spin). Needs `admin_token`.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// route, as under Spin). Needs `admin_token`. Given twice, the last wins.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = parse_duration,
+        overrides_with = "webhook_dispatch_interval"
+    )]
     pub webhook_dispatch_interval: Duration,
 
     /// Log filter (tracing env-filter syntax, e.g. `info` or `dock_host=debug`).

@@ -104,7 +104,8 @@ async fn dispatch_webhooks(addr: std::net::SocketAddr, token: String, every: std
             return;
         }
     };
-    let mut tick = tokio::time::interval(every);
+    // The first call one interval after start, not at once.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_failure = String::new();
     loop {

@@ -151,8 +151,10 @@ pub fn spin_args(args: &[String], state_dir: &Path) -> Result<Vec<String>> {
                     ]);
                 }
             }
-            // dock-host's own logging and cache: nothing to say to Spin.
-            "--log-level" | "--cache-dir" => {
+            // dock-host's own logging and cache: nothing to say to Spin. Nor
+            // its webhook dispatch timer: Spin has none (a scheduler calls
+            // the route), so off is what Spin does.
+            "--log-level" | "--cache-dir" | "--webhook-dispatch-interval" => {
                 value()?;
             }
             "--no-cache" => out.push("--disable-cache".to_owned()),

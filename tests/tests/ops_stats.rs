@@ -272,12 +272,15 @@ async fn store_errors_are_reported_once_the_store_answers() -> Result<()> {
         format!("redis_url={}", redis.url()),
         format!("redis_origin={}", redis.url()),
     ];
-    // One instance serves every request (in-memory counts live in it).
+    // One instance serves every request (in-memory counts live in it), and
+    // only the test's: no webhook dispatch timer taking an instance of its own.
     let mut args = vec![
         "--max-instance-concurrent-reuse-count",
         "1",
         "--idle-instance-timeout",
         "5m",
+        "--webhook-dispatch-interval",
+        "0",
     ];
     for v in &vars {
         args.extend(["--variable", v.as_str()]);

@@ -168,11 +168,16 @@ impl Service {
     pub fn add_host(&mut self) -> Result<()> {
         let manifest = artifacts::root_manifest(self.dir.path())?;
         // Debug logs name each request as it arrives: `wait_for_request` reads them.
+        // No webhook dispatch timer unless a test asks for one (its
+        // requests and store calls would blur exact counts); the webhook
+        // tests run a scheduler of their own, as under Spin.
         let mut args: Vec<&str> = vec![
             "--sqlite-db",
             "memory",
             "--log-level",
             "info,dock_host=debug",
+            "--webhook-dispatch-interval",
+            "0",
         ];
         if let Some(l) = &self.listen {
             args.push("--listen");
