@@ -530,6 +530,8 @@ mod tests {
             &args(&[
                 "--sqlite-db",
                 "memory",
+                "--webhook-dispatch-interval",
+                "300ms",
                 "--log-level",
                 "debug",
                 "--var",
