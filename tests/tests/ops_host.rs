@@ -231,6 +231,13 @@ async fn the_banner_names_the_embedded_store() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let manifest = artifacts::root_manifest(dir.path())?;
     let host = tokio::task::block_in_place(|| Host::start(&manifest, &["--sqlite-db", "memory"]))?;
+    // The banner's lines after `Serving` reach the output a little later
+    // than the address does (a reader thread): wait for them.
+    let banner_done = "dock: Redis: none";
+    let _ = dock_tests::wait_until_async(Duration::from_secs(10), "the whole banner", || async {
+        host.output().contains(banner_done)
+    })
+    .await;
     let out = host.output();
     ensure!(
         out.contains("SQLite database \"default\": in memory (used by dock)"),
