@@ -422,6 +422,17 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The wire name (`delivered`, `retrying`, `failed`), as stores record it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Retrying => "retrying",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 /// One delivery attempt, as `GET …/webhook/deliveries` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -16,7 +16,6 @@
 //! from another process) makes the token endpoint answer 500. Counters report how many PKCE checks passed and failed.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,23 +98,8 @@ impl FakeProvider {
             pkce_ok: AtomicUsize::new(0),
             pkce_bad: AtomicUsize::new(0),
         });
-        let s = shared.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let s = s.clone();
-                        async move { Ok::<_, Infallible>(handle(&s, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        let task = crate::spawn_http_server(listener, shared.clone(), |s, req| async move {
+            handle(&s, req).await
         });
         Ok(FakeProvider { addr, shared, task })
     }

@@ -87,3 +87,39 @@ where
         pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
+
+/// Serves HTTP/1 on `listener`, each request answered by `handle` with the
+/// shared `state`, on tasks of the current tokio runtime, until the returned
+/// task is aborted: the fake OAuth providers and the webhook receiver.
+pub(crate) fn spawn_http_server<S, F, Fut>(
+    listener: tokio::net::TcpListener,
+    state: std::sync::Arc<S>,
+    handle: F,
+) -> tokio::task::JoinHandle<()>
+where
+    S: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<S>, hyper::Request<hyper::body::Incoming>) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    Fut: Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (state, handle) = (state.clone(), handle.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let fut = handle(state.clone(), req);
+                    async move { Ok::<_, std::convert::Infallible>(fut.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
+}

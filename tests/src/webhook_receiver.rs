@@ -3,7 +3,6 @@
 //! body) and answers from a script: a status per request in order (then
 //! 200), or `Hang` (no answer until [`Receiver::release`]).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -68,23 +67,8 @@ impl Receiver {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         shared.script.lock().unwrap().extend(script.iter().copied());
-        let s = shared.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let s = s.clone();
-                        async move { Ok::<_, Infallible>(handle(&s, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        let task = crate::spawn_http_server(listener, shared.clone(), |s, req| async move {
+            handle(&s, req).await
         });
         Ok(Receiver { addr, shared, task })
     }

@@ -96,6 +96,18 @@ async fn wait_deliveries(rx: &Receiver, n: usize, what: &str) -> Result<Vec<Deli
     Ok(rx.deliveries())
 }
 
+/// Waits until the PID's newest delivery attempt has `outcome`.
+async fn wait_outcome(svc: &Service, pid: &str, outcome: &str) -> Result<Value> {
+    let path = format!("/api/v1/admin/pids/{pid}/webhook/deliveries");
+    wait_until_async(DEADLINE, &format!("a {outcome} attempt"), || async {
+        admin(svc, reqwest::Method::GET, &path, None)
+            .await
+            .is_ok_and(|(_, b)| b["data"]["deliveries"][0]["outcome"] == outcome)
+    })
+    .await?;
+    Ok(admin(svc, reqwest::Method::GET, &path, None).await?.1)
+}
+
 fn webhook_vars(rx: &Receiver) -> Vec<(&'static str, String)> {
     vec![
         ("webhook_origin_1", rx.origin()),
@@ -139,14 +151,7 @@ async fn retried_until_delivered(store: StoreKind) -> Result<()> {
     }
 
     // The log says delivered, and later dispatches send nothing more.
-    let path = "/api/v1/admin/pids/app/webhook/deliveries";
-    wait_until_async(DEADLINE, "the delivered attempt in the log", || async {
-        admin(&svc, reqwest::Method::GET, path, None)
-            .await
-            .is_ok_and(|(_, b)| b["data"]["deliveries"][0]["outcome"] == "delivered")
-    })
-    .await?;
-    let (_, log) = admin(&svc, reqwest::Method::GET, path, None).await?;
+    let log = wait_outcome(&svc, "app", "delivered").await?;
     let attempts = log["data"]["deliveries"].as_array().context("deliveries")?;
     ensure!(attempts.len() == 3, "{log}");
     ensure!(
@@ -257,14 +262,7 @@ async fn a_hanging_receiver_costs_its_attempt_not_the_completion() -> Result<()>
     let _scheduler = Scheduler::start(&svc);
     // Cut at 2 s, retried after ~1 s (and cut again), then 200.
     wait_deliveries(&rx, 3, "the attempts after the timeouts").await?;
-    let path = "/api/v1/admin/pids/app/webhook/deliveries";
-    wait_until_async(DEADLINE, "delivered", || async {
-        admin(&svc, reqwest::Method::GET, path, None)
-            .await
-            .is_ok_and(|(_, b)| b["data"]["deliveries"][0]["outcome"] == "delivered")
-    })
-    .await?;
-    let (_, log) = admin(&svc, reqwest::Method::GET, path, None).await?;
+    let log = wait_outcome(&svc, "app", "delivered").await?;
     let last = &log["data"]["deliveries"][2];
     ensure!(
         last["statusCode"].is_null()
@@ -292,13 +290,7 @@ async fn an_event_survives_a_host_killed_before_delivery() -> Result<()> {
     let secret = set_webhook(&svc, "app", &format!("{origin}/in"), Value::Null).await?;
     let sid = svc.create_sid(&key, "app", "user-1").await?;
     svc.complete(&sid, "111", "900").await?;
-    let path = "/api/v1/admin/pids/app/webhook/deliveries";
-    wait_until_async(DEADLINE, "the failed first attempt", || async {
-        admin(&svc, reqwest::Method::GET, path, None)
-            .await
-            .is_ok_and(|(_, b)| b["data"]["deliveries"][0]["outcome"] == "retrying")
-    })
-    .await?;
+    wait_outcome(&svc, "app", "retrying").await?;
     svc.restart_host(0)?;
     let rx = Receiver::start_on(([127, 0, 0, 1], port).into(), &[]).await?;
     let _scheduler = Scheduler::start(&svc);
@@ -433,12 +425,6 @@ async fn an_event_survives_redis_dying_during_delivery() -> Result<()> {
     let got = wait_deliveries(&rx, 2, "the redelivery after the hold").await?;
     ensure!(got[1].body == got[0].body, "the same event");
     verified(&got[1], &[&secret])?;
-    let path = "/api/v1/admin/pids/app/webhook/deliveries";
-    wait_until_async(DEADLINE, "delivered", || async {
-        admin(&svc, reqwest::Method::GET, path, None)
-            .await
-            .is_ok_and(|(_, b)| b["data"]["deliveries"][0]["outcome"] == "delivered")
-    })
-    .await?;
+    wait_outcome(&svc, "app", "delivered").await?;
     Ok(())
 }

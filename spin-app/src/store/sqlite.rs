@@ -949,10 +949,6 @@ impl<C: Link> Backend for SqliteStore<C> {
         state: &OutboxState,
         attempt: &Attempt,
     ) -> Result<(), StoreError> {
-        let outcome = serde_json::to_value(attempt.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
         self.rows(
             "INSERT INTO dock_webhook_attempts (pid, member, outcome, next_due, state, attempt)
              SELECT ?1, ?2, ?3, ?4, ?5, ?6
@@ -960,7 +956,7 @@ impl<C: Link> Backend for SqliteStore<C> {
             vec![
                 t(pid.as_str()),
                 t(key.member()),
-                t(outcome),
+                t(attempt.outcome.as_str()),
                 i(attempt.next_attempt_at.map_or(0, ms)),
                 t(record_json(state)),
                 t(record_json(attempt)),

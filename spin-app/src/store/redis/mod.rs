@@ -1171,10 +1171,6 @@ impl<C: Link> Backend for RedisStore<C> {
         state: &OutboxState,
         attempt: &Attempt,
     ) -> Result<(), StoreError> {
-        let outcome = serde_json::to_value(attempt.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
         self.eval(
             &RECORD_ATTEMPT,
             &[
@@ -1185,7 +1181,7 @@ impl<C: Link> Backend for RedisStore<C> {
             ],
             vec![
                 p(key.member()),
-                p(outcome),
+                p(attempt.outcome.as_str()),
                 RedisParameter::Int64(attempt.next_attempt_at.map_or(0, |t| t.as_millis() as i64)),
                 p(record_json(state)),
                 p(record_json(attempt)),
