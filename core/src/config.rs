@@ -72,7 +72,7 @@ pub struct Settings {
     /// the last entry counts); empty = the connection's address as Spin
     /// reports it (`spin-client-addr`).
     pub client_address_header: Option<String>,
-    /// `webhook_origin_1` … `webhook_origin_4`: the origins webhooks may be
+    /// `webhook_origin_a` … `webhook_origin_d`: the origins webhooks may be
     /// sent to (`scheme://host[:port]`, a host may start with `*.`); the same
     /// values feed `allowed_outbound_hosts`, one origin per variable because
     /// Spin reads one origin per entry. Empty ones are skipped; none = no webhooks.
@@ -144,10 +144,10 @@ pub mod names {
     pub const METRICS_TOKEN: &str = "metrics_token";
     pub const METRICS_FLUSH_SECONDS: &str = "metrics_flush_seconds";
     pub const WEBHOOK_ORIGINS: [&str; 4] = [
-        "webhook_origin_1",
-        "webhook_origin_2",
-        "webhook_origin_3",
-        "webhook_origin_4",
+        "webhook_origin_a",
+        "webhook_origin_b",
+        "webhook_origin_c",
+        "webhook_origin_d",
     ];
     pub const WEBHOOK_RETRY_BASE_SECONDS: &str = "webhook_retry_base_seconds";
     pub const WEBHOOK_TIMEOUT_SECONDS: &str = "webhook_timeout_seconds";

@@ -405,6 +405,17 @@ pub fn validate_variable_name(key: &str) -> Result<(), String> {
     if key.contains("__") {
         return Err("must not contain multiple consecutive underscores".into());
     }
+    // The manifest's keys are Spin's snake-case ids: each word starts with a
+    // letter (`webhook_origin_1` fails `spin up` with this message).
+    if let Some(first) = key
+        .split('_')
+        .filter_map(|w| w.chars().next())
+        .find(|c| !c.is_ascii_alphabetic())
+    {
+        return Err(format!(
+            "'_'-separated words must start with an ASCII letter; got {first:?}"
+        ));
+    }
     Ok(())
 }
 
@@ -583,7 +594,16 @@ command = "cargo build --target wasm32-wasip2 --release"
         for ok in ["a", "a1", "redis_url", "a_b_c"] {
             assert!(validate_variable_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "A", "1a", "a_", "a__b", "a-b"] {
+        for bad in [
+            "",
+            "A",
+            "1a",
+            "a_",
+            "a__b",
+            "a-b",
+            "a_1",
+            "webhook_origin_1",
+        ] {
             assert!(validate_variable_name(bad).is_err(), "{bad}");
         }
     }

@@ -58,7 +58,7 @@ async fn responses_match_the_openapi_document() -> Result<()> {
     // A loopback origin for webhook URLs (nothing listens there: deliveries fail).
     let svc = Service::start(
         StoreKind::Sqlite,
-        &[("webhook_origin_1", "http://127.0.0.1:9")],
+        &[("webhook_origin_a", "http://127.0.0.1:9")],
     )
     .await?;
     let (s, doc) = api_support::send(svc.http.get(svc.url("/api/v1/openapi.json"))).await?;

@@ -21,7 +21,7 @@ async fn npm_package_unit_and_end_to_end() -> Result<()> {
         StoreKind::Redis,
         &[
             ("session_ttl_seconds", "30"),
-            ("webhook_origin_1", webhook_origin.as_str()),
+            ("webhook_origin_a", webhook_origin.as_str()),
         ],
     )
     .await?;

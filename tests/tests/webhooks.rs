@@ -110,7 +110,7 @@ async fn wait_outcome(svc: &Service, pid: &str, outcome: &str) -> Result<Value> 
 
 fn webhook_vars(rx: &Receiver) -> Vec<(&'static str, String)> {
     vec![
-        ("webhook_origin_1", rx.origin()),
+        ("webhook_origin_a", rx.origin()),
         ("webhook_retry_base_seconds", "1".into()),
         ("session_ttl_seconds", "3".into()),
     ]
@@ -282,7 +282,7 @@ async fn an_event_survives_a_host_killed_before_delivery() -> Result<()> {
     let port = dock_tests::free_port();
     let origin = format!("http://127.0.0.1:{port}");
     let vars = [
-        ("webhook_origin_1", origin.as_str()),
+        ("webhook_origin_a", origin.as_str()),
         ("webhook_retry_base_seconds", "1"),
     ];
     let mut svc = Service::start(StoreKind::Redis, &vars).await?;

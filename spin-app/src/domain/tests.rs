@@ -722,7 +722,7 @@ impl Deliver for Receiver {
 
 fn webhook_settings() -> Settings {
     Settings::from_lookup(|name| {
-        (name == "webhook_origin_1").then(|| String::from("https://hooks.example"))
+        (name == "webhook_origin_a").then(|| String::from("https://hooks.example"))
     })
     .expect("settings")
 }
