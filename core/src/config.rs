@@ -82,6 +82,11 @@ pub struct Settings {
     pub webhook_retry_base_secs: u64,
     /// `webhook_timeout_seconds`: the limit of one delivery attempt (1–60, default 10).
     pub webhook_timeout_secs: u64,
+    /// `webhook_drain_one_in`: one request in this many (at random) also
+    /// attempts a bounded batch of due webhook events, after its answer
+    /// (0–100000, default 20; 0 = never): retries ride on ordinary traffic
+    /// where nothing calls the dispatch route.
+    pub webhook_drain_one_in: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -114,6 +119,7 @@ impl std::fmt::Debug for Settings {
             .field("webhook_origins", &self.webhook_origins)
             .field("webhook_retry_base_secs", &self.webhook_retry_base_secs)
             .field("webhook_timeout_secs", &self.webhook_timeout_secs)
+            .field("webhook_drain_one_in", &self.webhook_drain_one_in)
             .finish()
     }
 }
@@ -151,8 +157,9 @@ pub mod names {
     ];
     pub const WEBHOOK_RETRY_BASE_SECONDS: &str = "webhook_retry_base_seconds";
     pub const WEBHOOK_TIMEOUT_SECONDS: &str = "webhook_timeout_seconds";
+    pub const WEBHOOK_DRAIN_ONE_IN: &str = "webhook_drain_one_in";
     /// Every variable `Settings` reads.
-    pub const ALL: [&str; 28] = [
+    pub const ALL: [&str; 29] = [
         PUBLIC_BASE_URL,
         REDIS_URL,
         SESSION_TTL_SECONDS,
@@ -181,6 +188,7 @@ pub mod names {
         WEBHOOK_ORIGINS[3],
         WEBHOOK_RETRY_BASE_SECONDS,
         WEBHOOK_TIMEOUT_SECONDS,
+        WEBHOOK_DRAIN_ONE_IN,
     ];
 }
 
@@ -380,6 +388,12 @@ impl Settings {
                 WEBHOOK_TIMEOUT_SECONDS,
                 crate::webhook::DEFAULT_TIMEOUT_SECS,
                 1..=60,
+            )?,
+            webhook_drain_one_in: number(
+                &lookup,
+                WEBHOOK_DRAIN_ONE_IN,
+                crate::webhook::DEFAULT_DRAIN_ONE_IN,
+                0..=100_000,
             )?,
             discord: provider(
                 &lookup,

@@ -42,6 +42,15 @@ pub const MAX_RETRY_DELAY_MS: u64 = 6 * 3_600_000;
 pub const DEFAULT_RETRY_BASE_SECS: u64 = 10;
 /// The default limit of one attempt (the `webhook_timeout_seconds` variable).
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
+/// The default share of requests that also drain due events: one in this
+/// many (the `webhook_drain_one_in` variable).
+pub const DEFAULT_DRAIN_ONE_IN: u64 = 20;
+
+/// Whether a request also drains due events, given `one_in` (0 = never)
+/// and a uniformly random `draw`: true for one draw in `one_in`.
+pub fn drains(one_in: u64, draw: u32) -> bool {
+    one_in != 0 && u64::from(draw) % one_in == 0
+}
 /// The longest webhook URL accepted.
 pub const MAX_URL_LEN: usize = 2_048;
 /// Recent attempts kept per PID for `GET …/webhook/deliveries`.
@@ -541,6 +550,16 @@ mod tests {
     }
 
     const SECRET: &str = "whsec_test-secret";
+
+    #[test]
+    fn one_request_in_n_drains_and_zero_turns_it_off() {
+        let share = |one_in| (0..20_000u32).filter(|d| drains(one_in, *d)).count();
+        assert_eq!(share(20), 1_000);
+        assert_eq!(share(1), 20_000);
+        assert_eq!(share(0), 0);
+        assert!(drains(7, 0) && drains(7, 14) && !drains(7, 15));
+        assert!(!drains(100_000, u32::MAX) && drains(1, u32::MAX));
+    }
 
     #[test]
     fn signature_matches_a_reference_hmac() {

@@ -504,6 +504,9 @@ pub const HOLD_MARGIN_SECS: u64 = 10;
 /// Most events one dispatch attempts per PID.
 pub const DISPATCH_BATCH: usize = 50;
 
+/// Most events one [`drain`] attempts.
+pub const DRAIN_BATCH: usize = 10;
+
 /// Delivers the due events of `pids` (every PID with a webhook when `None`).
 /// With `sweep`, first counts the sessions that expired unobserved (which
 /// puts their `session.expired` events in the outbox): what the periodic
@@ -533,12 +536,61 @@ pub async fn dispatch(
         if sweep {
             store.counters(pid, now()).await?;
         }
-        let r = dispatch_pid(store, sender, pid, &cfg, settings, &now, &mut jitter).await?;
+        let r = dispatch_pid(
+            store,
+            sender,
+            pid,
+            &cfg,
+            settings,
+            &now,
+            &mut jitter,
+            DISPATCH_BATCH,
+        )
+        .await?;
         report.add(&r);
     }
     Ok(report)
 }
 
+/// The bounded dispatch that rides on an ordinary request (one in
+/// `webhook_drain_one_in`, after its answer): one PID with a webhook, picked
+/// by `pick`, has its unobserved expiries counted and at most
+/// [`DRAIN_BATCH`] due events attempted. Where nothing calls the dispatch
+/// route (a Spin host with no scheduler), traffic alone keeps retries and
+/// expiry events moving; every PID gets its turn at random.
+pub async fn drain(
+    store: &impl Backend,
+    sender: &impl Deliver,
+    settings: &Settings,
+    now: impl Fn() -> Timestamp,
+    mut jitter: impl FnMut() -> u16,
+    pick: u32,
+) -> Result<DispatchReport, StoreError> {
+    let pids = store.webhook_pids().await?;
+    let Some(pid) = pids.get(pick as usize % pids.len().max(1)) else {
+        return Ok(DispatchReport::default());
+    };
+    let Some(cfg) = store.webhook(pid).await? else {
+        return Ok(DispatchReport::default());
+    };
+    store.counters(pid, now()).await?;
+    dispatch_pid(
+        store,
+        sender,
+        pid,
+        &cfg,
+        settings,
+        &now,
+        &mut jitter,
+        DRAIN_BATCH,
+    )
+    .await
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the store, the sender, one PID's webhook and the run's clock, jitter and bound"
+)]
 async fn dispatch_pid(
     store: &impl Backend,
     sender: &impl Deliver,
@@ -547,6 +599,7 @@ async fn dispatch_pid(
     settings: &Settings,
     now: &impl Fn() -> Timestamp,
     jitter: &mut impl FnMut() -> u16,
+    batch: usize,
 ) -> Result<DispatchReport, StoreError> {
     let mut report = DispatchReport {
         pids: 1,
@@ -558,7 +611,7 @@ async fn dispatch_pid(
     // dispatcher that died, or lost the store before recording, leaves
     // them due again then: at least once).
     let hold = started.plus_secs(settings.webhook_timeout_secs + HOLD_MARGIN_SECS);
-    let due = store.take_due(pid, started, hold, DISPATCH_BATCH).await?;
+    let due = store.take_due(pid, started, hold, batch).await?;
     if due.is_empty() {
         return Ok(report);
     }

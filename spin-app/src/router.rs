@@ -60,15 +60,18 @@ pub async fn route(req: Request) -> Response {
             pid: pid.as_deref(),
         });
     }
-    if let Ok(s) = settings().await
-        && let Some(fields) = crate::metrics::record(
+    if let Ok(s) = settings().await {
+        if drains_after(route) {
+            crate::webhooks::maybe_drain(s);
+        }
+        if let Some(fields) = crate::metrics::record(
             dock_core::metrics::Series::of(route, method.as_str(), status),
             ms,
             now,
             s.metrics_flush_secs,
-        )
-    {
-        spin_sdk::wasip3::spawn(crate::metrics::flush(fields, s));
+        ) {
+            spin_sdk::wasip3::spawn(crate::metrics::flush(fields, s));
+        }
     }
     resp
 }
@@ -314,6 +317,16 @@ fn find<'a>(segments: &[&'a str]) -> Option<(&'static Route, Vec<&'a str>)> {
 
 /// The route a path matched, with its parameters as names: logs never carry
 /// ids, keys, tokens or OAuth codes.
+/// Whether a request on `route` may carry a webhook drain after its answer:
+/// any route of the API but liveness (kept free of store work) and the
+/// dispatch route (which dispatches everything itself).
+fn drains_after(route: &str) -> bool {
+    !matches!(
+        route,
+        "(unmatched)" | "/healthz" | "/api/v1/admin/webhooks/dispatch"
+    )
+}
+
 fn route_template(segments: &[&str]) -> &'static str {
     find(segments).map_or("(unmatched)", |(r, _)| r.template)
 }

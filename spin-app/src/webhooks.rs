@@ -11,7 +11,11 @@
 //!   of every PID, retries included. `dock-host` calls it on a timer
 //!   (`--webhook-dispatch-interval`); under Spin a scheduler does (a
 //!   Kubernetes CronJob for SpinKube, any cron with curl elsewhere;
-//!   docs/deploy.md).
+//!   docs/deploy.md);
+//! - on one ordinary request in `webhook_drain_one_in`, after its answer
+//!   ([`maybe_drain`]): the same for one PID, at most
+//!   [`domain::DRAIN_BATCH`] events, so retries and expiry events move with
+//!   traffic alone where no scheduler runs.
 
 use std::time::Duration;
 
@@ -81,6 +85,33 @@ pub fn after_change(pid: Pid, settings: &'static Settings) {
         // Nothing is lost: the event stays in the outbox for the next dispatch.
         if let Err(e) = result {
             log!("webhook dispatch after a change failed: {e}");
+        }
+    });
+}
+
+/// One request in `webhook_drain_one_in` (at random): a bounded drain of
+/// one PID's due events from a spawned task, after the answer.
+pub fn maybe_drain(settings: &'static Settings) {
+    let one_in = settings.webhook_drain_one_in;
+    if one_in == 0 {
+        return;
+    }
+    let draw = u32::from_le_bytes(entropy::<4>());
+    if !dock_core::webhook::drains(one_in, draw) {
+        return;
+    }
+    // The pick uses the draw's other part (the gate fixed `draw % one_in`).
+    let pick = (u64::from(draw) / one_in) as u32;
+    spin_sdk::wasip3::spawn(async move {
+        let sender = Outbound {
+            timeout: Duration::from_secs(settings.webhook_timeout_secs),
+        };
+        let result = match Store::open(settings).await {
+            Ok(store) => domain::drain(&store, &sender, settings, now, jitter, pick).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            log!("webhook drain failed: {e}");
         }
     });
 }

@@ -3,9 +3,10 @@
 //!
 //! Retries need a dispatcher. Under Spin that is a scheduler calling
 //! `POST /api/v1/admin/webhooks/dispatch`; the tests run one (a task that
-//! calls it every 250 ms) so they hold on either runtime, and one test
-//! (dock-host only) shows dock-host's own timer delivering with no other
-//! traffic at all. The rules themselves (back-off, 24 h give-up, outbox in
+//! calls it every 250 ms) so they hold on either runtime, one test (dock-host
+//! only) shows dock-host's own timer delivering with no other traffic at
+//! all, and one shows ordinary traffic alone carrying retries and expiry
+//! events (`webhook_drain_one_in`), with neither timer nor scheduler. The rules themselves (back-off, 24 h give-up, outbox in
 //! the same step as the change, subscriptions) run natively on all three
 //! stores in `cargo test -p dock-spin-app`.
 
@@ -240,6 +241,53 @@ async fn dock_host_retries_by_itself() -> Result<()> {
     let event = verified(&got[1], &[&secret])?;
     ensure!(event["type"] == "session.cancelled", "{event}");
     ensure!(got[0].body == got[1].body);
+    Ok(())
+}
+
+/// With no timer and no scheduler, ordinary API traffic drains due events
+/// (here every request: `webhook_drain_one_in = 1`): a retry, and the event
+/// of an expiry nobody observes. What keeps a Spin host without a scheduler
+/// delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_traffic_carries_retries_and_expiry_events() -> Result<()> {
+    let rx = Receiver::start(&[Answer::Status(500)]).await?;
+    let mut vars = webhook_vars(&rx);
+    vars.push(("webhook_drain_one_in", "1".into()));
+    let svc = Service::start(StoreKind::Redis, &as_refs(&vars)).await?;
+    let key = svc.tenant("app").await?;
+    let secret = set_webhook(&svc, "app", &rx.origin(), Value::Null).await?;
+    let sid = svc.create_sid(&key, "app", "user-1").await?;
+    let (s, body) = svc.complete(&sid, "111", "900").await?;
+    ensure!(s == 200, "{s} {body}");
+    wait_outcome(&svc, "app", "retrying").await?;
+    // An integrator polling its session is the only traffic from here on.
+    let poll = || async {
+        let url = svc.url(&format!("/api/v1/verify/session/{sid}"));
+        let _ = send(svc.http.get(url).bearer_auth(&key)).await;
+    };
+    let delivered = |n: usize| {
+        let poll = &poll;
+        let rx = &rx;
+        async move {
+            poll().await;
+            rx.deliveries().len() >= n
+        }
+    };
+    wait_until_async(DEADLINE, "the retry, carried by traffic", || delivered(2)).await?;
+    let got = rx.deliveries();
+    ensure!(got[0].body == got[1].body, "the retry sends the same event");
+    ensure!(verified(&got[1], &[&secret])?["type"] == "session.completed");
+
+    let idle = svc.create_sid(&key, "app", "user-2").await?;
+    wait_until_async(DEADLINE, "the expiry event, carried by traffic", || {
+        delivered(3)
+    })
+    .await?;
+    let expired = verified(&rx.deliveries()[2], &[&secret])?;
+    ensure!(
+        expired["type"] == "session.expired" && expired["data"]["sid"] == idle.as_str(),
+        "{expired}"
+    );
     Ok(())
 }
 

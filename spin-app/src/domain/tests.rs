@@ -488,6 +488,7 @@ crate::store::native::on_every_store! {
     a_webhook_event_is_retried_until_delivered_once_with_one_id_and_body,
     webhook_events_follow_the_subscription_and_unobserved_expiries,
     a_webhook_event_fails_after_a_day_of_retries,
+    a_drain_attempts_a_bounded_batch_of_one_pid_and_sweeps_its_expiries,
     webhooks_are_set_shown_without_secret_rotated_and_deleted,
     sessions_are_listed_newest_first_a_page_at_a_time_per_pid,
     a_return_url_must_be_on_a_registered_origin,
@@ -857,6 +858,60 @@ async fn webhook_events_follow_the_subscription_and_unobserved_expiries(store: &
     assert_eq!(events[1]["createdAt"], events[1]["data"]["expiresAt"]);
     assert_ne!(events[0]["id"], events[1]["id"]);
     assert_eq!(run_dispatch(store, &rx, 500).await.attempted, 0);
+}
+
+async fn a_drain_attempts_a_bounded_batch_of_one_pid_and_sweeps_its_expiries(store: &impl Backend) {
+    let k = seed(store, 100).await;
+    let s = webhook_settings();
+    let rx = Receiver::default();
+    let run = |secs, pick| drain(store, &rx, &s, move || at(secs), || 32_768, pick);
+    // No webhook anywhere: nothing to visit.
+    assert_eq!(run(1, 0).await.unwrap(), DispatchReport::default());
+    set_webhook(store, &pid("app"), webhook_body("null"), [9; 32])
+        .await
+        .unwrap();
+    for n in 1..=12 {
+        create(
+            store,
+            &k,
+            request("app", &format!("u{n}"), None),
+            sid(n),
+            &s,
+            at(0),
+        )
+        .await
+        .unwrap();
+        cancel(store, &pid("app"), &sid(n), &s, at(1))
+            .await
+            .unwrap();
+    }
+    // Left to expire at 300 s with nobody watching.
+    create(store, &k, request("app", "idle", None), sid(13), &s, at(0))
+        .await
+        .unwrap();
+    let r = run(2, 7).await.unwrap();
+    assert_eq!(
+        (r.pids, r.attempted, r.delivered),
+        (1, DRAIN_BATCH as u64, 10)
+    );
+    assert_eq!(run(3, 0).await.unwrap().attempted, 2);
+    assert_eq!(run(4, u32::MAX).await.unwrap().attempted, 0);
+    // The drain's sweep finds the expiry, as the dispatch route's does.
+    let r = run(400, 1).await.unwrap();
+    assert_eq!((r.attempted, r.delivered), (1, 1));
+    let got = rx.got.borrow();
+    let last: serde_json::Value = serde_json::from_str(&got[12].1).unwrap();
+    assert_eq!(last["type"], "session.expired");
+    assert_eq!(last["data"]["sid"], sid(13).as_str());
+    let mut sids: Vec<_> = got[..12]
+        .iter()
+        .map(|(_, b, _)| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["data"]["sid"].clone()
+        })
+        .collect();
+    sids.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    sids.dedup();
+    assert_eq!(sids.len(), 12, "every cancelled session once");
 }
 
 async fn a_webhook_event_fails_after_a_day_of_retries(store: &impl Backend) {
