@@ -55,6 +55,8 @@ pub enum ErrorCode {
     ReturnUrlNotAllowed,
     /// 400: a webhook URL the operator's allowed origins do not cover (or not https).
     WebhookUrlNotAllowed,
+    /// An import line that is not a valid record (the message names the line).
+    InvalidImport,
     /// 404: no such route (also: the admin API when it is disabled).
     NotFound,
     /// 405: the route exists, the method does not.
@@ -106,6 +108,7 @@ impl ErrorCode {
             WebhookNotFound => "webhook_not_found",
             ReturnUrlNotAllowed => "return_url_not_allowed",
             WebhookUrlNotAllowed => "webhook_url_not_allowed",
+            InvalidImport => "invalid_import",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             PidExists => "pid_exists",
@@ -127,7 +130,7 @@ impl ErrorCode {
         match self {
             InvalidJson | MissingField | EmptyField | InvalidType | FieldTooLong | UnknownField
             | InvalidField | InvalidWait | InvalidQuery | InvalidId | WebhookUrlNotAllowed
-            | ReturnUrlNotAllowed => 400,
+            | InvalidImport | ReturnUrlNotAllowed => 400,
             Unauthorized => 401,
             SessionNotFound | PidNotFound | KeyNotFound | LinkNotFound | WebhookNotFound
             | NotFound => 404,
@@ -143,7 +146,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 32] = {
+    pub const ALL: [ErrorCode; 33] = {
         use ErrorCode::*;
         [
             InvalidJson,
@@ -165,6 +168,7 @@ impl ErrorCode {
             LinkNotFound,
             WebhookNotFound,
             WebhookUrlNotAllowed,
+            InvalidImport,
             ReturnUrlNotAllowed,
             NotFound,
             MethodNotAllowed,

@@ -37,6 +37,7 @@
 pub mod call;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod id;
 pub mod link;
 pub mod listing;

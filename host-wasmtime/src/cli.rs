@@ -55,6 +55,19 @@ pub enum AdminCommand {
     /// API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Back up every PID, key hash, quota count, webhook and link as NDJSON
+    /// (`GET /api/v1/admin/export`; no sessions). To stdout, or `--out`.
+    Export {
+        /// Write to this file instead of stdout (then print a summary).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Apply an export (`POST /api/v1/admin/import`; idempotent): a backup
+    /// restored, or the embedded store's data moved to Redis.
+    Import {
+        /// The export file (`-`: stdin).
+        file: std::path::PathBuf,
+    },
 }
 
 /// `dock-host admin pid …`.

@@ -59,7 +59,10 @@ fn admin(args: dock_host::cli::AdminArgs) -> std::process::ExitCode {
         .and_then(|rt| rt.block_on(dock_host::admin::run(args)));
     match outcome {
         Ok(json) => {
-            println!("{json}");
+            // An export to stdout has written itself.
+            if !json.is_empty() {
+                println!("{json}");
+            }
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {

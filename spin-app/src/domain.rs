@@ -691,5 +691,7 @@ async fn dispatch_pid(
     Ok(report)
 }
 
+pub mod transfer;
+
 #[cfg(test)]
 mod tests;

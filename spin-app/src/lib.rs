@@ -4,7 +4,8 @@
 //! - [`router`]: the one route table; method and path → handler, one log line per request;
 //! - handlers, HTTP ↔ domain only: [`sessions`] (integrator API, long-poll
 //!   and SSE drivers of core's `Waiter`), [`admin`] (operator API), [`flow`]
-//!   (the verify page and the OAuth callbacks), with [`auth`] (API keys,
+//!   (the verify page and the OAuth callbacks), [`transfer`] (the operator's
+//!   export and import), with [`auth`] (API keys,
 //!   admin token) and [`http`] (request and response plumbing);
 //! - [`domain`]: every rule of a session's life (create and reuse, quota,
 //!   cancel, complete, waiter leases) over [`store::Backend`], natively tested;
@@ -29,6 +30,7 @@ mod metrics;
 mod router;
 mod sessions;
 mod store;
+mod transfer;
 mod webhooks;
 
 use spin_sdk::http::{IntoResponse, Request};

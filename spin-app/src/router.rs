@@ -128,6 +128,8 @@ enum Endpoint {
     WebhookRotate,
     WebhookDeliveries,
     WebhookDispatch,
+    Export,
+    Import,
 }
 
 /// One route: its template (`:name` for a parameter; what the log records,
@@ -289,6 +291,18 @@ const ROUTES: &[Route] = &[
     ),
     entry("/api/v1/admin/stats", &[Method::GET], Endpoint::Stats, true),
     entry(
+        "/api/v1/admin/export",
+        &[Method::GET],
+        Endpoint::Export,
+        true,
+    ),
+    entry(
+        "/api/v1/admin/import",
+        &[Method::POST],
+        Endpoint::Import,
+        true,
+    ),
+    entry(
         "/api/v1/admin/sessions/:sid/complete",
         &[Method::POST],
         Endpoint::CompleteSession,
@@ -396,6 +410,8 @@ async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Re
         E::WebhookRotate => admin::rotate_webhook_secret(req, param, settings().await?).await,
         E::WebhookDeliveries => admin::webhook_deliveries(req, param, settings().await?).await,
         E::WebhookDispatch => crate::webhooks::dispatch_route(req, settings().await?).await,
+        E::Export => crate::transfer::export(req, settings().await?).await,
+        E::Import => crate::transfer::import(req, settings().await?).await,
     }
 }
 

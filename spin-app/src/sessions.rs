@@ -488,6 +488,8 @@ pub async fn readyz(settings: &'static Settings) -> Result<Response, ApiError> {
     };
     let store = Store::open(settings).await.map_err(unready)?;
     store.ping().await.map_err(unready)?;
+    // A store written by a newer build is never ready for this one.
+    store.schema_version().await.map_err(unready)?;
     Ok(ok(
         Health {
             status: "ready".into(),

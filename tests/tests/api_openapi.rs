@@ -5,7 +5,7 @@ mod api_support;
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use api_support::{ADMIN_TOKEN, Service, StoreKind};
 use serde_json::{Value, json};
 
@@ -388,6 +388,53 @@ async fn responses_match_the_openapi_document() -> Result<()> {
         "get",
         admin(M::GET, &deliveries, None).await?,
     )?;
+    // Export (every line an `ExportRecord`, the webhook's included) and import.
+    let export = svc
+        .http
+        .get(svc.url("/api/v1/admin/export"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut record_schema = doc.clone();
+    record_schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    record_schema["$ref"] = json!("#/components/schemas/ExportRecord");
+    let records = jsonschema::draft202012::new(&record_schema).context("compile schema")?;
+    let mut kinds = Vec::new();
+    for line in export.lines() {
+        let v: Value = serde_json::from_str(line)?;
+        let errors: Vec<String> = records.iter_errors(&v).map(|e| e.to_string()).collect();
+        ensure!(errors.is_empty(), "{line}: {}", errors.join("; "));
+        kinds.push(v["type"].as_str().unwrap_or_default().to_owned());
+    }
+    for kind in ["header", "pid", "key", "quota", "webhook", "end"] {
+        ensure!(
+            kinds.iter().any(|k| k == kind),
+            "no {kind} line in {export}"
+        );
+    }
+    let import = |ct: &'static str, body: String| {
+        api_support::send(
+            svc.http
+                .post(svc.url("/api/v1/admin/import"))
+                .bearer_auth(ADMIN_TOKEN)
+                .header("content-type", ct)
+                .body(body),
+        )
+    };
+    const IMPORT: &str = "/api/v1/admin/import";
+    ok(
+        IMPORT,
+        "post",
+        import("application/x-ndjson", export.clone()).await?,
+    )?;
+    ok(
+        IMPORT,
+        "post",
+        import("application/x-ndjson", "{}\n".into()).await?,
+    )?; // 400
+    ok(IMPORT, "post", import("text/csv", export.clone()).await?)?; // 415
     ok(HOOK, "delete", admin(M::DELETE, hook, None).await?)?;
     ok(HOOK, "delete", admin(M::DELETE, hook, None).await?)?; // 404
 

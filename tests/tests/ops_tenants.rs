@@ -279,3 +279,138 @@ async fn dock_host_admin_manages_pids_and_keys() -> Result<()> {
     ensure!(!ok && err.contains("404"), "{err}");
     Ok(())
 }
+
+/// The embedded store's data moves to Redis with `dock-host admin export`
+/// and `import` (the operator's path off SQLite): the API key keeps working
+/// there with the quota it had used, the link answers lookups, the webhook
+/// and its secret come along; importing again changes nothing; a cut-off
+/// file is refused and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_moves_to_redis_by_export_and_import() -> Result<()> {
+    let origin = [("webhook_origin_a", "https://hooks.example")];
+    let from = Service::start(StoreKind::Sqlite, &origin).await?;
+    let key = from.tenant("app").await?;
+    let sid = from.create_sid(&key, "app", "user-1").await?;
+    let (s, body) = from.complete(&sid, "111", "900").await?;
+    ensure!(s == 200, "{s} {body}");
+    let (s, hook) = admin(
+        &from,
+        0,
+        Method::PUT,
+        "/api/v1/admin/pids/app/webhook",
+        Some(json!({"url": "https://hooks.example/dock"})),
+    )
+    .await?;
+    ensure!(s == 200, "{s} {hook}");
+    let (_, before) = from
+        .create(&key, json!({"pid": "app", "clientId": "user-2"}))
+        .await?;
+    let left = before["verifyRequestsRemaining"]
+        .as_u64()
+        .context("remaining")?;
+
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("dock.ndjson");
+    let file_arg = file.to_str().context("path")?;
+    let (ok, summary, err) = cli(&from, &["export", "--out", file_arg]).await?;
+    ensure!(ok && summary["records"] == 7, "{summary} {err}");
+    let text = std::fs::read_to_string(&file)?;
+    ensure!(
+        !text.contains(&key),
+        "an export holds key hashes, never keys"
+    );
+    ensure!(!text.contains(&sid), "an export holds no sessions");
+
+    let to = Service::start(StoreKind::Redis, &origin).await?;
+    let (ok, report, err) = cli(&to, &["import", file_arg]).await?;
+    ensure!(
+        ok && report == json!({"pids": 1, "keys": 1, "quotas": 1, "webhooks": 1, "links": 1}),
+        "{report} {err}"
+    );
+    let (s, after) = to
+        .create(&key, json!({"pid": "app", "clientId": "user-3"}))
+        .await?;
+    ensure!(
+        s == 200 && after["verifyRequestsRemaining"] == left - 1,
+        "the key works on Redis with the quota it had used: {s} {after}"
+    );
+    let (s, link) = send(
+        to.http
+            .get(to.url("/api/v1/public/discord-to-roblox?discordId=111"))
+            .bearer_auth(&key),
+    )
+    .await?;
+    ensure!(s == 200 && link["data"]["robloxId"] == "900", "{s} {link}");
+    let (_, shown) = admin(&to, 0, Method::GET, "/api/v1/admin/pids/app/webhook", None).await?;
+    ensure!(
+        shown["data"]["url"] == "https://hooks.example/dock",
+        "{shown}"
+    );
+
+    // Again: the same answer, and the store exports what the file holds.
+    let (ok, again, err) = cli(&to, &["import", file_arg]).await?;
+    ensure!(ok && again == report, "{again} {err}");
+    let exported = to
+        .http
+        .get(to.url("/api/v1/admin/export"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?;
+    ensure!(
+        exported.headers()["content-type"] == "application/x-ndjson",
+        "{:?}",
+        exported.headers()
+    );
+    let exported = exported.text().await?;
+    let body = |t: &str| {
+        let mut lines: Vec<String> = t
+            .lines()
+            .skip(1)
+            // The quota line counts the create made on Redis too.
+            .filter(|l| !l.contains(r#""type":"quota""#))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    ensure!(body(&exported) == body(&text), "{exported}\n---\n{text}");
+
+    // Cut off: refused, naming the missing end line; a bad line by number.
+    let cut: String = text.lines().take(4).map(|l| format!("{l}\n")).collect();
+    let (s, refused) = send(
+        to.http
+            .post(to.url("/api/v1/admin/import"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/x-ndjson")
+            .body(cut),
+    )
+    .await?;
+    ensure!(
+        s == 400
+            && refused["error"]["code"] == "invalid_import"
+            && refused["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("line 5:") && m.contains("end line")),
+        "{s} {refused}"
+    );
+    let (s, refused) = send(
+        to.http
+            .post(to.url("/api/v1/admin/import"))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(format!(
+                "{}\n{{\"type\":\"pid\"}}\n",
+                text.lines().next().unwrap_or("")
+            )),
+    )
+    .await?;
+    ensure!(
+        s == 400
+            && refused["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("line 2:")),
+        "{s} {refused}"
+    );
+    let (ok, _, err) = cli(&to, &["import", "/nonexistent/dock.ndjson"]).await?;
+    ensure!(!ok && err.contains("cannot read"), "{err}");
+    Ok(())
+}

@@ -492,6 +492,7 @@ crate::store::native::on_every_store! {
     webhooks_are_set_shown_without_secret_rotated_and_deleted,
     sessions_are_listed_newest_first_a_page_at_a_time_per_pid,
     a_return_url_must_be_on_a_registered_origin,
+    an_export_moves_to_any_store_and_imports_again_without_change,
 }
 
 // Needs a store that can be told to lose compares.
@@ -1242,5 +1243,182 @@ async fn a_return_url_must_be_on_a_registered_origin(store: &impl Backend) {
     assert_eq!(
         loaded.session.return_url.as_deref(),
         Some("https://app.example/done?x=1")
+    );
+}
+
+async fn export_lines(store: &impl Backend, now: Timestamp) -> Vec<String> {
+    let mut lines = Vec::new();
+    transfer::export(
+        store,
+        "test",
+        now,
+        &mut async |r: dock_core::export::Record| {
+            lines.push(r.to_line().trim_end().to_owned());
+            true
+        },
+    )
+    .await
+    .unwrap();
+    lines
+}
+
+async fn import_lines(
+    store: &impl Backend,
+    lines: &[String],
+    s: &Settings,
+    now: Timestamp,
+) -> Result<dock_core::export::ImportReport, ApiError> {
+    let mut imp = transfer::Importer::new(&s.webhook_origins);
+    for l in lines {
+        imp.line(store, l.as_bytes(), now).await?;
+    }
+    imp.finish()
+}
+
+/// The records of an export without its header, in a stable order (Redis
+/// lists links in its own order).
+fn body_of(lines: &[String]) -> Vec<String> {
+    let mut b = lines[1..].to_vec();
+    b.sort();
+    b
+}
+
+async fn an_export_moves_to_any_store_and_imports_again_without_change(store: &impl Backend) {
+    let s = webhook_settings();
+    let hash = "ab".repeat(32);
+    let k = key("app", 5);
+    let app = pid("app");
+    store
+        .create_pid(&PidRecord {
+            pid: app.clone(),
+            name: "App".into(),
+            created_at: at(0),
+            return_origins: vec!["https://app.example".into()],
+        })
+        .await
+        .unwrap();
+    store.issue_key(&hash, &k).await.unwrap();
+    set_webhook(store, &app, webhook_body("null"), [9; 32])
+        .await
+        .unwrap();
+    for (n, (d, r)) in [
+        (1, ("111", "900")),
+        (2, ("222", "900")),
+        (3, ("333", "901")),
+    ] {
+        create(
+            store,
+            &k,
+            request("app", &format!("u{n}"), None),
+            sid(n),
+            &s,
+            at(1),
+        )
+        .await
+        .unwrap();
+        complete(store, Some(&app), &sid(n), d, r, &s, at(2))
+            .await
+            .unwrap();
+    }
+    let lines = export_lines(store, at(10)).await;
+    assert!(
+        lines[0]
+            .starts_with(r#"{"type":"header","format":"dock-export","version":1,"store":"test""#)
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!(r#"{{"type":"end","records":{}}}"#, lines.len() - 1)
+    );
+    let kinds: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "header", "pid", "key", "quota", "webhook", "link", "link", "link", "end"
+        ]
+    );
+    assert!(lines[3].contains(r#""count":3"#), "{}", lines[3]);
+    assert!(!lines.iter().any(|l| l.contains("\"sid\"")), "no sessions");
+
+    // Into an empty store: the same data, the key usable, its quota carried.
+    let other = MemoryStore::new();
+    let r = import_lines(&other, &lines, &s, at(10)).await.unwrap();
+    assert_eq!(
+        (r.pids, r.keys, r.quotas, r.webhooks, r.links),
+        (1, 1, 1, 1, 3)
+    );
+    assert_eq!(
+        body_of(&export_lines(&other, at(10)).await),
+        body_of(&lines)
+    );
+    assert_eq!(other.lookup_key(&hash).await.unwrap(), Some(k.clone()));
+    assert_eq!(
+        other.discord_ids_of(&app, "900").await.unwrap(),
+        ["111", "222"]
+    );
+    let c = create(&other, &k, request("app", "u9", None), sid(9), &s, at(11))
+        .await
+        .unwrap();
+    assert_eq!(c.remaining, Some(1), "3 of 5 were used before the move");
+
+    // Again into the store it came from: nothing changes.
+    import_lines(store, &lines, &s, at(10)).await.unwrap();
+    assert_eq!(body_of(&export_lines(store, at(10)).await), body_of(&lines));
+
+    // A link the file moves to another account leaves the old reverse entry.
+    let mut moved = lines.clone();
+    let i = moved
+        .iter()
+        .position(|l| l.contains(r#""discordId":"222""#))
+        .unwrap();
+    moved[i] = moved[i].replace(r#""robloxId":"900""#, r#""robloxId":"901""#);
+    import_lines(store, &moved, &s, at(10)).await.unwrap();
+    assert_eq!(store.discord_ids_of(&app, "900").await.unwrap(), ["111"]);
+    assert_eq!(
+        store.discord_ids_of(&app, "901").await.unwrap(),
+        ["222", "333"]
+    );
+
+    // A cut-off file is refused at its end, a bad line by its number; a
+    // key of a PID that is nowhere is refused.
+    let e = import_lines(&other, &lines[..lines.len() - 1], &s, at(10))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidImport);
+    assert!(e.message().contains("end line"), "{}", e.message());
+    let mut bad = lines.clone();
+    bad[5] = String::from("{");
+    let e = import_lines(&MemoryStore::new(), &bad, &s, at(10))
+        .await
+        .unwrap_err();
+    assert!(e.message().starts_with("line 6: "), "{}", e.message());
+    let e = import_lines(
+        &MemoryStore::new(),
+        &[lines[0].clone(), lines[2].clone()],
+        &s,
+        at(10),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.message().starts_with("line 2: PID app"),
+        "{}",
+        e.message()
+    );
+    // A webhook on an origin this deployment does not allow is refused.
+    let e = import_lines(&MemoryStore::new(), &lines, &settings(), at(10))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().starts_with("line 5: webhook of app"),
+        "{}",
+        e.message()
     );
 }

@@ -698,6 +698,70 @@ impl Backend for MemoryStore {
         Ok(s.metrics.iter().map(|(f, n)| (f.clone(), *n)).collect())
     }
 
+    async fn schema_version(&self) -> Result<u32, StoreError> {
+        Ok(1)
+    }
+
+    async fn key_hash(&self, key_id: &KeyId) -> Result<Option<String>, StoreError> {
+        let s = self.state.borrow();
+        Ok(s.keys
+            .iter()
+            .find(|(_, k)| &k.key_id == key_id)
+            .map(|(h, _)| h.clone()))
+    }
+
+    async fn links_page(
+        &self,
+        pid: &Pid,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<AccountLink>, Option<String>), StoreError> {
+        let s = self.state.borrow();
+        let links: Vec<AccountLink> = s
+            .links
+            .iter()
+            .filter(|((p, d), _)| p == pid && cursor.is_none_or(|c| d.as_str() > c))
+            .take(limit)
+            .map(|((_, d), r)| AccountLink {
+                discord_id: d.clone(),
+                roblox_id: r.clone(),
+            })
+            .collect();
+        let next = (links.len() >= limit)
+            .then(|| links.last().map(|l| l.discord_id.clone()))
+            .flatten();
+        Ok((links, next))
+    }
+
+    async fn put_link(&self, pid: &Pid, link: &AccountLink) -> Result<(), StoreError> {
+        self.state.borrow_mut().links.insert(
+            (pid.clone(), link.discord_id.clone()),
+            link.roblox_id.clone(),
+        );
+        Ok(())
+    }
+
+    async fn quota_count(&self, key: &KeyRecord, window: u64) -> Result<u64, StoreError> {
+        let s = self.state.borrow();
+        Ok(s.quota
+            .get(&(key.key_id.clone(), window))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    async fn raise_quota(
+        &self,
+        key: &KeyRecord,
+        window: u64,
+        count: u64,
+        _expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut s = self.state.borrow_mut();
+        let n = s.quota.entry((key.key_id.clone(), window)).or_insert(0);
+        *n = (*n).max(count);
+        Ok(())
+    }
+
     async fn store_errors(&self) -> Result<u64, StoreError> {
         Ok(self.state.borrow().store_errors)
     }

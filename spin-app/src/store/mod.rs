@@ -495,6 +495,42 @@ backend! {
     /// The PID's most recent delivery attempts, newest first.
     async fn attempts(&self, pid: &Pid, limit: usize) -> Result<Vec<Attempt>, StoreError>;
 
+    /// The layout version the store records (SQLite: `user_version`;
+    /// Redis: `dock:schema`, recorded on first read). A store newer than
+    /// this build is a [`StoreError::NotConfigured`].
+    async fn schema_version(&self) -> Result<u32, StoreError>;
+
+    /// The hash a live key is stored under.
+    async fn key_hash(&self, key_id: &KeyId) -> Result<Option<String>, StoreError>;
+
+    /// Up to about `limit` of the PID's links from `cursor` (`None`: the
+    /// start; then what the last page returned), and the next cursor
+    /// (`None`: done). Every link comes once on SQLite, in Discord id order;
+    /// on Redis (`HSCAN`) every link comes at least once.
+    async fn links_page(
+        &self,
+        pid: &Pid,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<AccountLink>, Option<String>), StoreError>;
+
+    /// Sets a link in both lookup directions, replacing the Discord user's
+    /// earlier one (an import; not counted as a completion's link change).
+    async fn put_link(&self, pid: &Pid, link: &AccountLink) -> Result<(), StoreError>;
+
+    /// A key's create count in quota window `window`.
+    async fn quota_count(&self, key: &KeyRecord, window: u64) -> Result<u64, StoreError>;
+
+    /// Raises a key's count in window `window` to `count` if lower (the
+    /// counter expires at `expires_at`, as a create's does).
+    async fn raise_quota(
+        &self,
+        key: &KeyRecord,
+        window: u64,
+        count: u64,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
     /// Service-wide store errors reported so far.
     async fn store_errors(&self) -> Result<u64, StoreError>;
 

@@ -246,7 +246,7 @@ mod tests {
     fn a_new_sqlite_database_gets_the_latest_schema_version() {
         runtime_block(async {
             let store = sqlite().await;
-            assert_eq!(store.schema_version().await.unwrap(), 4);
+            assert_eq!(store.user_version().await.unwrap(), 4);
         });
     }
 
@@ -271,7 +271,7 @@ mod tests {
             let store = sqlite::SqliteStore::with_link(NativeSqlite(conn), true)
                 .await
                 .unwrap();
-            assert_eq!(store.schema_version().await.unwrap(), 4);
+            assert_eq!(store.user_version().await.unwrap(), 4);
         });
         let conn = rusqlite::Connection::open(&file).unwrap();
         assert!(!table_exists(&conn, "dock_flows"));

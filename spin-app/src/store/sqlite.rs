@@ -339,7 +339,7 @@ impl<C: Link> SqliteStore<C> {
     }
 
     /// The schema version the database records (`PRAGMA user_version`).
-    pub async fn schema_version(&self) -> Result<usize, StoreError> {
+    pub async fn user_version(&self) -> Result<usize, StoreError> {
         let rows = self.rows("PRAGMA user_version", vec![]).await?;
         let v = rows.first().and_then(|r| int_at(r, 0)).unwrap_or(0);
         Ok(usize::try_from(v).unwrap_or(0))
@@ -347,7 +347,7 @@ impl<C: Link> SqliteStore<C> {
 
     /// Applies the migrations the database has not had yet.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let current = self.schema_version().await?;
+        let current = self.user_version().await?;
         if current > MIGRATIONS.len() {
             return Err(StoreError::NotConfigured(format!(
                 "the SQLite database is at schema version {current}, newer than this build's {}; \
@@ -1038,6 +1038,102 @@ impl<C: Link> Backend for SqliteStore<C> {
             .iter()
             .filter_map(|r| Some((text_at(r, 0)?, u64::try_from(int_at(r, 1)?).ok()?)))
             .collect())
+    }
+
+    async fn schema_version(&self) -> Result<u32, StoreError> {
+        // A newer database was refused when it was opened.
+        Ok(u32::try_from(self.user_version().await?).unwrap_or(u32::MAX))
+    }
+
+    async fn key_hash(&self, key_id: &KeyId) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT key_hash FROM dock_keys WHERE key_id = ?",
+                vec![t(key_id.as_str())],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| text_at(r, 0)))
+    }
+
+    async fn links_page(
+        &self,
+        pid: &Pid,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<AccountLink>, Option<String>), StoreError> {
+        let rows = self
+            .rows(
+                "SELECT discord_id, roblox_id FROM dock_links WHERE pid = ? AND discord_id > ?
+                 ORDER BY discord_id LIMIT ?",
+                vec![
+                    t(pid.as_str()),
+                    t(cursor.unwrap_or("")),
+                    i(i64::try_from(limit).unwrap_or(i64::MAX)),
+                ],
+            )
+            .await?;
+        let links: Vec<AccountLink> = rows
+            .iter()
+            .filter_map(|r| {
+                Some(AccountLink {
+                    discord_id: text_at(r, 0)?,
+                    roblox_id: text_at(r, 1)?,
+                })
+            })
+            .collect();
+        let next = (links.len() >= limit)
+            .then(|| links.last().map(|l| l.discord_id.clone()))
+            .flatten();
+        Ok((links, next))
+    }
+
+    async fn put_link(&self, pid: &Pid, link: &AccountLink) -> Result<(), StoreError> {
+        // One row is both directions (the Roblox side is an index).
+        self.rows(
+            "INSERT OR REPLACE INTO dock_links (pid, discord_id, roblox_id) VALUES (?, ?, ?)",
+            vec![
+                t(pid.as_str()),
+                t(link.discord_id.as_str()),
+                t(link.roblox_id.as_str()),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn quota_count(&self, key: &KeyRecord, window: u64) -> Result<u64, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT count FROM dock_quota WHERE key_id = ? AND window = ?",
+                vec![
+                    t(key.key_id.as_str()),
+                    i(i64::try_from(window).unwrap_or(i64::MAX)),
+                ],
+            )
+            .await?;
+        let n = rows.first().and_then(|r| int_at(r, 0)).unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn raise_quota(
+        &self,
+        key: &KeyRecord,
+        window: u64,
+        count: u64,
+        _expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        // Past windows are deleted by the next create's statement.
+        self.rows(
+            "INSERT INTO dock_quota (key_id, window, count) VALUES (?, ?, ?)
+             ON CONFLICT (key_id, window) DO UPDATE SET count = max(count, excluded.count)",
+            vec![
+                t(key.key_id.as_str()),
+                i(i64::try_from(window).unwrap_or(i64::MAX)),
+                i(i64::try_from(count).unwrap_or(i64::MAX)),
+            ],
+        )
+        .await
+        .map(drop)
     }
 
     async fn store_errors(&self) -> Result<u64, StoreError> {

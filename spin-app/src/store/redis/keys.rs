@@ -161,6 +161,9 @@ pub const WEBHOOK_PIDS: &str = "dock:webhooks";
 /// The set of all PIDs.
 pub const PIDS: &str = "dock:pids";
 
+/// The key layout's version (`SCHEMA_VERSION`), recorded on first read.
+pub const SCHEMA: &str = "dock:schema";
+
 /// The service-wide sums of the request metrics instances record.
 pub const METRICS: &str = "dock:metrics";
 

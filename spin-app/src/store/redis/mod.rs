@@ -100,6 +100,15 @@ static TAKE_FLOW: Script = Script::new(include_str!("take_flow.lua"));
 /// Erases the links of one Discord user or one Roblox account, counted.
 static ERASE_LINKS: Script = Script::new(include_str!("erase_links.lua"));
 
+/// The key layout version this build writes and reads ([`keys::SCHEMA`]).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Sets one link in both lookup directions (an import).
+static PUT_LINK: Script = Script::new(include_str!("put_link.lua"));
+
+/// Raises a key's quota counter of one window (an import).
+static RAISE_QUOTA: Script = Script::new(include_str!("raise_quota.lua"));
+
 /// Adds an instance's request metrics to the service-wide sums.
 static ADD_METRICS: Script = Script::new(include_str!("add_metrics.lua"));
 
@@ -924,6 +933,103 @@ impl<C: Link> Backend for RedisStore<C> {
                 _ => None,
             })
             .collect())
+    }
+
+    async fn schema_version(&self) -> Result<u32, StoreError> {
+        // Recorded by the first build that reads it: every layout shipped so
+        // far is version 1 (each change added keys, none moved one).
+        let v = match self.get(keys::SCHEMA).await? {
+            Some(v) => v,
+            None => {
+                self.exec(
+                    "SET",
+                    vec![p(keys::SCHEMA), p(SCHEMA_VERSION.to_string()), p("NX")],
+                )
+                .await?;
+                self.get(keys::SCHEMA).await?.unwrap_or_default()
+            }
+        };
+        match v.parse::<u32>() {
+            Ok(v) if v <= SCHEMA_VERSION => Ok(v),
+            _ => Err(StoreError::NotConfigured(format!(
+                "Redis records layout version {v:?} ({}), newer than this build's {SCHEMA_VERSION}; \
+                 run the release that wrote it, or restore a backup",
+                keys::SCHEMA
+            ))),
+        }
+    }
+
+    async fn key_hash(&self, key_id: &KeyId) -> Result<Option<String>, StoreError> {
+        self.get(&keys::key_id(key_id)).await
+    }
+
+    async fn links_page(
+        &self,
+        pid: &Pid,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<AccountLink>, Option<String>), StoreError> {
+        let r = self
+            .exec(
+                "HSCAN",
+                vec![
+                    p(keys::links(pid)),
+                    p(cursor.unwrap_or("0")),
+                    p("COUNT"),
+                    p(limit.to_string()),
+                ],
+            )
+            .await?;
+        // Flattened: the next cursor, then field, value pairs.
+        let next = r.first().and_then(text).unwrap_or_else(|| "0".into());
+        let links = r[1.min(r.len())..]
+            .chunks_exact(2)
+            .filter_map(|pair| {
+                Some(AccountLink {
+                    discord_id: text(&pair[0])?,
+                    roblox_id: text(&pair[1])?,
+                })
+            })
+            .collect();
+        Ok((links, (next != "0").then_some(next)))
+    }
+
+    async fn put_link(&self, pid: &Pid, link: &AccountLink) -> Result<(), StoreError> {
+        self.eval(
+            &PUT_LINK,
+            &[keys::links(pid)],
+            vec![
+                p(&link.discord_id),
+                p(&link.roblox_id),
+                p(keys::roblox_prefix(pid)),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn quota_count(&self, key: &KeyRecord, window: u64) -> Result<u64, StoreError> {
+        Ok(self
+            .get(&keys::quota(&key.pid, &key.key_id, window))
+            .await?
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
+    async fn raise_quota(
+        &self,
+        key: &KeyRecord,
+        window: u64,
+        count: u64,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.eval(
+            &RAISE_QUOTA,
+            &[keys::quota(&key.pid, &key.key_id, window)],
+            vec![p(count.to_string()), p(expires_at.as_millis().to_string())],
+        )
+        .await
+        .map(drop)
     }
 
     async fn store_errors(&self) -> Result<u64, StoreError> {
