@@ -478,3 +478,266 @@ async fn no_store_at_all_is_a_config_error() -> Result<()> {
     ensure!(!host.output().contains("panicked"), "{}", host.output());
     Ok(())
 }
+
+/// The Python environment with `kubernetes-validate` (PyPI; Kubernetes'
+/// own OpenAPI schemas per release) that `./dev setup` makes:
+/// `DOCK_K8S_VENV`, else `target/k8s-validate`.
+fn k8s_venv() -> Result<PathBuf> {
+    let venv = std::env::var_os("DOCK_K8S_VENV").map_or_else(
+        || artifacts::workspace_root().join("target/k8s-validate"),
+        PathBuf::from,
+    );
+    ensure!(
+        venv.join("bin/kubernetes-validate").exists(),
+        "no kubernetes-validate in {}: run ./dev setup (or set DOCK_K8S_VENV)",
+        venv.display()
+    );
+    Ok(venv)
+}
+
+/// `kubernetes-validate --strict` (unknown fields are errors) on `files`
+/// against Kubernetes 1.37: (passed, output).
+fn kubernetes_validate(venv: &Path, files: &[PathBuf]) -> Result<(bool, String)> {
+    let out = std::process::Command::new(venv.join("bin/kubernetes-validate"))
+        .args(["--strict", "--kubernetes-version", "1.37.0"])
+        .args(files)
+        .output()
+        .context("run kubernetes-validate")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success() && !text.contains("ERROR"), text))
+}
+
+/// Every document of a YAML file, as JSON (PyYAML, which kubernetes-validate brings).
+fn yaml_documents(venv: &Path, file: &Path) -> Result<Vec<Value>> {
+    let out = std::process::Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+        ])
+        .arg(file)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// `deploy/kubernetes/`: every Kubernetes object valid against Kubernetes'
+/// published schemas (strict), the `SpinApp` against SpinKube's reference
+/// (`schema/spinapp.schema.json`); both validators shown to reject a typo.
+/// Cross-checked with `spin.toml`: every SpinApp variable exists there, the
+/// secret ones come from the Secret (never inline), every Secret key used
+/// exists. Then the commands the manifests run are run: Redis' start-up line
+/// (AOF, noeviction, the password required and in no process's arguments)
+/// and the webhook CronJob's dispatch loop against dock-host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_manifests_validate_and_their_commands_run() -> Result<()> {
+    let root = artifacts::workspace_root();
+    let dir = root.join("deploy/kubernetes");
+    let venv = k8s_venv()?;
+    let file = |name: &str| dir.join(name);
+    let core = [
+        file("secret.yaml"),
+        file("redis.yaml"),
+        file("webhook-dispatch.yaml"),
+    ];
+    let (ok, out) = kubernetes_validate(&venv, &core)?;
+    ensure!(ok, "kubernetes-validate:\n{out}");
+    for kind in [
+        "secret/",
+        "configmap/",
+        "service/",
+        "statefulset/",
+        "cronjob/",
+    ] {
+        ensure!(
+            out.contains(&format!("passed for resource {kind}")),
+            "{kind} not validated:\n{out}"
+        );
+    }
+    let tmp = tempfile::tempdir()?;
+    let typo = tmp.path().join("typo.yaml");
+    std::fs::write(
+        &typo,
+        std::fs::read_to_string(&core[1])?.replace("  serviceName:", "  servicename:"),
+    )?;
+    let (ok, out) = kubernetes_validate(&venv, &[typo])?;
+    ensure!(!ok, "a misspelled StatefulSet field passed:\n{out}");
+
+    // The SpinApp.
+    let docs = |name: &str| yaml_documents(&venv, &file(name));
+    let spinapp = docs("spinapp.yaml")?.pop().context("a SpinApp")?;
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(file(
+        "schema/spinapp.schema.json",
+    ))?)?;
+    let validator = jsonschema::draft202012::new(&schema).context("compile the SpinApp schema")?;
+    let errors: Vec<String> = validator
+        .iter_errors(&spinapp)
+        .map(|e| e.to_string())
+        .collect();
+    ensure!(errors.is_empty(), "spinapp.yaml: {}", errors.join("; "));
+    let mut misspelled = spinapp.clone();
+    misspelled["spec"]["replica"] = misspelled["spec"]["replicas"].take();
+    ensure!(
+        !validator.is_valid(&misspelled),
+        "a misspelled SpinApp field passed"
+    );
+
+    // Against spin.toml and the Secret.
+    let manifest: toml_edit::DocumentMut =
+        std::fs::read_to_string(root.join("spin.toml"))?.parse()?;
+    let declared = manifest["variables"].as_table().context("[variables]")?;
+    let secret = docs("secret.yaml")?.pop().context("a Secret")?;
+    let secret_keys = secret["stringData"].as_object().context("stringData")?;
+    for var in spinapp["spec"]["variables"]
+        .as_array()
+        .context("variables")?
+    {
+        let name = var["name"].as_str().context("name")?;
+        let decl = declared
+            .get(name)
+            .with_context(|| format!("SpinApp variable {name} is not in spin.toml"))?;
+        let is_secret = decl
+            .as_inline_table()
+            .and_then(|t| t.get("secret"))
+            .and_then(|v| v.as_bool())
+            == Some(true);
+        if is_secret || name == "redis_url" {
+            ensure!(
+                var.get("value").is_none(),
+                "{name} is a secret: valueFrom, not value"
+            );
+        }
+        if let Some(key) = var["valueFrom"]["secretKeyRef"]["key"].as_str() {
+            ensure!(secret_keys.contains_key(key), "no key {key} in the Secret");
+        }
+    }
+    let redis = docs("redis.yaml")?;
+    let statefulset = redis
+        .iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .context("the Redis StatefulSet")?;
+    let container = &statefulset["spec"]["template"]["spec"]["containers"][0];
+    for env in container["env"].as_array().context("env")? {
+        let key = env["valueFrom"]["secretKeyRef"]["key"]
+            .as_str()
+            .context("key")?;
+        ensure!(secret_keys.contains_key(key), "no key {key} in the Secret");
+    }
+    let password = secret_keys["redis_password"]
+        .as_str()
+        .context("redis_password")?;
+    ensure!(
+        secret_keys["redis_url"]
+            .as_str()
+            .is_some_and(|u| u.contains(&format!(":{password}@"))),
+        "redis_url carries redis_password"
+    );
+
+    // Redis' start-up line, run here (paths moved into a temporary directory).
+    let conf = redis
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .and_then(|d| d["data"]["redis.conf"].as_str())
+        .context("redis.conf")?;
+    let (etc, run, data) = (
+        tmp.path().join("etc"),
+        tmp.path().join("run"),
+        tmp.path().join("data"),
+    );
+    for d in [&etc, &run, &data] {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(
+        etc.join("redis.conf"),
+        conf.replace("dir /data", &format!("dir {}", data.display())),
+    )?;
+    let port = free_port();
+    let line = container["args"][0]
+        .as_str()
+        .context("args")?
+        .replace("/etc/redis", &etc.display().to_string())
+        .replace("/run/redis", &run.display().to_string())
+        + &format!(" --port {port}");
+    let pass = "k8s-test-password";
+    let mut server = std::process::Command::new("sh")
+        .args(["-c", &line])
+        .env("REDIS_PASSWORD", pass)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let cli = |args: &[&str], auth: bool| {
+        let mut c = std::process::Command::new("redis-cli");
+        c.args(["-p", &port.to_string()]).args(args);
+        if auth {
+            c.env("REDISCLI_AUTH", pass);
+        }
+        c.output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let result = (|| -> Result<()> {
+        wait_until(T, "the manifest's Redis", || {
+            cli(&["ping"], true).is_ok_and(|o| o == "PONG")
+        })?;
+        ensure!(
+            cli(&["ping"], false)?.contains("NOAUTH"),
+            "Redis answers without the password"
+        );
+        ensure!(cli(&["config", "get", "appendonly"], true)? == "appendonly\nyes");
+        ensure!(
+            cli(&["config", "get", "maxmemory-policy"], true)? == "maxmemory-policy\nnoeviction"
+        );
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.id()))?;
+        ensure!(
+            !String::from_utf8_lossy(&cmdline).contains(pass),
+            "the password is in Redis' arguments"
+        );
+        Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    result?;
+
+    // The CronJob's loop, once, against dock-host with the same admin token.
+    let cron = docs("webhook-dispatch.yaml")?.pop().context("a CronJob")?;
+    let job = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    let token = "k8s-test-admin-token-0123456789";
+    let manifest_path = artifacts::root_manifest(tmp.path())?;
+    let host = start(
+        &manifest_path,
+        &[
+            "--variable".into(),
+            format!("admin_token={token}"),
+            "--sqlite-db".into(),
+            "memory".into(),
+        ],
+    )?;
+    let script = job["args"][0]
+        .as_str()
+        .context("args")?
+        .replace("$(seq 12)", "1")
+        .replace("sleep 5", "true")
+        .replace("http://dock-verify", &host.url(""));
+    let run = |token: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env("ADMIN_TOKEN", token)
+            .output()
+    };
+    let out = run(token)?;
+    ensure!(
+        out.status.success(),
+        "the CronJob's dispatch call: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        !run("a-wrong-token-0123456789")?.status.success(),
+        "a wrong token passed curl -f"
+    );
+    Ok(())
+}
