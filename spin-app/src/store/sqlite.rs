@@ -261,6 +261,18 @@ fn text_at(row: &Row, idx: usize) -> Option<String> {
     }
 }
 
+/// Rows of `(discord_id, roblox_id)` as links.
+fn links_at(rows: &[Row]) -> Vec<AccountLink> {
+    rows.iter()
+        .filter_map(|r| {
+            Some(AccountLink {
+                discord_id: text_at(r, 0)?,
+                roblox_id: text_at(r, 1)?,
+            })
+        })
+        .collect()
+}
+
 fn int_at(row: &Row, idx: usize) -> Option<i64> {
     match row.get(idx) {
         Some(Value::Integer(n)) => Some(*n),
@@ -821,15 +833,7 @@ impl<C: Link> Backend for SqliteStore<C> {
             }
         };
         let rows = self.rows(sql, vec![t(pid.as_str()), t(id)]).await?;
-        let mut erased: Vec<AccountLink> = rows
-            .iter()
-            .filter_map(|r| {
-                Some(AccountLink {
-                    discord_id: text_at(r, 0)?,
-                    roblox_id: text_at(r, 1)?,
-                })
-            })
-            .collect();
+        let mut erased = links_at(&rows);
         erased.sort_by(|a, b| a.discord_id.cmp(&b.discord_id));
         Ok(erased)
     }
@@ -1072,15 +1076,7 @@ impl<C: Link> Backend for SqliteStore<C> {
                 ],
             )
             .await?;
-        let links: Vec<AccountLink> = rows
-            .iter()
-            .filter_map(|r| {
-                Some(AccountLink {
-                    discord_id: text_at(r, 0)?,
-                    roblox_id: text_at(r, 1)?,
-                })
-            })
-            .collect();
+        let links = links_at(&rows);
         let next = (links.len() >= limit)
             .then(|| links.last().map(|l| l.discord_id.clone()))
             .flatten();
