@@ -58,9 +58,18 @@
 //! `stream_max_secs`, a `retry:` hint and the end. A read that returns
 //! without a state asks for a re-read; a re-read that finds no session ends
 //! the stream without a hint. A failed write ends it ([`EndReason::ClientGone`]).
+//!
+//! **Pushed revocation** ([`Waiter::revocation_pushed`]): where the store
+//! wakes a revoked key's reads itself (Redis), the renewal and key-check
+//! interval above becomes [`PUSHED_RENEW_SECS`] instead of `heartbeat_secs`
+//! (a held stream costs the store one renewal a minute), and a read that
+//! returns before its `until` without a state is confirmed before the
+//! session is read again: a stream renews its lease, a long-poll checks
+//! its key.
 
 use std::collections::VecDeque;
 
+use crate::id::SessionId;
 use crate::longpoll::{self, WaitDecision};
 use crate::session::Session;
 use crate::stream::{DEFAULT_RETRY_MS, StreamCursor, heartbeat_frame, reconnect_hint};
@@ -71,6 +80,18 @@ use crate::wire::SessionView;
 /// or past its deadline (long-poll): an instance that dies without releasing
 /// frees its slot after this.
 pub const LEASE_GRACE_SECS: u64 = 30;
+
+/// How often a waiter whose store pushes revocations
+/// ([`Waiter::revocation_pushed`]) renews its lease (stream) or checks its
+/// key (long-poll): once a minute, or once a heartbeat if that is longer.
+pub const PUSHED_RENEW_SECS: u64 = 60;
+
+/// A new waiter's id: the session it waits on, a dot, a random token. A
+/// store that pushes revocations ([`Waiter::revocation_pushed`]) finds the
+/// sessions a revoked key's waiters wait on from these ids.
+pub fn waiter_id(sid: &SessionId, entropy: [u8; 32]) -> String {
+    format!("{sid}.{}", crate::oauth::token(entropy))
+}
 
 /// What the driver does next, in the order [`Waiter::poll_output`] gives them.
 #[allow(
@@ -157,6 +178,9 @@ impl EndReason {
 enum LeaseAsk {
     Acquire,
     Renew,
+    /// A renewal asked because the read returned early without a state
+    /// (a pushed revocation notice?): granted, the session is read again.
+    Confirm,
 }
 
 /// The requests that await their answer.
@@ -227,8 +251,13 @@ enum Mode {
 /// wake next. See the [module docs](self) for the rules and the driver loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiter {
-    /// The heartbeat interval (also the renewal and key-check interval), ≥ 1.
+    /// The heartbeat interval, ≥ 1.
     heartbeat_secs: u64,
+    /// The lease-renewal (stream) and key-check (long-poll) interval: the
+    /// heartbeat, or [`PUSHED_RENEW_SECS`] when revocations are pushed.
+    renew_secs: u64,
+    /// Whether the store wakes the read when the key is revoked.
+    pushed: bool,
     mode: Mode,
     /// Outputs decided by events, given before any timer's.
     queue: VecDeque<Output>,
@@ -249,6 +278,8 @@ impl Waiter {
     fn new(heartbeat_secs: u64, mode: Mode) -> Self {
         Waiter {
             heartbeat_secs: heartbeat_secs.max(1),
+            renew_secs: heartbeat_secs.max(1),
+            pushed: false,
             mode,
             queue: VecDeque::from([Output::ReadState]),
             held: None,
@@ -294,6 +325,20 @@ impl Waiter {
                 phase: StreamPhase::Opening,
             }),
         )
+    }
+
+    /// The store wakes this waiter's armed read when its key is revoked (a
+    /// notice without a state on the session's change feed: the Redis
+    /// store). Then the lease is renewed (stream) and the key checked
+    /// (long-poll) every [`PUSHED_RENEW_SECS`] instead of every heartbeat,
+    /// and a read that returns before its `until` without a state is
+    /// confirmed first: a stream renews its lease (gone: `retry:` hint,
+    /// [`EndReason::LeaseGone`]), a long-poll checks the key (revoked:
+    /// [`EndReason::Unauthorized`]). Call it before the first output.
+    pub fn revocation_pushed(mut self) -> Self {
+        self.pushed = true;
+        self.renew_secs = self.heartbeat_secs.max(PUSHED_RENEW_SECS);
+        self
     }
 
     // ---- getters -------------------------------------------------------
@@ -344,22 +389,36 @@ impl Waiter {
     /// when the change feed carries it, else `None` (a change without state,
     /// or the read's `until`). Ignored when no read is armed.
     pub fn handle_read_done(&mut self, now: Timestamp, session: Option<Session>) {
-        if self.read.take().is_none() || self.end.is_some() {
+        let Some(until) = self.read.take() else {
+            return;
+        };
+        if self.end.is_some() {
             return;
         }
         if let Some(session) = session {
             return self.take_state(now, session);
         }
-        let heartbeat_secs = self.heartbeat_secs;
-        if let Mode::LongPoll(lp) = &mut self.mode
-            && now >= lp.key_checked.plus_secs(heartbeat_secs)
-        {
-            lp.emptied_at = now;
-            self.asked.key = true;
-            self.queue.push_back(Output::CheckKey);
-            return;
+        let renew_secs = self.renew_secs;
+        // Returned early without a state: a pushed revocation notice?
+        let early = self.pushed && now < until;
+        match &mut self.mode {
+            Mode::LongPoll(lp) if early || now >= lp.key_checked.plus_secs(renew_secs) => {
+                lp.emptied_at = now;
+                self.asked.key = true;
+                self.queue.push_back(Output::CheckKey);
+            }
+            Mode::Stream(Stream {
+                phase: StreamPhase::Open(timers),
+                ..
+            }) if early => {
+                timers.renewed = now;
+                self.asked.lease = Some(LeaseAsk::Confirm);
+                self.queue.push_back(Output::RenewLease {
+                    until: lease_end(now, renew_secs),
+                });
+            }
+            _ => self.ask_state(),
         }
-        self.ask_state();
     }
 
     /// The answer to [`Output::AcquireLease`] or [`Output::RenewLease`]:
@@ -375,14 +434,16 @@ impl Waiter {
         }
         match (kind, granted) {
             (LeaseAsk::Acquire, false) => self.finish(EndReason::TooManyWaiters),
-            (LeaseAsk::Renew, false) => self.finish_with_hint(EndReason::LeaseGone),
+            (LeaseAsk::Renew | LeaseAsk::Confirm, false) => {
+                self.finish_with_hint(EndReason::LeaseGone)
+            }
             (LeaseAsk::Renew, true) => {}
+            (LeaseAsk::Confirm, true) => self.ask_state(),
             (LeaseAsk::Acquire, true) => match &mut self.mode {
                 Mode::LongPoll(lp) => {
                     lp.leased = true;
                     if let Some(until) = lp.wait_until.take() {
-                        self.to_arm =
-                            Some(until.min(lp.key_checked.plus_secs(self.heartbeat_secs)));
+                        self.to_arm = Some(until.min(lp.key_checked.plus_secs(self.renew_secs)));
                     }
                 }
                 Mode::Stream(_) => {
@@ -469,17 +530,17 @@ impl Waiter {
         if self.end.is_some() || self.asked.any() {
             return None;
         }
-        let heartbeat_secs = self.heartbeat_secs;
+        let (heartbeat_secs, renew_secs) = (self.heartbeat_secs, self.renew_secs);
         if let Mode::Stream(Stream {
             phase: StreamPhase::Open(timers),
             ..
         }) = &mut self.mode
         {
-            if now >= timers.renewed.plus_secs(heartbeat_secs) {
+            if now >= timers.renewed.plus_secs(renew_secs) {
                 timers.renewed = now;
                 self.asked.lease = Some(LeaseAsk::Renew);
                 return Some(Output::RenewLease {
-                    until: lease_end(now, heartbeat_secs),
+                    until: lease_end(now, renew_secs),
                 });
             }
             if timers.ends_at.is_some_and(|end| now >= end) {
@@ -521,7 +582,7 @@ impl Waiter {
                 ..
             }) => {
                 let beat = timers.last_write.plus_secs(self.heartbeat_secs);
-                let renew = timers.renewed.plus_secs(self.heartbeat_secs);
+                let renew = timers.renewed.plus_secs(self.renew_secs);
                 let due = beat.min(renew);
                 Some(timers.ends_at.map_or(due, |end| end.min(due)))
             }
@@ -533,7 +594,7 @@ impl Waiter {
 
     /// A state fed in (read, or carried by a wake-up) at `now`.
     fn take_state(&mut self, now: Timestamp, session: Session) {
-        let heartbeat_secs = self.heartbeat_secs;
+        let (heartbeat_secs, renew_secs) = (self.heartbeat_secs, self.renew_secs);
         match &mut self.mode {
             Mode::LongPoll(lp) => match longpoll::decide(now, &session, lp.deadline) {
                 WaitDecision::AnswerNow => {
@@ -544,7 +605,7 @@ impl Waiter {
                     self.finish(EndReason::Answered);
                 }
                 WaitDecision::WaitUntil(until) if lp.leased => {
-                    self.to_arm = Some(until.min(lp.key_checked.plus_secs(heartbeat_secs)));
+                    self.to_arm = Some(until.min(lp.key_checked.plus_secs(renew_secs)));
                 }
                 WaitDecision::WaitUntil(until) => {
                     lp.wait_until = Some(until);
@@ -559,7 +620,7 @@ impl Waiter {
                     self.held = Some(session);
                     self.asked.lease = Some(LeaseAsk::Acquire);
                     self.queue.push_back(Output::AcquireLease {
-                        until: lease_end(now, heartbeat_secs),
+                        until: lease_end(now, renew_secs),
                     });
                 }
                 StreamPhase::Open(timers) => {
@@ -614,8 +675,8 @@ impl Waiter {
 }
 
 /// A stream lease reaches past the next renewal by the grace.
-fn lease_end(now: Timestamp, heartbeat_secs: u64) -> Timestamp {
-    now.plus_secs(heartbeat_secs.saturating_add(LEASE_GRACE_SECS))
+fn lease_end(now: Timestamp, renew_secs: u64) -> Timestamp {
+    now.plus_secs(renew_secs.saturating_add(LEASE_GRACE_SECS))
 }
 
 #[cfg(test)]
@@ -685,6 +746,10 @@ mod tests {
         cursor: u64,
         /// Whether a wake-up carries the state (Redis) or not (SQLite).
         feed_has_state: bool,
+        /// Whether revoking the key wakes the read (a notice without a state).
+        pushes: bool,
+        /// Whether the latest feed entry is such a notice.
+        notice: bool,
         key_valid: bool,
         slots_free: bool,
         lease_alive: bool,
@@ -709,6 +774,8 @@ mod tests {
                 rev: 1,
                 cursor: 0,
                 feed_has_state: false,
+                pushes: false,
+                notice: false,
                 key_valid: true,
                 slots_free: true,
                 lease_alive: true,
@@ -739,6 +806,13 @@ mod tests {
 
         fn feed(mut self, has_state: bool) -> Self {
             self.feed_has_state = has_state;
+            self
+        }
+
+        /// The store pushes revocations (Redis): the waiter knows it.
+        fn pushed(mut self) -> Self {
+            self.pushes = true;
+            self.w = self.w.revocation_pushed();
             self
         }
 
@@ -788,6 +862,9 @@ mod tests {
                 }
                 self.changes.remove(0);
                 let now = t(self.now);
+                if !matches!(change, Change::RevokeKey) {
+                    self.notice = false;
+                }
                 match change {
                     Change::Complete => {
                         if let Ok(Completion::Applied(s)) =
@@ -811,6 +888,10 @@ mod tests {
                     Change::RevokeKey => {
                         self.key_valid = false;
                         self.lease_alive = false;
+                        if self.pushes {
+                            self.rev += 1;
+                            self.notice = true;
+                        }
                     }
                     Change::LeaseLapse => self.lease_alive = false,
                     Change::ClientLeaves => self.client_here = false,
@@ -831,7 +912,7 @@ mod tests {
                 self.w.handle_store_failed();
             } else if cursor != self.rev {
                 self.read = None;
-                let carried = if self.feed_has_state {
+                let carried = if self.feed_has_state && !self.notice {
                     self.state()
                 } else {
                     None
@@ -1113,6 +1194,71 @@ mod tests {
             // No heartbeat after the refused renewal.
             assert_eq!(sim.heartbeats(), vec![at(15)]);
         }
+    }
+
+    #[test]
+    fn pushed_stream_renews_once_a_minute_and_ends_at_a_revocation() {
+        let mut sim = Sim::stream(session(0, 300), 15, 0, None)
+            .pushed()
+            .feed(true);
+        sim.run_until(at(130));
+        assert_eq!(sim.instants(is_renew), vec![at(60), at(120)]);
+        assert_eq!(
+            sim.outputs(is_renew)[0].1,
+            Output::RenewLease {
+                until: t(at(120 + LEASE_GRACE_SECS))
+            }
+        );
+        assert_eq!(sim.heartbeats().len(), 8);
+        // The lease taken at the opening reaches past the first renewal.
+        assert_eq!(
+            sim.outputs(is_acquire)[0].1,
+            Output::AcquireLease {
+                until: t(at(60 + LEASE_GRACE_SECS))
+            }
+        );
+        // A revocation wakes the read: the renewal it asks finds the lease gone.
+        let mut sim = Sim::stream(session(0, 300), 15, 0, None)
+            .pushed()
+            .feed(true)
+            .with(&[(at(70), Change::RevokeKey)]);
+        sim.run();
+        assert_eq!(sim.end(), Some((at(70), EndReason::LeaseGone)));
+        assert!(sim.hinted());
+        assert_eq!(sim.instants(is_renew), vec![at(60), at(70)]);
+        // A lease that lapses without a notice is found at the next renewal.
+        let mut sim = Sim::stream(session(0, 300), 15, 0, None)
+            .pushed()
+            .with(&[(at(20), Change::LeaseLapse)]);
+        sim.run();
+        assert_eq!(sim.end(), Some((at(60), EndReason::LeaseGone)));
+        // An early wake-up whose renewal succeeds reads the session again.
+        let mut sim = Sim::stream(session(0, 300), 15, 0, None)
+            .pushed()
+            .feed(true);
+        sim.wakes = vec![at(9)];
+        sim.run_until(at(9));
+        sim.rev += 1;
+        sim.notice = true;
+        sim.run_until(at(10));
+        assert_eq!(sim.instants(is_renew), vec![at(9)]);
+        assert_eq!(sim.instants(is_read), vec![T0, at(9)]);
+        assert!(sim.end().is_none());
+    }
+
+    #[test]
+    fn pushed_long_poll_checks_its_key_only_when_woken() {
+        let mut sim = Sim::long_poll(session(0, 300), 25, 10).pushed().feed(true);
+        sim.run();
+        assert!(sim.outputs(is_key).is_empty());
+        assert_eq!(sim.answer(), Some((at(25), Status::Pending)));
+        let mut sim = Sim::long_poll(session(0, 300), 25, 10)
+            .pushed()
+            .feed(true)
+            .with(&[(at(3), Change::RevokeKey)]);
+        sim.run();
+        assert_eq!(sim.instants(is_key), vec![at(3)]);
+        assert_eq!(sim.end(), Some((at(3), EndReason::Unauthorized)));
     }
 
     #[test]
@@ -1461,6 +1607,7 @@ mod tests {
             ttl in 1u64..=120,
             resume in prop_oneof![Just(None), Just(Some("1")), Just(Some("2")), Just(Some("x"))],
             feed in any::<bool>(),
+            pushed in any::<bool>(),
             slots_free in prop::bool::weighted(0.9),
             changes in changes(),
             wakes in wakes(),
@@ -1468,6 +1615,10 @@ mod tests {
             let s = session(age, ttl);
             let expires = s.expires_at.as_millis();
             let mut sim = Sim::stream(s, hb, max, resume).feed(feed).with(&changes);
+            // Pushed revocation is the Redis store's, whose feed carries the state.
+            if pushed {
+                sim = sim.pushed().feed(true);
+            }
             sim.slots_free = slots_free;
             sim.wakes = wakes;
             sim.run();
@@ -1498,9 +1649,21 @@ mod tests {
                 last = at;
             }
             let mut renewed = open;
+            let interval = if pushed { hb.max(PUSHED_RENEW_SECS) } else { hb } * 1000;
             for at in sim.instants(is_renew) {
-                prop_assert_eq!(at, renewed + hb * 1000);
+                // Pushed: a notice may ask for one sooner.
+                if pushed {
+                    prop_assert!(at > renewed && at <= renewed + interval);
+                } else {
+                    prop_assert_eq!(at, renewed + interval);
+                }
                 renewed = at;
+            }
+            // Pushed: a revocation after the open ends the stream at once.
+            if pushed
+                && let Some(&(r, _)) = changes.iter().find(|c| c.1 == Change::RevokeKey && c.0 > open)
+            {
+                prop_assert!(end <= r, "revoked at {} but ended at {}", r, end);
             }
         }
 
@@ -1515,6 +1678,7 @@ mod tests {
             age in 0u64..=130,
             ttl in 1u64..=120,
             feed in any::<bool>(),
+            pushed in any::<bool>(),
             slots_free in prop::bool::weighted(0.9),
             changes in changes(),
             wakes in wakes(),
@@ -1523,6 +1687,9 @@ mod tests {
             let expires = s.expires_at.as_millis();
             let deadline = at(u64::from(wait));
             let mut sim = Sim::long_poll(s, wait, hb).feed(feed).with(&changes);
+            if pushed {
+                sim = sim.pushed().feed(true);
+            }
             sim.slots_free = slots_free;
             sim.wakes = wakes;
             sim.run();
@@ -1536,9 +1703,18 @@ mod tests {
             };
             prop_assert!(sim.outputs(stream_only).is_empty());
             let mut checked = T0;
+            let interval = if pushed { hb.max(PUSHED_RENEW_SECS) } else { hb } * 1000;
+            let revoked = changes.iter().find(|c| c.1 == Change::RevokeKey).map(|c| c.0);
             for at in sim.instants(is_key) {
-                prop_assert!(at >= checked + hb * 1000);
+                // Pushed: also when a change wakes it without a state (the
+                // revocation's notice, which ends it; a record gone).
+                prop_assert!(
+                    at >= checked + interval || (pushed && changes.iter().any(|c| c.0 == at))
+                );
                 checked = at;
+            }
+            if pushed && let Some(r) = revoked && r >= T0 {
+                prop_assert!(end <= r.max(T0) || sim.answer().is_some_and(|a| a.0 <= r));
             }
             if let Some(first_arm) = sim.instants(is_arm).first() {
                 let acquired = sim.instants(is_acquire);

@@ -110,15 +110,26 @@ pub async fn get(
     answer
 }
 
+/// The waiter, told when the store wakes a revoked key's waiters itself
+/// (Redis): it then renews and checks once a minute, not every heartbeat.
+fn pushed(store: &Store, waiter: Waiter) -> Waiter {
+    if store.pushes_revocation() {
+        waiter.revocation_pushed()
+    } else {
+        waiter
+    }
+}
+
 /// Takes one of the key's waiter slots until `until` under a new waiter id;
 /// `None` when the key holds all of its slots.
 async fn try_lease(
     store: &Store,
     key: &KeyRecord,
+    sid: &SessionId,
     settings: &Settings,
     until: Timestamp,
 ) -> Result<Option<String>, StoreError> {
-    let waiter = dock_core::oauth::token(entropy());
+    let waiter = dock_core::waiter::waiter_id(sid, entropy());
     let granted = domain::acquire_waiter(store, key, &waiter, settings, now(), until).await?;
     Ok(granted.then_some(waiter))
 }
@@ -157,7 +168,10 @@ async fn long_poll(
     lease: &mut Option<String>,
 ) -> Result<Response, ApiError> {
     let key = &caller.key;
-    let mut waiter = Waiter::long_poll(now(), deadline, settings.heartbeat_secs);
+    let mut waiter = pushed(
+        store,
+        Waiter::long_poll(now(), deadline, settings.heartbeat_secs),
+    );
     let mut cursor: Option<Cursor> = None;
     while let Some(out) = waiter.poll_output(now()) {
         match out {
@@ -166,7 +180,7 @@ async fn long_poll(
                 waiter.handle_state(now(), keep(&mut cursor, read));
             }
             Output::AcquireLease { until } => {
-                *lease = try_lease(store, key, settings, until).await?;
+                *lease = try_lease(store, key, sid, settings, until).await?;
                 waiter.handle_lease(lease.is_some());
             }
             Output::ArmRead { until } => {
@@ -234,10 +248,13 @@ pub async fn stream(
     let last_event_id = header(&req, "last-event-id")
         .map(str::to_owned)
         .or(query.last_event_id);
-    let mut waiter = Waiter::stream(
-        settings.heartbeat_secs,
-        settings.stream_max_secs,
-        StreamCursor::resume(last_event_id.as_deref()),
+    let mut waiter = pushed(
+        &store,
+        Waiter::stream(
+            settings.heartbeat_secs,
+            settings.stream_max_secs,
+            StreamCursor::resume(last_event_id.as_deref()),
+        ),
     );
     let mut cursor: Option<Cursor> = None;
     let mut lease: Option<String> = None;
@@ -248,7 +265,7 @@ pub async fn stream(
                 waiter.handle_state(now(), keep(&mut cursor, read));
             }
             Some(Output::AcquireLease { until }) => {
-                lease = try_lease(&store, key, settings, until).await?;
+                lease = try_lease(&store, key, &sid, settings, until).await?;
                 waiter.handle_lease(lease.is_some());
             }
             Some(Output::CheckKey) => {

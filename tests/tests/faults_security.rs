@@ -1367,7 +1367,10 @@ async fn https_flow_cookie_is_host_prefixed() -> Result<()> {
 
 /// Revoking a key ends its open waits within one heartbeat interval (2 s
 /// here): the stream with a `retry:` hint (its reconnect then gets 401), the
-/// long-poll (`wait=25`) with 401.
+/// long-poll (`wait=25`) with 401. With Redis the revocation's notice wakes
+/// them at once (a Redis stream renews its lease only once a minute, so
+/// without the notice this bound fails); with SQLite the next renewal or key
+/// check finds it.
 async fn revoked_key_ends_its_waits_within_a_heartbeat(cfg: Cfg) -> Result<()> {
     const HEARTBEAT: Duration = Duration::from_secs(2);
     let svc = Service::start(cfg, &[("heartbeat_seconds", "2")]).await?;

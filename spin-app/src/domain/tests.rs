@@ -495,6 +495,67 @@ crate::store::native::on_every_store! {
     an_export_moves_to_any_store_and_imports_again_without_change,
 }
 
+// Redis pushes revocations: a revoked key's waits return at once, through
+// a notice (no state) on each waited-on session's change feed, and the
+// lease renewal (a held stream's one command a minute) then finds it gone.
+#[test]
+fn revoking_a_key_wakes_its_waiters_on_redis() {
+    let server = crate::store::native::TestRedis::start();
+    crate::store::native::runtime().block_on(async {
+        let store = server.store().await;
+        let store = &store;
+        let k = seed(store, 10).await;
+        let s = settings();
+        let now = crate::env::now();
+        create(store, &k, request("app", "u1", None), sid(1), &s, now)
+            .await
+            .unwrap();
+        let w = dock_core::waiter::waiter_id(&sid(1), [9; 32]);
+        let until = now.plus_secs(90);
+        assert!(acquire_waiter(store, &k, &w, &s, now, until).await.unwrap());
+        assert!(
+            store
+                .renew_waiter(&k, &w, until.plus_secs(1))
+                .await
+                .unwrap()
+        );
+        // The same end again: still there (ZADD answers 0, the score says so).
+        assert!(
+            store
+                .renew_waiter(&k, &w, until.plus_secs(1))
+                .await
+                .unwrap()
+        );
+        let (_, cursor) = store
+            .read_with_cursor(&k.pid, &sid(1))
+            .await
+            .unwrap()
+            .unwrap();
+        let one = sid(1);
+        let started = std::time::Instant::now();
+        let wait = store.wait_change(&k.pid, &one, &cursor, now.plus_secs(20), &s);
+        let revoke = async { store.revoke_key(&k.key_id).await.unwrap() };
+        let (woke, revoked) = futures::join!(wait, revoke);
+        assert!(revoked);
+        assert_eq!(woke.unwrap(), None, "a notice carries no state");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert!(
+            !store
+                .renew_waiter(&k, &w, until.plus_secs(2))
+                .await
+                .unwrap()
+        );
+        // The notice moved the feed: a read from the new cursor waits again.
+        let (again, cursor2) = store
+            .read_with_cursor(&k.pid, &sid(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(cursor2, cursor);
+        assert_eq!(again.status_at(now), Status::Pending);
+    });
+}
+
 // Needs a store that can be told to lose compares.
 #[test]
 fn a_lost_compare_is_retried_and_endless_contention_is_a_503_on_memory() {

@@ -539,6 +539,13 @@ backend! {
 }
 
 impl Store {
+    /// Whether revoking a key wakes its waiters' reads (Redis: a notice on
+    /// each waited-on session's change feed). SQLite's waiters poll and
+    /// find a revocation at their next renewal or key check.
+    pub fn pushes_revocation(&self) -> bool {
+        matches!(self, Store::Redis(_))
+    }
+
     /// Opens the store the settings select, and reports the store errors
     /// this instance counted while the store failed (best effort: kept for
     /// a later open if that fails too).

@@ -6,13 +6,13 @@
 //! | key | type | holds | lifetime |
 //! |---|---|---|---|
 //! | `dock:{P}:s:<sid>` | string | the session record (core's JSON) | expiry + retention, then retention once terminal |
-//! | `dock:{P}:e:<sid>` | stream | one entry (`status`, `session`: the record after the change) per change; waiters `XREAD BLOCK` on it (from `0-0` while it does not exist). Not written at create: a pending session has none | 60 s after the change |
+//! | `dock:{P}:e:<sid>` | stream | one entry (`status`, `session`: the record after the change) per change; a revoked key's waiters get a `revoked` entry (no `session`); waiters `XREAD BLOCK` on it (from `0-0` while it does not exist). Not written at create: a pending session has none | 60 s after the change |
 //! | `dock:{P}:r:<digest>` | string | sid of the live session for (clientId, guildId) | until the session's expiry |
 //! | `dock:{P}:l` | hash | link dataset: discordId → robloxId | forever |
 //! | `dock:{P}:lr:<robloxId>` | set | reverse index: Discord ids linked to a Roblox id | forever |
 //! | `dock:{P}:meta` | string | the PID record | forever |
 //! | `dock:{P}:q:<keyId>:<window>` | string | create counter of a quota window | until the window ends |
-//! | `dock:{P}:w:<keyId>` | sorted set | open waiters of a key (member: waiter id, score: lease end); deleted when the key is revoked, so its streams end at their next renewal | while any waiter holds a lease |
+//! | `dock:{P}:w:<keyId>` | sorted set | open waiters of a key (member: waiter id `<sid>.<token>`, score: lease end); when the key is revoked, each waiter's session feed gets a `revoked` notice (the waiter wakes, confirms its lease, finds it gone) and the set is deleted | while any waiter holds a lease |
 //! | `dock:{P}:p` | sorted set | pending sessions (member: sid, score: `expiresAt` ms); those past their score are counted expired and removed | while pending |
 //! | `dock:{P}:stats` | hash | the PID's counters: `created`, `reused`, `completed`, `cancelled`, `expired`, `quota_rejected` | forever |
 //! | `dock:{P}:keys` | set | ids of the keys issued to the PID (to find its waiter sets) | forever |
@@ -53,6 +53,11 @@ pub fn session_prefix(pid: &Pid) -> String {
 /// The session's change feed.
 pub fn events(pid: &Pid, sid: &SessionId) -> String {
     format!("{}:e:{sid}", tag(pid))
+}
+
+/// What [`events`] starts with (the revoke script appends session ids).
+pub fn events_prefix(pid: &Pid) -> String {
+    format!("{}:e:", tag(pid))
 }
 
 /// The reuse slot of (clientId, guildId, expectedDiscordId).

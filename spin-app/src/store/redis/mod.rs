@@ -67,8 +67,9 @@ static READ: Script = Script::new(include_str!("read.lua"));
 /// Reads a session and what the link dataset holds for a Discord id ('' = none).
 static READ_FOR_COMPLETION: Script = Script::new(include_str!("read_for_completion.lua"));
 
-/// Extends a waiter's lease; the set lives as long as its longest lease.
-static RENEW: Script = Script::new(include_str!("renew.lua"));
+/// Wakes a revoked key's waiters through their sessions' change feeds,
+/// then deletes the key's leases.
+static REVOKE_WAITERS: Script = Script::new(include_str!("revoke_waiters.lua"));
 
 /// One PID's counters: first counts the pending sessions that expired by
 /// `now` (as `CREATE` does), then reads the hash and the live waiter leases
@@ -459,11 +460,19 @@ impl<C: Link> Backend for RedisStore<C> {
         let record = self.get(&keys::key(&hash)).await?;
         self.exec("DEL", vec![p(keys::key(&hash))]).await?;
         self.exec("DEL", vec![p(idx)]).await?;
-        // Its waiters' leases: each open stream finds its lease gone at its
-        // next renewal and ends (the reconnect is then a 401).
+        // Its waiters: woken through their sessions' change feeds, each
+        // finds its lease gone and ends (a stream's reconnect is then a 401).
         if let Some(key) = record.and_then(|j| serde_json::from_str::<KeyRecord>(&j).ok()) {
-            self.exec("DEL", vec![p(keys::waiters(&key.pid, &key.key_id))])
-                .await?;
+            self.eval(
+                &REVOKE_WAITERS,
+                &[keys::waiters(&key.pid, &key.key_id)],
+                vec![
+                    p(keys::events_prefix(&key.pid)),
+                    p(key.key_id.as_str()),
+                    RedisParameter::Int64(FEED_AFTER_CHANGE_MS),
+                ],
+            )
+            .await?;
         }
         Ok(true)
     }
@@ -731,17 +740,21 @@ impl<C: Link> Backend for RedisStore<C> {
         waiter: &str,
         lease_until: Timestamp,
     ) -> Result<bool, StoreError> {
+        // One command (a held stream's only one, once a minute): `XX` never
+        // brings back a lease its key's revocation deleted; `CH` answers 1
+        // when the lease was there. The set's expiry already covers every
+        // renewal (`acquire.lua`).
+        let set = keys::waiters(&key.pid, &key.key_id);
+        let until = RedisParameter::Int64(lease_until.as_millis() as i64);
         let r = self
-            .eval(
-                &RENEW,
-                &[keys::waiters(&key.pid, &key.key_id)],
-                vec![
-                    p(waiter),
-                    RedisParameter::Int64(lease_until.as_millis() as i64),
-                ],
-            )
+            .exec("ZADD", vec![p(&set), p("XX"), p("CH"), until, p(waiter)])
             .await?;
-        Ok(matches!(r.first(), Some(RedisResult::Int64(1))))
+        if matches!(r.first(), Some(RedisResult::Int64(1))) {
+            return Ok(true);
+        }
+        // 0 also answers a renewal to the same millisecond: ask.
+        let r = self.exec("ZSCORE", vec![p(set), p(waiter)]).await?;
+        Ok(r.first().is_some_and(|v| !matches!(v, RedisResult::Nil)))
     }
 
     async fn release_waiter(&self, key: &KeyRecord, waiter: &str) -> Result<(), StoreError> {
