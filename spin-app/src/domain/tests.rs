@@ -512,25 +512,24 @@ fn revoking_a_key_wakes_its_waiters_on_redis() {
             .unwrap();
         let w = dock_core::waiter::waiter_id(&sid(1), [9; 32]);
         let until = now.plus_secs(90);
+        let renew = async |secs| {
+            store
+                .renew_waiter(&k, &w, until.plus_secs(secs))
+                .await
+                .unwrap()
+        };
+        let read = async || {
+            store
+                .read_with_cursor(&k.pid, &sid(1))
+                .await
+                .unwrap()
+                .unwrap()
+        };
         assert!(acquire_waiter(store, &k, &w, &s, now, until).await.unwrap());
-        assert!(
-            store
-                .renew_waiter(&k, &w, until.plus_secs(1))
-                .await
-                .unwrap()
-        );
+        assert!(renew(1).await);
         // The same end again: still there (ZADD answers 0, the score says so).
-        assert!(
-            store
-                .renew_waiter(&k, &w, until.plus_secs(1))
-                .await
-                .unwrap()
-        );
-        let (_, cursor) = store
-            .read_with_cursor(&k.pid, &sid(1))
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(renew(1).await);
+        let (_, cursor) = read().await;
         let one = sid(1);
         let started = std::time::Instant::now();
         let wait = store.wait_change(&k.pid, &one, &cursor, now.plus_secs(20), &s);
@@ -539,18 +538,9 @@ fn revoking_a_key_wakes_its_waiters_on_redis() {
         assert!(revoked);
         assert_eq!(woke.unwrap(), None, "a notice carries no state");
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        assert!(
-            !store
-                .renew_waiter(&k, &w, until.plus_secs(2))
-                .await
-                .unwrap()
-        );
+        assert!(!renew(2).await);
         // The notice moved the feed: a read from the new cursor waits again.
-        let (again, cursor2) = store
-            .read_with_cursor(&k.pid, &sid(1))
-            .await
-            .unwrap()
-            .unwrap();
+        let (again, cursor2) = read().await;
         assert_ne!(cursor2, cursor);
         assert_eq!(again.status_at(now), Status::Pending);
     });
