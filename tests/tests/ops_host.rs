@@ -322,6 +322,13 @@ async fn dev_admin_token_makes_a_first_run_usable() -> Result<()> {
     let host = tokio::task::block_in_place(|| {
         Host::start(&manifest, &["--sqlite-db", "memory", "--dev-admin-token"])
     })?;
+    // The banner's lines may reach the harness' reader after the health
+    // check passed (a loaded machine): wait for its last line.
+    let _ = tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(10), "the banner's second curl", || {
+            host.output().contains("/keys -H")
+        })
+    });
     let out = host.output();
     ensure!(out.contains("DEVELOPMENT admin token"), "{out}");
     let token = out
