@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http::Method;
@@ -16,6 +16,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::client::Conn;
+use crate::procs::{CpuUse, Meter, Redis};
+use crate::proxy::CountingProxy;
 
 static BASE: OnceLock<Instant> = OnceLock::new();
 
@@ -98,12 +100,30 @@ impl Api {
 #[derive(Debug, Clone, Serialize)]
 pub struct CreateResult {
     pub concurrency: usize,
+    /// Instances the connections were spread over (round-robin).
+    pub instances: usize,
     pub requests: u64,
     /// Successful creates, warm-up included (what Redis served).
     pub all_ok: u64,
     pub per_sec: f64,
     pub latency: Latency,
     pub errors: u64,
+    /// Redis' and the servers' CPU over the measured window, when metered.
+    pub cpu: Option<CpuUse>,
+}
+
+impl CreateResult {
+    /// Redis CPU µs per create over the measured window (`INFO cpu`).
+    pub fn redis_cpu_us(&self) -> Option<f64> {
+        let cpu = self.cpu?;
+        (self.requests > 0).then(|| cpu.redis_s * 1e6 / self.requests as f64)
+    }
+
+    /// Server CPU µs per create over the measured window (`/proc/<pid>/stat`).
+    pub fn server_cpu_us(&self) -> Option<f64> {
+        let server = self.cpu?.server_s?;
+        (self.requests > 0).then(|| server * 1e6 / self.requests as f64)
+    }
 }
 
 /// `concurrency` connections, each sending creates back to back for
@@ -116,11 +136,30 @@ pub async fn create_load(
     duration: Duration,
     run_tag: &str,
 ) -> Result<CreateResult> {
+    create_load_on(&[addr], api, concurrency, warmup, duration, run_tag, None).await
+}
+
+/// [`create_load`] with connection `w` on `addrs[w % addrs.len()]`, and,
+/// with a `meter`, the CPU Redis and the servers used over the measured
+/// window (read when it starts and when it ends).
+pub async fn create_load_on(
+    addrs: &[SocketAddr],
+    api: &Api,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    run_tag: &str,
+    meter: Option<&Meter<'_>>,
+) -> Result<CreateResult> {
+    if addrs.is_empty() {
+        bail!("create load: no address");
+    }
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
     let mut tasks = Vec::new();
     for w in 0..concurrency {
+        let addr = addrs[w % addrs.len()];
         let api = api.clone();
         let tag = format!("{run_tag}-{w}");
         tasks.push(tokio::spawn(async move {
@@ -156,6 +195,15 @@ pub async fn create_load(
             anyhow::Ok((h, errors, all_ok))
         }));
     }
+    let cpu = match meter {
+        Some(m) => {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let s0 = m.sample()?;
+            tokio::time::sleep_until(end.into()).await;
+            Some(s0.until(&m.sample()?))
+        }
+        None => None,
+    };
     let mut all = histogram();
     let mut errors = 0;
     let mut all_ok = 0;
@@ -167,11 +215,13 @@ pub async fn create_load(
     }
     Ok(CreateResult {
         concurrency,
+        instances: addrs.len(),
         requests: all.len(),
         all_ok,
         per_sec: all.len() as f64 / duration.as_secs_f64(),
         latency: Latency::of(&all),
         errors,
+        cpu,
     })
 }
 
@@ -218,6 +268,11 @@ pub struct WakeResult {
     /// Redis per wake: commands, µs of Redis CPU, busiest commands — the
     /// completion's own commands and the woken waiter's included.
     pub redis_per_wake: (f64, f64, String),
+    /// Redis CPU (`INFO cpu`) per wake over the completion phase, µs: the
+    /// completion's and the woken waiter's, and Redis' idle cron meanwhile.
+    pub redis_cpu_us_per_wake: f64,
+    /// The same completions with nobody waiting.
+    pub no_waiter: Option<NoWaiter>,
 }
 
 #[derive(Debug, Default)]
@@ -303,21 +358,24 @@ async fn poll_waiter(
     }
 }
 
-/// Holds one waiter per id (waiter `i` on `instances[i % k]`), then completes
-/// id `i` through `instances[(i + 1) % k]` at `rate` per second from `drivers`
-/// connections. `rss` reads the servers' summed RSS in KiB.
-#[allow(clippy::too_many_arguments)]
-pub async fn wake(
-    instances: &[SocketAddr],
-    api: &Api,
-    ids: &[String],
-    mode: Mode,
-    rate: f64,
-    drivers: usize,
-    rss: impl Fn() -> Option<u64>,
-    redis: &crate::procs::Redis,
-    hold_window: Duration,
-) -> Result<WakeResult> {
+/// Waiters held on sessions (waiter `i` on `instances[i % k]`); their tasks
+/// are aborted when this is dropped.
+struct Held {
+    s: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Opens one waiter per id and returns once every one is ready (SSE: its
+/// `pending` event read; long-poll: sent) or failed.
+async fn hold(instances: &[SocketAddr], api: &Api, ids: &[String], mode: Mode) -> Result<Held> {
     let n = ids.len();
     let k = instances.len();
     let s = Arc::new(Shared {
@@ -326,18 +384,19 @@ pub async fn wake(
         terminal: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         ..Shared::default()
     });
-    let rss_before = rss();
-    let hold_start = Instant::now();
     // At most this many waiters connecting at once (the accept backlog).
     let gate = Arc::new(Semaphore::new(256));
-    let mut waiters = Vec::with_capacity(n);
+    let mut held = Held {
+        s: s.clone(),
+        tasks: Vec::with_capacity(n),
+    };
     for (i, id) in ids.iter().enumerate() {
         let permit = gate.clone().acquire_owned().await?;
         let addr = instances[i % k];
         let path = api.wait_path(id, mode);
         let bearer = api.bearer().map(str::to_owned);
         let s2 = s.clone();
-        waiters.push(tokio::spawn(async move {
+        held.tasks.push(tokio::spawn(async move {
             let r = match mode {
                 Mode::Sse => sse_waiter(addr, path, bearer, i, s2.clone(), permit).await,
                 Mode::LongPoll => poll_waiter(addr, path, bearer, i, s2.clone(), permit).await,
@@ -359,36 +418,31 @@ pub async fn wake(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Long-poll requests are "ready" once sent; give the servers a moment to
-    // register them (an early completion is still answered, just not by a wake).
-    if mode == Mode::LongPoll {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let seconds_to_hold = hold_start.elapsed().as_secs_f64();
-    let rss_after = rss();
-    let rss_kib_per_waiter = match (rss_before, rss_after) {
-        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / n as f64),
-        _ => None,
-    };
-    // What holding the waiters costs Redis, with nothing else going on.
-    let redis_per_waiter_minute = if hold_window.is_zero() {
-        None
-    } else {
-        redis.reset_stats()?;
-        tokio::time::sleep(hold_window).await;
-        let held = redis.cost()?;
-        Some(held.calls as f64 / n as f64 / (hold_window.as_secs_f64() / 60.0))
-    };
-    redis.reset_stats()?;
+    Ok(held)
+}
 
+/// Completes `ids[j]` (body `complete_body(first + j)`) through
+/// `instances[(first + j + 1) % k]`, open loop at `rate` per second from
+/// `drivers` connections; stamps `stamp.sent[j]` just before each request.
+/// Returns the requests' latencies and how many failed.
+async fn complete_open_loop(
+    instances: &[SocketAddr],
+    api: &Api,
+    ids: &[String],
+    first: usize,
+    rate: f64,
+    drivers: usize,
+    stamp: Option<Arc<Shared>>,
+) -> Result<(Histogram<u64>, usize)> {
     let next = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now() + Duration::from_millis(50);
     let complete_errors = Arc::new(AtomicUsize::new(0));
+    let ids = Arc::new(ids.to_vec());
     let mut tasks = Vec::new();
     for _ in 0..drivers {
         let next = next.clone();
-        let s = s.clone();
-        let ids = ids.to_vec();
+        let stamp = stamp.clone();
+        let ids = ids.clone();
         let instances = instances.to_vec();
         let api = api.clone();
         let complete_errors = complete_errors.clone();
@@ -399,17 +453,20 @@ pub async fn wake(
             }
             let mut h = histogram();
             loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= ids.len() {
+                let j = next.fetch_add(1, Ordering::SeqCst);
+                if j >= ids.len() {
                     break;
                 }
-                let at = t0 + Duration::from_secs_f64(i as f64 / rate);
+                let i = first + j;
+                let at = t0 + Duration::from_secs_f64(j as f64 / rate);
                 tokio::time::sleep_until(at.into()).await;
                 let c = &mut conns[(i + 1) % instances.len()];
                 let body = crate::client::complete_body(i);
-                let path = api.complete_path(&ids[i]);
+                let path = api.complete_path(&ids[j]);
                 let start = Instant::now();
-                s.sent[i].store(now_ns(), Ordering::SeqCst);
+                if let Some(s) = &stamp {
+                    s.sent[j].store(now_ns(), Ordering::SeqCst);
+                }
                 match c
                     .call(Method::POST, &path, Some(&api.admin_token), Some(body))
                     .await
@@ -435,6 +492,69 @@ pub async fn wake(
     for t in tasks {
         complete_h.add(&t.await??)?;
     }
+    Ok((complete_h, complete_errors.load(Ordering::SeqCst)))
+}
+
+/// The baseline of the wake workload: sessions completed the same way, with
+/// no waiter on them, so that what a wake adds to its completion shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoWaiter {
+    pub completions: usize,
+    /// Per completion: commands, µs of Redis CPU in them, busiest commands.
+    pub redis_per_completion: (f64, f64, String),
+    /// Redis CPU per completion (`INFO cpu`), µs.
+    pub redis_cpu_us_per_completion: f64,
+    pub complete_call: Latency,
+}
+
+/// Holds one waiter per id (waiter `i` on `instances[i % k]`), then completes
+/// id `i` through `instances[(i + 1) % k]` at `rate` per second from `drivers`
+/// connections. `rss` reads the servers' summed RSS in KiB. Then, as a
+/// baseline, completes `unwaited` (sessions nobody waits on) the same way.
+#[allow(clippy::too_many_arguments)]
+pub async fn wake(
+    instances: &[SocketAddr],
+    api: &Api,
+    ids: &[String],
+    unwaited: &[String],
+    mode: Mode,
+    rate: f64,
+    drivers: usize,
+    rss: impl Fn() -> Option<u64>,
+    redis: &Redis,
+    hold_window: Duration,
+) -> Result<WakeResult> {
+    let n = ids.len();
+    let k = instances.len();
+    let rss_before = rss();
+    let hold_start = Instant::now();
+    let held = hold(instances, api, ids, mode).await?;
+    let s = held.s.clone();
+    // Long-poll requests are "ready" once sent; give the servers a moment to
+    // register them (an early completion is still answered, just not by a wake).
+    if mode == Mode::LongPoll {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let seconds_to_hold = hold_start.elapsed().as_secs_f64();
+    let rss_after = rss();
+    let rss_kib_per_waiter = match (rss_before, rss_after) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / n as f64),
+        _ => None,
+    };
+    // What holding the waiters costs Redis, with nothing else going on.
+    let redis_per_waiter_minute = if hold_window.is_zero() {
+        None
+    } else {
+        redis.reset_stats()?;
+        tokio::time::sleep(hold_window).await;
+        let held = redis.cost()?;
+        Some(held.calls as f64 / n as f64 / (hold_window.as_secs_f64() / 60.0))
+    };
+    redis.reset_stats()?;
+    let cpu0 = redis.cpu_seconds()?;
+
+    let (complete_h, mut complete_errors) =
+        complete_open_loop(instances, api, ids, 0, rate, drivers, Some(s.clone())).await?;
     // Every waiter has until 30 s after the last completion.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -448,6 +568,7 @@ pub async fn wake(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let redis_cpu_us_per_wake = (redis.cpu_seconds()? - cpu0).max(0.0) * 1e6 / n.max(1) as f64;
     // Let streams end (and any duplicate arrive) before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut wake_h = histogram();
@@ -468,9 +589,28 @@ pub async fn wake(
         }
     }
     let redis_per_wake = redis.cost()?.per(n as u64);
-    for w in waiters {
-        w.abort();
-    }
+    let waiter_errors = s.waiter_errors.load(Ordering::SeqCst);
+    drop(held);
+
+    // The baseline: the same completions, nobody waiting.
+    let no_waiter = if unwaited.is_empty() {
+        None
+    } else {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        redis.reset_stats()?;
+        let cpu0 = redis.cpu_seconds()?;
+        let (h, errors) =
+            complete_open_loop(instances, api, unwaited, n, rate, drivers, None).await?;
+        let cpu = (redis.cpu_seconds()? - cpu0).max(0.0);
+        complete_errors += errors;
+        let m = unwaited.len();
+        Some(NoWaiter {
+            completions: m,
+            redis_per_completion: redis.cost()?.per(m as u64),
+            redis_cpu_us_per_completion: cpu * 1e6 / m as f64,
+            complete_call: Latency::of(&h),
+        })
+    };
     Ok(WakeResult {
         mode,
         waiters: n,
@@ -481,13 +621,138 @@ pub async fn wake(
         delivered,
         lost: n - delivered,
         duplicated,
-        waiter_errors: s.waiter_errors.load(Ordering::SeqCst),
-        complete_errors: complete_errors.load(Ordering::SeqCst),
+        waiter_errors,
+        complete_errors,
         rss_kib_per_waiter,
         seconds_to_hold,
         redis_per_waiter_minute,
         redis_per_wake,
+        redis_cpu_us_per_wake,
+        no_waiter,
     })
+}
+
+/// Requests (round trips) and commands Redis received per operation.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundTrips {
+    pub operation: String,
+    /// Operations counted.
+    pub operations: usize,
+    /// Top-level requests that reached Redis (counting proxy), per operation.
+    pub requests: f64,
+    /// Round trips those took (requests pipelined together count once).
+    pub round_trips: f64,
+    /// Commands Redis ran (`INFO commandstats`, scripts' inner commands
+    /// included), per operation.
+    pub commands: f64,
+}
+
+/// One admin completion of `sid` (body `complete_body(i)`), expected to succeed.
+async fn complete_one(c: &mut Conn, api: &Api, sid: &str, i: usize) -> Result<()> {
+    let (st, b) = c
+        .call(
+            Method::POST,
+            &api.complete_path(sid),
+            Some(&api.admin_token),
+            Some(crate::client::complete_body(i)),
+        )
+        .await?;
+    if !st.is_success() {
+        bail!("complete {sid} → {st}: {}", String::from_utf8_lossy(&b));
+    }
+    Ok(())
+}
+
+/// The round-trip pass, on one instance at `addr` whose Redis is `proxy`:
+/// `n` creates, `n` completions nobody waits on, and `n` completions each
+/// with one SSE waiter, one at a time (each wake delivered before the next
+/// completion), so nothing is batched that a lone operation would not be.
+/// Not timed.
+pub async fn round_trips(
+    addr: SocketAddr,
+    api: &Api,
+    n: usize,
+    proxy: &CountingProxy,
+    redis: &Redis,
+) -> Result<Vec<RoundTrips>> {
+    let tenant = api
+        .tenant
+        .clone()
+        .context("the round-trip pass needs the real API")?;
+    let mut c = Conn::open(addr).await?;
+    // Warm-up: scripts loaded, connections opened, per-instance state filled.
+    let warm = create_sessions(addr, api, 20, "rt-warm").await?;
+    for (i, sid) in warm.iter().take(5).enumerate() {
+        complete_one(&mut c, api, sid, 1_000_000 + i).await?;
+    }
+    let reset = || {
+        proxy.reset();
+        redis.reset_stats()
+    };
+    let row = |operation: &str| -> Result<RoundTrips> {
+        Ok(RoundTrips {
+            operation: operation.to_owned(),
+            operations: n,
+            requests: proxy.requests()? as f64 / n as f64,
+            round_trips: proxy.round_trips() as f64 / n as f64,
+            commands: redis.cost()?.calls as f64 / n as f64,
+        })
+    };
+    let mut rows = Vec::new();
+
+    reset()?;
+    for i in 0..n {
+        crate::client::create(&mut c, &tenant, &format!("rt-c-{i}")).await?;
+    }
+    rows.push(row("create")?);
+
+    let ids = create_sessions(addr, api, n, "rt-n").await?;
+    reset()?;
+    for (i, sid) in ids.iter().enumerate() {
+        complete_one(&mut c, api, sid, i).await?;
+    }
+    rows.push(row("completion, no waiter")?);
+
+    let ids = create_sessions(addr, api, n, "rt-w").await?;
+    let held = hold(&[addr], api, &ids, Mode::Sse).await?;
+    let s = held.s.clone();
+    if s.waiter_errors.load(Ordering::SeqCst) > 0 {
+        bail!("round-trip pass: a waiter failed");
+    }
+    reset()?;
+    for (i, sid) in ids.iter().enumerate() {
+        complete_one(&mut c, api, sid, n + i).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.terminal[i].load(Ordering::SeqCst) == 0 {
+            if Instant::now() > deadline {
+                bail!("round-trip pass: waiter {i} got no terminal event within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    // The streams end after their terminal event (and release their leases).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rows.push(row("completion with one SSE waiter")?);
+    let dup: usize = s
+        .terminal
+        .iter()
+        .map(|t| t.load(Ordering::SeqCst).saturating_sub(1))
+        .sum();
+    if dup > 0 || s.waiter_errors.load(Ordering::SeqCst) > 0 {
+        bail!("round-trip pass: {dup} duplicated events, or a waiter failed");
+    }
+    drop(held);
+
+    let (with, without) = (&rows[2], &rows[1]);
+    let wake = RoundTrips {
+        operation: "a wake: with − without a waiter".into(),
+        operations: n,
+        requests: with.requests - without.requests,
+        round_trips: with.round_trips - without.round_trips,
+        commands: with.commands - without.commands,
+    };
+    rows.push(wake);
+    Ok(rows)
 }
 
 /// Creates `n` sessions through `addr` with `concurrency` connections; returns sids in order.

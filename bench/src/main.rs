@@ -14,6 +14,7 @@ mod client;
 mod floor;
 mod load;
 mod procs;
+mod proxy;
 mod report;
 
 use std::net::SocketAddr;
@@ -25,8 +26,8 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
 use crate::load::{Api, Mode};
-use crate::procs::{Impl, Launcher, Redis, Service};
-use crate::report::{ColdStart, Report};
+use crate::procs::{Impl, Launcher, Meter, Redis, Service};
+use crate::report::{ColdStart, Report, ScaleOut};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +73,18 @@ struct RunArgs {
     /// Instance counts sharing one Redis.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
     instances: Vec<usize>,
+    /// Scale-out: instance counts k the create load is spread over
+    /// (round-robin), all sharing the one Redis; '' or 0 skips it
+    /// [default: 1,2,4; 1,2 with --quick].
+    #[arg(long, value_delimiter = ',', value_parser = count)]
+    scale: Option<Vec<usize>>,
+    /// Connections of the scale-out create load.
+    #[arg(long, default_value_t = 64)]
+    scale_concurrency: usize,
+    /// Operations of each kind in the round-trip pass (one instance behind
+    /// a counting proxy, untimed); 0 skips it [default: 200; 50 with --quick].
+    #[arg(long)]
+    round_trips: Option<usize>,
     /// Completions per second in the wake workload (open loop).
     #[arg(long, default_value_t = 500.0)]
     rate: f64,
@@ -98,6 +111,15 @@ struct RunArgs {
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
+}
+
+/// A count; empty means 0.
+fn count(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(0);
+    }
+    s.parse().map_err(|e| format!("{s:?}: {e}"))
 }
 
 fn main() -> Result<()> {
@@ -209,6 +231,14 @@ async fn run(mut a: RunArgs) -> Result<()> {
         a.instances = vec![1, 2];
         a.hold_seconds = 0;
     }
+    let scale: Vec<usize> = a
+        .scale
+        .clone()
+        .unwrap_or_else(|| if a.quick { vec![1, 2] } else { vec![1, 2, 4] })
+        .into_iter()
+        .filter(|&k| k > 0)
+        .collect();
+    let round_trips = a.round_trips.unwrap_or(if a.quick { 50 } else { 200 });
     let repo = repo_root();
     if !a.no_build {
         build(&repo)?;
@@ -269,6 +299,7 @@ async fn run(mut a: RunArgs) -> Result<()> {
                 &[floor.addr],
                 &api,
                 &ids,
+                &[],
                 Mode::Sse,
                 a.rate,
                 a.drivers,
@@ -316,21 +347,29 @@ async fn run(mut a: RunArgs) -> Result<()> {
             tenant: Some(client::provision(svc.addr, &launcher.admin_token, "pid-bench").await?),
             admin_token: launcher.admin_token.clone(),
         };
+        let meter = Meter {
+            redis: &redis,
+            pids: svc.proc.pids(),
+        };
         for &c in &a.concurrency {
             redis.reset_stats()?;
-            let r = load::create_load(
-                svc.addr,
+            let r = load::create_load_on(
+                &[svc.addr],
                 &api,
                 c,
                 Duration::from_secs(1),
                 Duration::from_secs(a.create_seconds),
                 &format!("c{c}"),
+                Some(&meter),
             )
             .await?;
             let (calls, usec, top) = redis.cost()?.per(r.all_ok);
             eprintln!(
-                "    c={c}: {:.0}/s p99 {:.2} ms, {} errors; Redis per create: {calls:.2} commands, {usec:.1} µs ({top})",
-                r.per_sec, r.latency.p99_ms, r.errors
+                "    c={c}: {:.0}/s p99 {:.2} ms, {} errors; Redis per create: {calls:.2} commands, {usec:.1} µs in them, {:.1} µs of CPU ({top})",
+                r.per_sec,
+                r.latency.p99_ms,
+                r.errors,
+                r.redis_cpu_us().unwrap_or(f64::NAN)
             );
             report
                 .redis_per_create
@@ -338,6 +377,57 @@ async fn run(mut a: RunArgs) -> Result<()> {
             report.create.push((which.name().into(), r));
         }
         drop(svc);
+
+        for &k in &scale {
+            let c = a.scale_concurrency;
+            eprintln!(
+                "==> {}: scale-out, creates on {k} instance(s), {c} connections",
+                which.name()
+            );
+            redis.flushall()?;
+            let mut svcs: Vec<Service> = Vec::new();
+            for _ in 0..k {
+                svcs.push(launcher.start(which, &redis, None).await?.0);
+            }
+            let addrs: Vec<SocketAddr> = svcs.iter().map(|s| s.addr).collect();
+            let api = Api {
+                tenant: Some(
+                    client::provision(addrs[0], &launcher.admin_token, "pid-bench").await?,
+                ),
+                admin_token: launcher.admin_token.clone(),
+            };
+            let meter = Meter {
+                redis: &redis,
+                pids: svcs.iter().flat_map(|s| s.proc.pids()).collect(),
+            };
+            redis.reset_stats()?;
+            let r = load::create_load_on(
+                &addrs,
+                &api,
+                c,
+                Duration::from_secs(1),
+                Duration::from_secs(a.create_seconds),
+                &format!("s{k}"),
+                Some(&meter),
+            )
+            .await?;
+            let cost = redis.cost()?.per(r.all_ok);
+            let row = ScaleOut::new(which.name(), r, cost);
+            for s in &mut svcs {
+                s.proc.check_alive()?;
+            }
+            eprintln!(
+                "    {:.0}/s p99 {:.2} ms, {} errors; Redis {:.2} cores, {:.1} µs/create (one core: {:.0}/s); servers {:.0} µs/create",
+                row.create.per_sec,
+                row.create.latency.p99_ms,
+                row.create.errors,
+                row.redis_cores.unwrap_or(f64::NAN),
+                row.redis_cpu_us_per_create.unwrap_or(f64::NAN),
+                row.creates_per_sec_one_redis_core.unwrap_or(f64::NAN),
+                row.server_cpu_us_per_create.unwrap_or(f64::NAN),
+            );
+            report.scale.push(row);
+        }
 
         for &k in &a.instances {
             for mode in &a.modes {
@@ -364,12 +454,18 @@ async fn run(mut a: RunArgs) -> Result<()> {
                         ),
                         admin_token: launcher.admin_token.clone(),
                     };
-                    let ids = load::create_sessions(addrs[0], &api, n, &format!("w{k}{n}")).await?;
+                    // Besides the waited-on sessions, as many (up to 1000)
+                    // that nobody waits on: the baseline completions.
+                    let mut ids =
+                        load::create_sessions(addrs[0], &api, n + n.min(1000), &format!("w{k}{n}"))
+                            .await?;
+                    let unwaited = ids.split_off(n);
                     let pids: Vec<u32> = svcs.iter().flat_map(|s| s.proc.pids()).collect();
                     let r = load::wake(
                         &addrs,
                         &api,
                         &ids,
+                        &unwaited,
                         mode,
                         a.rate,
                         a.drivers,
@@ -394,6 +490,34 @@ async fn run(mut a: RunArgs) -> Result<()> {
                     report.wake.push((which.name().into(), r));
                 }
             }
+        }
+
+        if round_trips > 0 {
+            eprintln!(
+                "==> {}: round trips to Redis (one instance behind a counting proxy, {round_trips} of each operation)",
+                which.name()
+            );
+            redis.flushall()?;
+            let proxy = proxy::CountingProxy::start(([127, 0, 0, 1], redis.port).into()).await?;
+            let (mut svc, _) = launcher.start_at(which, &proxy.url(), None).await?;
+            let api = Api {
+                tenant: Some(
+                    client::provision(svc.addr, &launcher.admin_token, "pid-bench").await?,
+                ),
+                admin_token: launcher.admin_token.clone(),
+            };
+            let rows = load::round_trips(svc.addr, &api, round_trips, &proxy, &redis).await?;
+            svc.proc.check_alive()?;
+            for r in rows {
+                eprintln!(
+                    "    {}: {:.2} requests in {:.2} round trips, {:.2} commands",
+                    r.operation, r.requests, r.round_trips, r.commands
+                );
+                report.round_trips.push((which.name().into(), r));
+            }
+            eprintln!("    ({} connections to Redis opened)", proxy.connections());
+            drop(svc);
+            drop(proxy);
         }
     }
     drop(redis);
@@ -424,9 +548,42 @@ async fn run(mut a: RunArgs) -> Result<()> {
                 .filter(|(_, r)| r.errors > 0)
                 .map(|(who, r)| format!("{who} create c={}: {} errors", r.concurrency, r.errors)),
         )
+        .chain(
+            report
+                .scale
+                .iter()
+                .filter(|r| r.create.errors > 0)
+                .map(|r| {
+                    format!(
+                        "{} scale-out k={}: {} errors",
+                        r.server, r.create.instances, r.create.errors
+                    )
+                }),
+        )
         .collect();
     if !faults.is_empty() {
         bail!("the run was not clean:\n  {}", faults.join("\n  "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scale_of(args: &[&str]) -> Option<Vec<usize>> {
+        let cli = Cli::try_parse_from(["dock-bench", "run"].iter().chain(args)).expect("parses");
+        let Cmd::Run(a) = cli.cmd else {
+            panic!("not run")
+        };
+        a.scale
+    }
+
+    #[test]
+    fn scale_flag() {
+        assert_eq!(scale_of(&[]), None);
+        assert_eq!(scale_of(&["--scale", "1,2,4"]), Some(vec![1, 2, 4]));
+        assert_eq!(scale_of(&["--scale", ""]), Some(vec![0]));
+        assert_eq!(scale_of(&["--scale", "0"]), Some(vec![0]));
+    }
 }

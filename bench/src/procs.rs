@@ -199,6 +199,48 @@ impl Redis {
         Ok(cost)
     }
 
+    /// `INFO <section>`: the bulk reply's text.
+    pub fn info(&self, section: &str) -> Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.set_nodelay(true)?;
+        s.write_all(format!("INFO {section}\r\n").as_bytes())?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                bail!("INFO {section}: Redis closed the connection");
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..eol]);
+            let len: usize = head
+                .strip_prefix('$')
+                .and_then(|l| l.parse().ok())
+                .with_context(|| format!("INFO {section}: {head}"))?;
+            if buf.len() >= eol + 2 + len {
+                return Ok(String::from_utf8_lossy(&buf[eol + 2..eol + 2 + len]).into_owned());
+            }
+        }
+    }
+
+    /// CPU time Redis has used since it started, in seconds (`INFO cpu`:
+    /// `used_cpu_user + used_cpu_sys`, every thread of the process: commands,
+    /// networking, the event loop and its cron).
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let info = self.info("cpu")?;
+        let field = |k: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .with_context(|| format!("INFO cpu has no {k}: {info}"))
+        };
+        Ok(field("used_cpu_user")? + field("used_cpu_sys")?)
+    }
+
     pub fn flushall(&self) -> Result<()> {
         let r = self.command("FLUSHALL")?;
         if !r.starts_with("+OK") {
@@ -275,10 +317,10 @@ pub struct Service {
 
 impl Launcher {
     /// The application variables every dock instance runs with, `NAME=VALUE`.
-    fn variables(&self, redis: &Redis, base: &str) -> [String; 5] {
+    fn variables(&self, redis_url: &str, base: &str) -> [String; 5] {
         [
-            format!("redis_url={}", redis.url()),
-            format!("redis_origin={}", redis.url()),
+            format!("redis_url={redis_url}"),
+            format!("redis_origin={redis_url}"),
             format!("admin_token={}", self.admin_token),
             format!("public_base_url={base}"),
             "max_streams_per_key=100000".to_owned(),
@@ -292,10 +334,68 @@ impl Launcher {
         redis: &Redis,
         cache_dir: Option<&Path>,
     ) -> Result<(Service, Duration)> {
-        let port = free_port()?;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        self.start_at(which, &redis.url(), cache_dir).await
+    }
+
+    /// [`start`](Self::start) against the Redis at `redis_url` (e.g. a
+    /// counting proxy in front of the run's Redis).
+    ///
+    /// A process that exits before it is healthy (e.g. its free port was
+    /// taken in the meantime by another socket on a busy machine) is retried
+    /// on another port, twice; the time returned is the successful start's.
+    pub async fn start_at(
+        &self,
+        which: Impl,
+        redis_url: &str,
+        cache_dir: Option<&Path>,
+    ) -> Result<(Service, Duration)> {
+        let mut attempt = 1;
+        loop {
+            let port = free_port()?;
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let started = Instant::now();
+            let mut svc = Service {
+                proc: self.spawn(which, addr, redis_url, cache_dir)?,
+                addr,
+            };
+            let healthy = crate::client::until_healthy(addr, "/healthz", Duration::from_secs(120));
+            let exited = async {
+                loop {
+                    if let Err(e) = svc.proc.check_alive() {
+                        return e;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            tokio::select! {
+                r = healthy => {
+                    r.with_context(|| format!("{} did not become healthy", which.name()))?;
+                }
+                e = exited => {
+                    if attempt < 3 {
+                        eprintln!("    {e:#} before answering /healthz on {addr}; again on another port");
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(e.context(format!("{} did not become healthy", which.name())));
+                }
+            }
+            let took = started.elapsed();
+            svc.proc.check_alive()?;
+            return Ok((svc, took));
+        }
+    }
+
+    /// Spawns one instance serving on `addr`.
+    fn spawn(
+        &self,
+        which: Impl,
+        addr: SocketAddr,
+        redis_url: &str,
+        cache_dir: Option<&Path>,
+    ) -> Result<Proc> {
+        let port = addr.port();
         let base = format!("http://{addr}");
-        let started = Instant::now();
         let proc = match which {
             Impl::Dock => {
                 let mut cmd = Command::new(&self.dock_host);
@@ -311,7 +411,7 @@ impl Launcher {
                     // No webhooks in the bench: the dispatch timer's calls
                     // would add requests and Redis commands to every figure.
                     .args(["--webhook-dispatch-interval", "0"]);
-                for v in self.variables(redis, &base) {
+                for v in self.variables(redis_url, &base) {
                     cmd.args(["--var", &v]);
                 }
                 match cache_dir {
@@ -335,7 +435,7 @@ impl Launcher {
                     .args(["--listen", &addr.to_string()])
                     .arg("--state-dir")
                     .arg(&state);
-                for v in self.variables(redis, &base) {
+                for v in self.variables(redis_url, &base) {
                     cmd.args(["--variable", &v]);
                 }
                 // Spin keeps its own compilation cache (~/.cache/spin): its
@@ -348,18 +448,12 @@ impl Launcher {
                     .arg(self.repo.join("bench/node/server.mjs"))
                     .env("PORT", port.to_string())
                     .env("HOST", "127.0.0.1")
-                    .env("REDIS_URL", redis.url())
+                    .env("REDIS_URL", redis_url)
                     .env("ADMIN_TOKEN", &self.admin_token)
                     .env("PUBLIC_BASE_URL", &base),
             )?,
         };
-        let mut svc = Service { proc, addr };
-        crate::client::until_healthy(addr, "/healthz", Duration::from_secs(120))
-            .await
-            .with_context(|| format!("{} did not become healthy", which.name()))?;
-        let took = started.elapsed();
-        svc.proc.check_alive()?;
-        Ok((svc, took))
+        Ok(proc)
     }
 }
 
@@ -426,4 +520,92 @@ pub fn rss_kib(pids: &[u32]) -> Option<u64> {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())?;
     }
     Some(total)
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`;
+/// 100 on every common Linux).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU time `pids` have used, user + system, summed over every thread, in
+/// seconds (Linux `/proc/<pid>/stat` utime and stime; a tick is 10 ms).
+pub fn cpu_seconds(pids: &[u32]) -> Option<f64> {
+    let mut ticks = 0u64;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // "pid (comm) state ppid …": after the comm, utime and stime are the
+        // 12th and 13th fields (the 14th and 15th of the whole line).
+        let after = stat.rsplit_once(')')?.1;
+        let mut f = after.split_whitespace().skip(11);
+        let utime: u64 = f.next()?.parse().ok()?;
+        let stime: u64 = f.next()?.parse().ok()?;
+        ticks += utime + stime;
+    }
+    Some(ticks as f64 / clock_ticks())
+}
+
+/// What to read CPU time from over a measured window: the run's Redis and
+/// the server processes under test.
+#[derive(Debug)]
+pub struct Meter<'a> {
+    pub redis: &'a Redis,
+    pub pids: Vec<u32>,
+}
+
+/// One reading of a [`Meter`].
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    at: Instant,
+    redis_s: f64,
+    server_s: Option<f64>,
+}
+
+/// CPU used over a window, in seconds.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CpuUse {
+    /// The window's wall-clock length.
+    pub wall_s: f64,
+    /// Redis' CPU (`INFO cpu`).
+    pub redis_s: f64,
+    /// The servers' CPU (`/proc/<pid>/stat`), summed over processes.
+    pub server_s: Option<f64>,
+}
+
+impl Meter<'_> {
+    pub fn sample(&self) -> Result<CpuSample> {
+        Ok(CpuSample {
+            at: Instant::now(),
+            redis_s: self.redis.cpu_seconds()?,
+            server_s: cpu_seconds(&self.pids),
+        })
+    }
+}
+
+impl CpuSample {
+    /// From this reading to `later`.
+    pub fn until(&self, later: &CpuSample) -> CpuUse {
+        CpuUse {
+            wall_s: later.at.duration_since(self.at).as_secs_f64(),
+            redis_s: (later.redis_s - self.redis_s).max(0.0),
+            server_s: self
+                .server_s
+                .zip(later.server_s)
+                .map(|(a, b)| (b - a).max(0.0)),
+        }
+    }
 }

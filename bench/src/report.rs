@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::load::{CreateResult, WakeResult};
+use crate::load::{CreateResult, RoundTrips, WakeResult};
 
 /// Time from spawning a process to its first `200 /healthz`.
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +29,53 @@ pub struct Report {
     pub cold: Vec<ColdStart>,
     /// `(server, connections, commands, Redis µs, busiest commands)` per create.
     pub redis_per_create: Vec<(String, usize, f64, f64, String)>,
+    /// Creates spread over k instances sharing the one Redis.
+    pub scale: Vec<ScaleOut>,
+    /// `(server, operation's counts)` from the round-trip pass.
+    pub round_trips: Vec<(String, RoundTrips)>,
+}
+
+/// One level of the scale-out scenario: the create load over k instances.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleOut {
+    pub server: String,
+    /// Throughput and latency; `instances` is k, `cpu` the window's CPU.
+    pub create: CreateResult,
+    /// Per create (`INFO commandstats`, warm-up included): commands, µs in
+    /// them, busiest commands.
+    pub redis_per_create: (f64, f64, String),
+    /// Redis CPU over the measured window as a fraction of one core.
+    pub redis_cores: Option<f64>,
+    pub redis_cpu_us_per_create: Option<f64>,
+    /// Every server process's CPU (summed) per create, µs.
+    pub server_cpu_us_per_create: Option<f64>,
+    /// 1e6 / Redis CPU µs per create: the create rate one Redis core bounds.
+    pub creates_per_sec_one_redis_core: Option<f64>,
+}
+
+impl ScaleOut {
+    pub fn new(server: &str, create: CreateResult, redis_per_create: (f64, f64, String)) -> Self {
+        let redis_cpu_us_per_create = create.redis_cpu_us();
+        ScaleOut {
+            server: server.to_owned(),
+            redis_cores: create
+                .cpu
+                .filter(|c| c.wall_s > 0.0)
+                .map(|c| c.redis_s / c.wall_s),
+            redis_cpu_us_per_create,
+            server_cpu_us_per_create: create.server_cpu_us(),
+            creates_per_sec_one_redis_core: redis_cpu_us_per_create
+                .filter(|us| *us > 0.0)
+                .map(|us| 1e6 / us),
+            create,
+            redis_per_create,
+        }
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.filter(|v| v.is_finite())
+        .map_or("–".into(), |v| format!("{v:.digits$}"))
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -50,6 +97,8 @@ impl Report {
             wake: Vec::new(),
             cold: Vec::new(),
             redis_per_create: Vec::new(),
+            scale: Vec::new(),
+            round_trips: Vec::new(),
         }
     }
 
@@ -173,38 +222,99 @@ impl Report {
             );
         }
 
-        let _ = writeln!(
-            o,
-            "\n### What each operation costs Redis (`INFO commandstats` deltas)\n"
-        );
-        let _ = writeln!(
-            o,
-            "| server | operation | commands | Redis µs | busiest commands (per operation) |\n|---|---|---:|---:|---|"
-        );
-        for (who, c, calls, usec, top) in &self.redis_per_create {
+        if !self.scale.is_empty() {
+            let _ = writeln!(o, "\n### Scale-out: creates on k instances, one Redis\n");
             let _ = writeln!(
                 o,
-                "| {who} | create ({c} connections) | {calls:.2} | {usec:.1} | {top} |"
+                "| server | instances | connections | creates/s | p50 ms | p99 ms | errors | Redis CPU, cores | Redis CPU µs/create | server CPU µs/create | Redis commands/create | creates/s one Redis core serves |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
+            for r in &self.scale {
+                let c = &r.create;
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:.2} | {} |",
+                    r.server,
+                    c.instances,
+                    c.concurrency,
+                    c.per_sec,
+                    c.latency.p50_ms,
+                    c.latency.p99_ms,
+                    c.errors,
+                    opt(r.redis_cores, 2),
+                    opt(r.redis_cpu_us_per_create, 1),
+                    opt(r.server_cpu_us_per_create, 0),
+                    r.redis_per_create.0,
+                    opt(r.creates_per_sec_one_redis_core, 0),
+                );
+            }
+        }
+
+        let _ = writeln!(
+            o,
+            "\n### What each operation costs Redis (`INFO commandstats` and `INFO cpu` deltas)\n"
+        );
+        let _ = writeln!(
+            o,
+            "| server | operation | commands | Redis µs in commands | Redis CPU µs | busiest commands (per operation) |\n|---|---|---:|---:|---:|---|"
+        );
+        for (who, c, calls, usec, top) in &self.redis_per_create {
+            let cpu = self.create_of(who, *c).and_then(CreateResult::redis_cpu_us);
+            let _ = writeln!(
+                o,
+                "| {who} | create ({c} connections) | {calls:.2} | {usec:.1} | {} | {top} |",
+                opt(cpu, 1)
             );
         }
         for (who, r) in self.wake.iter().filter(|(w, _)| w != "floor") {
             let (calls, usec, top) = &r.redis_per_wake;
+            let scenario = format!("{} ×{} on {}", r.mode.name(), r.waiters, r.instances);
             let _ = writeln!(
                 o,
-                "| {who} | wake ({} ×{} on {}) | {calls:.2} | {usec:.1} | {top} |",
-                r.mode.name(),
-                r.waiters,
-                r.instances
+                "| {who} | wake, per completion ({scenario}) | {calls:.2} | {usec:.1} | {:.1} | {top} |",
+                r.redis_cpu_us_per_wake
             );
+            if let Some(b) = &r.no_waiter {
+                let (bcalls, busec, btop) = &b.redis_per_completion;
+                let _ = writeln!(
+                    o,
+                    "| {who} | completion, no waiter (after {scenario}) | {bcalls:.2} | {busec:.1} | {:.1} | {btop} |",
+                    b.redis_cpu_us_per_completion
+                );
+                let _ = writeln!(
+                    o,
+                    "| {who} | a wake beyond its completion ({scenario}) | {:.2} | {:.1} | {:.1} | |",
+                    calls - bcalls,
+                    usec - busec,
+                    r.redis_cpu_us_per_wake - b.redis_cpu_us_per_completion
+                );
+            }
         }
         for (who, r) in self.wake.iter().filter(|(w, _)| w != "floor") {
             if let Some(per_min) = r.redis_per_waiter_minute {
                 let _ = writeln!(
                     o,
-                    "| {who} | held waiter, per minute ({} ×{} on {}) | {per_min:.2} | | |",
+                    "| {who} | held waiter, per minute ({} ×{} on {}) | {per_min:.2} | | | |",
                     r.mode.name(),
                     r.waiters,
                     r.instances
+                );
+            }
+        }
+
+        if !self.round_trips.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n### Round trips to Redis per operation (counting proxy, one instance, one operation at a time)\n"
+            );
+            let _ = writeln!(
+                o,
+                "| server | operation | requests | round trips | commands |\n|---|---|---:|---:|---:|"
+            );
+            for (who, r) in &self.round_trips {
+                let _ = writeln!(
+                    o,
+                    "| {who} | {} (×{}) | {:.2} | {:.2} | {:.2} |",
+                    r.operation, r.operations, r.requests, r.round_trips, r.commands
                 );
             }
         }
