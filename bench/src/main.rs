@@ -223,6 +223,27 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem}")
 }
 
+/// `k` instances of `which` on a flushed Redis, their addresses, and the
+/// bench tenant provisioned through the first.
+async fn fleet(
+    launcher: &Launcher,
+    which: Impl,
+    redis: &Redis,
+    k: usize,
+) -> Result<(Vec<Service>, Vec<SocketAddr>, Api)> {
+    redis.flushall()?;
+    let mut svcs: Vec<Service> = Vec::new();
+    for _ in 0..k {
+        svcs.push(launcher.start(which, redis, None).await?.0);
+    }
+    let addrs: Vec<SocketAddr> = svcs.iter().map(|s| s.addr).collect();
+    let api = Api {
+        tenant: Some(client::provision(addrs[0], &launcher.admin_token, "pid-bench").await?),
+        admin_token: launcher.admin_token.clone(),
+    };
+    Ok((svcs, addrs, api))
+}
+
 async fn run(mut a: RunArgs) -> Result<()> {
     if a.quick {
         a.concurrency = vec![16];
@@ -384,18 +405,7 @@ async fn run(mut a: RunArgs) -> Result<()> {
                 "==> {}: scale-out, creates on {k} instance(s), {c} connections",
                 which.name()
             );
-            redis.flushall()?;
-            let mut svcs: Vec<Service> = Vec::new();
-            for _ in 0..k {
-                svcs.push(launcher.start(which, &redis, None).await?.0);
-            }
-            let addrs: Vec<SocketAddr> = svcs.iter().map(|s| s.addr).collect();
-            let api = Api {
-                tenant: Some(
-                    client::provision(addrs[0], &launcher.admin_token, "pid-bench").await?,
-                ),
-                admin_token: launcher.admin_token.clone(),
-            };
+            let (mut svcs, addrs, api) = fleet(&launcher, which, &redis, k).await?;
             let meter = Meter {
                 redis: &redis,
                 pids: svcs.iter().flat_map(|s| s.proc.pids()).collect(),
@@ -442,18 +452,7 @@ async fn run(mut a: RunArgs) -> Result<()> {
                         which.name(),
                         mode.name()
                     );
-                    redis.flushall()?;
-                    let mut svcs: Vec<Service> = Vec::new();
-                    for _ in 0..k {
-                        svcs.push(launcher.start(which, &redis, None).await?.0);
-                    }
-                    let addrs: Vec<SocketAddr> = svcs.iter().map(|s| s.addr).collect();
-                    let api = Api {
-                        tenant: Some(
-                            client::provision(addrs[0], &launcher.admin_token, "pid-bench").await?,
-                        ),
-                        admin_token: launcher.admin_token.clone(),
-                    };
+                    let (mut svcs, addrs, api) = fleet(&launcher, which, &redis, k).await?;
                     // Besides the waited-on sessions, as many (up to 1000)
                     // that nobody waits on: the baseline completions.
                     let mut ids =
