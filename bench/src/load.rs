@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::client::Conn;
-use crate::procs::{CpuUse, Meter, Redis};
+use crate::procs::{CpuUse, MemSplit, MemSplitPer, Meter, Redis};
 use crate::proxy::CountingProxy;
 
 static BASE: OnceLock<Instant> = OnceLock::new();
@@ -261,6 +261,9 @@ pub struct WakeResult {
     pub complete_errors: usize,
     /// Server RSS growth per held waiter, KiB (summed over instances).
     pub rss_kib_per_waiter: Option<f64>,
+    /// The same growth as RSS and PSS, and the PSS by what maps it
+    /// (`/proc/<pid>/smaps`).
+    pub mem_per_waiter: Option<MemSplitPer>,
     pub seconds_to_hold: f64,
     /// Redis commands per held waiter per minute (heartbeats, lease
     /// renewals, re-polls), over the hold window; `None` without one.
@@ -509,7 +512,7 @@ pub struct NoWaiter {
 
 /// Holds one waiter per id (waiter `i` on `instances[i % k]`), then completes
 /// id `i` through `instances[(i + 1) % k]` at `rate` per second from `drivers`
-/// connections. `rss` reads the servers' summed RSS in KiB. Then, as a
+/// connections. `mem` reads the servers' summed memory. Then, as a
 /// baseline, completes `unwaited` (sessions nobody waits on) the same way.
 #[allow(clippy::too_many_arguments)]
 pub async fn wake(
@@ -520,13 +523,13 @@ pub async fn wake(
     mode: Mode,
     rate: f64,
     drivers: usize,
-    rss: impl Fn() -> Option<u64>,
+    mem: impl Fn() -> Option<MemSplit>,
     redis: &Redis,
     hold_window: Duration,
 ) -> Result<WakeResult> {
     let n = ids.len();
     let k = instances.len();
-    let rss_before = rss();
+    let mem_before = mem();
     let hold_start = Instant::now();
     let held = hold(instances, api, ids, mode).await?;
     let s = held.s.clone();
@@ -536,11 +539,12 @@ pub async fn wake(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let seconds_to_hold = hold_start.elapsed().as_secs_f64();
-    let rss_after = rss();
-    let rss_kib_per_waiter = match (rss_before, rss_after) {
-        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / n as f64),
+    let mem_after = mem();
+    let mem_per_waiter = match (mem_before, mem_after) {
+        (Some(b), Some(a)) => Some(a.per(&b, n)),
         _ => None,
     };
+    let rss_kib_per_waiter = mem_per_waiter.map(|m| m.rss_kib);
     // What holding the waiters costs Redis, with nothing else going on.
     let redis_per_waiter_minute = if hold_window.is_zero() {
         None
@@ -624,6 +628,7 @@ pub async fn wake(
         waiter_errors,
         complete_errors,
         rss_kib_per_waiter,
+        mem_per_waiter,
         seconds_to_hold,
         redis_per_waiter_minute,
         redis_per_wake,
@@ -794,4 +799,126 @@ pub async fn create_sessions(
         }
     }
     Ok(sids)
+}
+
+/// One request kind of the low-load pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct LowLoad {
+    /// `create` (`POST …/session`) or `read` (`GET …/session/:sid`).
+    pub request: &'static str,
+    pub connections: usize,
+    /// Requests per second offered, all connections together.
+    pub rate_per_sec: f64,
+    pub requests: u64,
+    /// From each request's scheduled start (open loop: a stalled request
+    /// delays the next one on its connection, and that delay counts).
+    pub latency: Latency,
+    /// Requests that took longer than 5 ms.
+    pub over_5ms: u64,
+    pub errors: u64,
+}
+
+/// Kept-alive connections sending creates (and, against the API, a read of
+/// the session just created) at a low fixed total `rate`: latency when the
+/// server is idle. A response written in more than one piece on a socket
+/// with Nagle's algorithm on waits for the client's delayed ACK (~40 ms),
+/// which saturation hides and this shows.
+pub async fn low_load(
+    addr: SocketAddr,
+    api: &Api,
+    connections: usize,
+    rate: f64,
+    duration: Duration,
+) -> Result<Vec<LowLoad>> {
+    if connections == 0 || rate <= 0.0 {
+        bail!("low load: connections and rate must be positive");
+    }
+    // Each connection sends one create (and one read) per `every`.
+    let every = Duration::from_secs_f64(connections as f64 / rate);
+    let rounds = (duration.as_secs_f64() / every.as_secs_f64())
+        .ceil()
+        .max(1.0) as u64;
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::new();
+    for w in 0..connections {
+        let api = api.clone();
+        // Spread the connections' first sends over one period.
+        let offset = every.mul_f64(w as f64 / connections as f64);
+        tasks.push(tokio::spawn(async move {
+            let (mut creates, mut reads) = (histogram(), histogram());
+            let mut errors = [0u64; 2];
+            let mut c = Conn::open(addr).await?;
+            // One exchange first so that connection set-up is not measured.
+            let (path, bearer, body) = api.create(&format!("low-{w}-warm"));
+            c.call(Method::POST, path, bearer, Some(body)).await?;
+            for n in 0..rounds {
+                let due = start + offset + every.mul_f64(n as f64);
+                tokio::time::sleep_until(due).await;
+                let (path, bearer, body) = api.create(&format!("low-{w}-{n}"));
+                let sid = match c.call(Method::POST, path, bearer, Some(body)).await {
+                    Ok((s, b)) if s.is_success() => {
+                        creates.record(due.elapsed().as_micros().max(1) as u64)?;
+                        serde_json::from_slice::<serde_json::Value>(&b)
+                            .ok()
+                            .and_then(|v| v["data"]["sid"].as_str().map(str::to_owned))
+                    }
+                    Ok(_) => {
+                        errors[0] += 1;
+                        None
+                    }
+                    Err(_) => {
+                        errors[0] += 1;
+                        c = Conn::open(addr).await?;
+                        None
+                    }
+                };
+                let (Some(sid), Some(_)) = (sid, &api.tenant) else {
+                    continue;
+                };
+                let t = tokio::time::Instant::now();
+                match c
+                    .call(
+                        Method::GET,
+                        &format!("/api/v1/verify/session/{sid}"),
+                        api.bearer(),
+                        None,
+                    )
+                    .await
+                {
+                    Ok((s, _)) if s.is_success() => {
+                        reads.record(t.elapsed().as_micros().max(1) as u64)?;
+                    }
+                    Ok(_) => errors[1] += 1,
+                    Err(_) => {
+                        errors[1] += 1;
+                        c = Conn::open(addr).await?;
+                    }
+                }
+            }
+            anyhow::Ok((creates, reads, errors))
+        }));
+    }
+    let (mut creates, mut reads) = (histogram(), histogram());
+    let mut errors = [0u64; 2];
+    for t in tasks {
+        let (c, r, e) = t.await??;
+        creates.add(&c)?;
+        reads.add(&r)?;
+        errors[0] += e[0];
+        errors[1] += e[1];
+    }
+    let row = |request, h: &Histogram<u64>, errors| LowLoad {
+        request,
+        connections,
+        rate_per_sec: rate,
+        requests: h.len(),
+        latency: Latency::of(h),
+        over_5ms: h.count_between(5_001, h.max().max(5_001)),
+        errors,
+    };
+    let mut rows = vec![row("create", &creates, errors[0])];
+    if api.tenant.is_some() {
+        rows.push(row("read", &reads, errors[1]));
+    }
+    Ok(rows)
 }

@@ -85,6 +85,16 @@ struct RunArgs {
     /// a counting proxy, untimed); 0 skips it [default: 200; 50 with --quick].
     #[arg(long)]
     round_trips: Option<usize>,
+    /// Low-load pass: requests per second offered (open loop, kept-alive
+    /// connections), to see per-request latency on an idle server.
+    #[arg(long, default_value_t = 100.0)]
+    low_load_rate: f64,
+    /// Connections of the low-load pass.
+    #[arg(long, default_value_t = 4)]
+    low_load_connections: usize,
+    /// Seconds of the low-load pass; 0 skips it [default: 10; 2 with --quick].
+    #[arg(long)]
+    low_load_seconds: Option<u64>,
     /// Completions per second in the wake workload (open loop).
     #[arg(long, default_value_t = 500.0)]
     rate: f64,
@@ -108,6 +118,13 @@ struct RunArgs {
     /// Extra `dock-host up` flags, e.g. `--dock-arg=--max-instance-concurrent-reuse-count=256`.
     #[arg(long = "dock-arg", allow_hyphen_values = true)]
     dock_args: Vec<String>,
+    /// A shell command run before each wake scenario holds its waiters (the
+    /// sessions exist, no waiter yet), with the servers' PIDs in
+    /// `DOCK_BENCH_PIDS` and the scenario in `DOCK_BENCH_SCENARIO`; the run
+    /// waits for it to exit 0. For profilers that attach to a running
+    /// server (bench/scripts/heap-profile.sh).
+    #[arg(long)]
+    before_hold: Option<String>,
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -260,6 +277,40 @@ async fn run(mut a: RunArgs) -> Result<()> {
         .filter(|&k| k > 0)
         .collect();
     let round_trips = a.round_trips.unwrap_or(if a.quick { 50 } else { 200 });
+    let low_load_for =
+        Duration::from_secs(a.low_load_seconds.unwrap_or(if a.quick { 2 } else { 10 }));
+    let low_load =
+        async |who: &str, addr: SocketAddr, api: &Api, report: &mut Report| -> Result<()> {
+            if low_load_for.is_zero() {
+                return Ok(());
+            }
+            eprintln!(
+                "==> {who}: low load, {} requests/s over {} kept-alive connections",
+                a.low_load_rate, a.low_load_connections
+            );
+            let rows = load::low_load(
+                addr,
+                api,
+                a.low_load_connections,
+                a.low_load_rate,
+                low_load_for,
+            )
+            .await?;
+            for r in rows {
+                eprintln!(
+                    "    {}: p50 {:.2} p99 {:.2} max {:.2} ms, {} of {} over 5 ms, {} errors",
+                    r.request,
+                    r.latency.p50_ms,
+                    r.latency.p99_ms,
+                    r.latency.max_ms,
+                    r.over_5ms,
+                    r.requests,
+                    r.errors
+                );
+                report.low_load.push((who.to_owned(), r));
+            }
+            Ok(())
+        };
     let repo = repo_root();
     if !a.no_build {
         build(&repo)?;
@@ -297,6 +348,7 @@ async fn run(mut a: RunArgs) -> Result<()> {
             tenant: None,
             admin_token: String::new(),
         };
+        low_load("floor", floor.addr, &api, &mut report).await?;
         for &c in &a.concurrency {
             let r = load::create_load(
                 floor.addr,
@@ -324,7 +376,7 @@ async fn run(mut a: RunArgs) -> Result<()> {
                 Mode::Sse,
                 a.rate,
                 a.drivers,
-                || procs::rss_kib(&[pid]),
+                || procs::mem_split(&[pid]),
                 &redis,
                 Duration::ZERO,
             )
@@ -368,6 +420,7 @@ async fn run(mut a: RunArgs) -> Result<()> {
             tenant: Some(client::provision(svc.addr, &launcher.admin_token, "pid-bench").await?),
             admin_token: launcher.admin_token.clone(),
         };
+        low_load(which.name(), svc.addr, &api, &mut report).await?;
         let meter = Meter {
             redis: &redis,
             pids: svc.proc.pids(),
@@ -460,6 +513,26 @@ async fn run(mut a: RunArgs) -> Result<()> {
                             .await?;
                     let unwaited = ids.split_off(n);
                     let pids: Vec<u32> = svcs.iter().flat_map(|s| s.proc.pids()).collect();
+                    if let Some(hook) = &a.before_hold {
+                        let scenario: String =
+                            format!("{}-{}-{n}-on-{k}", which.name(), mode.name().to_lowercase())
+                                .chars()
+                                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == ' ')
+                                .map(|c| if c == ' ' { '-' } else { c })
+                                .collect();
+                        let pids = pids
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        sh(
+                            &format!("--before-hold for {scenario}"),
+                            Command::new("sh")
+                                .args(["-c", hook])
+                                .env("DOCK_BENCH_PIDS", pids)
+                                .env("DOCK_BENCH_SCENARIO", &scenario),
+                        )?;
+                    }
                     let r = load::wake(
                         &addrs,
                         &api,
@@ -468,7 +541,7 @@ async fn run(mut a: RunArgs) -> Result<()> {
                         mode,
                         a.rate,
                         a.drivers,
-                        || procs::rss_kib(&pids),
+                        || procs::mem_split(&pids),
                         &redis,
                         Duration::from_secs(a.hold_seconds),
                     )
@@ -546,6 +619,13 @@ async fn run(mut a: RunArgs) -> Result<()> {
                 .iter()
                 .filter(|(_, r)| r.errors > 0)
                 .map(|(who, r)| format!("{who} create c={}: {} errors", r.concurrency, r.errors)),
+        )
+        .chain(
+            report
+                .low_load
+                .iter()
+                .filter(|(_, r)| r.errors > 0)
+                .map(|(who, r)| format!("{who} low load, {}: {} errors", r.request, r.errors)),
         )
         .chain(
             report

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
 
 /// A free loopback port.
 pub fn free_port() -> Result<u16> {
@@ -509,17 +510,102 @@ pub fn redis_benchmark_ping(
     Ok(rows)
 }
 
-/// Summed resident set size of `pids` in KiB (Linux `/proc/<pid>/status` VmRSS).
-pub fn rss_kib(pids: &[u32]) -> Option<u64> {
-    let mut total = 0;
-    for pid in pids {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        total += status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())?;
+/// A process' memory from `/proc/<pid>/smaps` (KiB, summed over `pids`):
+/// resident (RSS) and proportional (PSS: a page mapped several times, such
+/// as a Wasm memory image under many instances, counts once), the PSS split
+/// by what maps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MemSplit {
+    pub rss_kib: u64,
+    pub pss_kib: u64,
+    /// Anonymous mappings: malloc's heap and arenas, thread stacks, and the
+    /// pages of Wasm linear memories, tables and fiber stacks that were
+    /// written (wasmtime's reservations are anonymous too).
+    pub anon_kib: u64,
+    /// `memfd` mappings: wasmtime's copy-on-write linear-memory images,
+    /// one mapping per instance (the data segments).
+    pub memfd_kib: u64,
+    /// Files: the executable, libraries, the code cache.
+    pub file_kib: u64,
+}
+
+impl MemSplit {
+    /// `self - before`, per `n`.
+    pub fn per(&self, before: &MemSplit, n: usize) -> MemSplitPer {
+        let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / n.max(1) as f64;
+        MemSplitPer {
+            rss_kib: d(self.rss_kib, before.rss_kib),
+            pss_kib: d(self.pss_kib, before.pss_kib),
+            anon_kib: d(self.anon_kib, before.anon_kib),
+            memfd_kib: d(self.memfd_kib, before.memfd_kib),
+            file_kib: d(self.file_kib, before.file_kib),
+        }
     }
-    Some(total)
+}
+
+/// [`MemSplit`] growth per held waiter.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MemSplitPer {
+    pub rss_kib: f64,
+    pub pss_kib: f64,
+    pub anon_kib: f64,
+    pub memfd_kib: f64,
+    pub file_kib: f64,
+}
+
+/// `smaps` text → its split.
+fn split_of(smaps: &str, into: &mut MemSplit) {
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Anon,
+        Memfd,
+        File,
+    }
+    let mut current = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        if let Some((lo, hi)) = first.split_once('-')
+            && u64::from_str_radix(lo, 16).is_ok()
+            && u64::from_str_radix(hi, 16).is_ok()
+        {
+            // start-end perms offset dev inode [path]
+            let path = words.nth(4).unwrap_or("");
+            current = Some(if path.starts_with("/memfd:") {
+                Kind::Memfd
+            } else if path.starts_with('/') {
+                Kind::File
+            } else {
+                Kind::Anon
+            });
+            continue;
+        }
+        let kib = words.next().and_then(|v| v.parse::<u64>().ok());
+        if first == "Rss:" {
+            into.rss_kib += kib.unwrap_or(0);
+        }
+        if first == "Pss:"
+            && let (Some(kind), Some(kib)) = (current, kib)
+        {
+            into.pss_kib += kib;
+            *match kind {
+                Kind::Anon => &mut into.anon_kib,
+                Kind::Memfd => &mut into.memfd_kib,
+                Kind::File => &mut into.file_kib,
+            } += kib;
+        }
+    }
+}
+
+pub fn mem_split(pids: &[u32]) -> Option<MemSplit> {
+    let mut split = MemSplit::default();
+    for pid in pids {
+        split_of(
+            &std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?,
+            &mut split,
+        );
+    }
+    Some(split)
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`;
@@ -607,5 +693,42 @@ impl CpuSample {
                 .zip(later.server_s)
                 .map(|(a, b)| (b - a).max(0.0)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smaps_split_by_mapping() {
+        let smaps = "\
+55d0c0000000-55d0c0100000 r-xp 00000000 fd:01 123 /usr/bin/dock-host
+Size:               1024 kB
+Rss:                 300 kB
+Pss:                 300 kB
+7f0000000000-7f0000100000 rw-p 00000000 00:01 77 /memfd:wasm-memory-image (deleted)
+Rss:                  64 kB
+Pss:                  16 kB
+7f0000100000-7f0400000000 rw-p 00000000 00:00 0 
+Size:           16776192 kB
+Rss:                5000 kB
+Pss:                5000 kB
+55d0c1000000-55d0c2000000 rw-p 00000000 00:00 0                          [heap]
+Rss:                  20 kB
+Pss:                  20 kB
+";
+        let mut s = MemSplit::default();
+        split_of(smaps, &mut s);
+        assert_eq!(
+            s,
+            MemSplit {
+                rss_kib: 5384,
+                pss_kib: 5336,
+                anon_kib: 5020,
+                memfd_kib: 16,
+                file_kib: 300
+            }
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::load::{CreateResult, RoundTrips, WakeResult};
+use crate::load::{CreateResult, LowLoad, RoundTrips, WakeResult};
 
 /// Time from spawning a process to its first `200 /healthz`.
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +25,8 @@ pub struct Report {
     /// `(test, requests/s, p50 ms)` from redis-benchmark.
     pub redis_ping: Vec<(String, f64, f64)>,
     pub create: Vec<(String, CreateResult)>,
+    /// Per-request latency at a low open-loop rate.
+    pub low_load: Vec<(String, LowLoad)>,
     pub wake: Vec<(String, WakeResult)>,
     pub cold: Vec<ColdStart>,
     /// `(server, connections, commands, Redis µs, busiest commands)` per create.
@@ -94,6 +96,7 @@ impl Report {
             command,
             redis_ping: Vec::new(),
             create: Vec::new(),
+            low_load: Vec::new(),
             wake: Vec::new(),
             cold: Vec::new(),
             redis_per_create: Vec::new(),
@@ -172,6 +175,32 @@ impl Report {
             );
         }
 
+        if !self.low_load.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n### Low load: per-request latency on an idle server (open loop, kept-alive)\n"
+            );
+            let _ = writeln!(
+                o,
+                "| server | request | connections | requests/s offered | requests | p50 ms | p99 ms | max ms | over 5 ms | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
+            for (who, r) in &self.low_load {
+                let _ = writeln!(
+                    o,
+                    "| {who} | {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+                    r.request,
+                    r.connections,
+                    r.rate_per_sec,
+                    r.requests,
+                    r.latency.p50_ms,
+                    r.latency.p99_ms,
+                    r.latency.max_ms,
+                    r.over_5ms,
+                    r.errors
+                );
+            }
+        }
+
         let _ = writeln!(
             o,
             "\n### Wake: completion request sent → waiter's event received\n"
@@ -219,6 +248,40 @@ impl Report {
                         _ => "–".into(),
                     }
                 }),
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\n#### Memory per held waiter (`/proc/<pid>/smaps` growth while held)\n"
+        );
+        let _ = writeln!(
+            o,
+            "RSS counts a page once per mapping; PSS counts it once (wasmtime maps one copy-on-write memory image per instance). PSS by mapping:\n"
+        );
+        let _ = writeln!(
+            o,
+            "| server | waiting | instances | waiters | RSS KiB/waiter | PSS KiB/waiter | anonymous (malloc heap, written Wasm memory and stacks) | Wasm memory images (memfd) | files (code) | dock ÷ node PSS |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for (who, r) in &self.wake {
+            let Some(p) = r.mem_per_waiter else {
+                continue;
+            };
+            let node = self
+                .wake_of("node ref", r)
+                .and_then(|n| n.mem_per_waiter)
+                .filter(|_| is_dock(who));
+            let _ = writeln!(
+                o,
+                "| {who} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+                r.mode.name(),
+                r.instances,
+                r.waiters,
+                p.rss_kib,
+                p.pss_kib,
+                p.anon_kib,
+                p.memfd_kib,
+                p.file_kib,
+                node.map_or("–".into(), |n| ratio(p.pss_kib, n.pss_kib)),
             );
         }
 
