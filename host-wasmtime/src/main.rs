@@ -8,7 +8,9 @@ use dock_host::cli::{Cli, Command};
 
 /// jemalloc instead of glibc's malloc: at ten thousand held streams the
 /// process is mostly small per-connection allocations, where it keeps less
-/// memory resident and spends less time (docs/performance.md).
+/// memory resident and spends less time (docs/performance.md). Off without
+/// the `jemalloc` feature, for heap profilers that see only glibc's malloc.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

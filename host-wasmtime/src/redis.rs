@@ -339,7 +339,7 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
                 return flatten(&value);
             }
             if needs_own_connection(&name, &view) {
-                let own = handle.endpoint.dedicated().await.map_err(other)?;
+                let own = Box::pin(handle.endpoint.dedicated()).await.map_err(other)?;
                 handle.own = Some(accessor.with(|mut access| {
                     let slot = access
                         .get()
@@ -350,10 +350,13 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
                 })?);
             }
         }
+        // Boxed, like the connection above: a held stream keeps this
+        // future for as long as its blocking read waits, so its size is
+        // that state's, not the largest command's (docs/performance.md).
         let mut c = handle.conn();
-        let value: Value = match command(&name, args).query_async(&mut c).await {
+        let value: Value = match Box::pin(command(&name, args).query_async(&mut c)).await {
             Ok(v) => v,
-            Err(e) => return Err(handle.failed(e).await),
+            Err(e) => return Err(Box::pin(handle.failed(e)).await),
         };
         flatten(&value)
     }

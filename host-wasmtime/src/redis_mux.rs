@@ -121,15 +121,18 @@ impl Endpoint {
 
     /// Serves one blocking single-stream `XREAD` through a shard.
     pub async fn blocking_read(self: &Arc<Self>, read: BlockingRead) -> Result<Value, String> {
+        // `read_alone` (a connection and a command) is boxed so that this
+        // future, which a held stream keeps for as long as it waits, stays
+        // the size of its channel (heap profile in docs/performance.md).
         if self.no_batching.load(Ordering::SeqCst) {
-            return self.read_alone(read).await;
+            return Box::pin(self.read_alone(read)).await;
         }
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter { read, reply: tx };
         self.shard().send(waiter);
         match rx.await {
             Ok(Answer::Done(r)) => r,
-            Ok(Answer::Alone(read)) => self.read_alone(read).await,
+            Ok(Answer::Alone(read)) => Box::pin(self.read_alone(read)).await,
             Err(_) => Err("the blocking-read shard stopped".to_owned()),
         }
     }

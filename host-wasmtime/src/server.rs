@@ -31,6 +31,9 @@ use crate::limits::SliceExceeded;
 
 const WELL_KNOWN_PREFIX: &str = "/.well-known/spin/";
 
+type ServiceFuture =
+    Pin<Box<dyn Future<Output = Result<Response<WasiBody>, Infallible>> + Send + 'static>>;
+
 /// Binds `addr` (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -103,7 +106,16 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req| {
                 let app = app.clone();
                 let slots = slots.clone();
-                async move { Ok::<_, Infallible>(handle(&app, &slots, req, client, local).await) }
+                // Boxed: hyper keeps an allocation the size of the service's
+                // future for the whole life of a connection (its in-flight
+                // slot), and `handle`'s state machine is ~11 KiB. Boxed, that
+                // slot holds a pointer and the state machine lives only until
+                // the response head is ready, so a held stream does not pay
+                // for it (heap profile in docs/performance.md).
+                let fut: ServiceFuture = Box::pin(async move {
+                    Ok::<_, Infallible>(handle(&app, &slots, req, client, local).await)
+                });
+                fut
             });
             // hyper's 30 s header-read timeout is its documented default but
             // only takes effect with a timer, which `spin up` does not set;
