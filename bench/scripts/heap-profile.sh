@@ -15,6 +15,7 @@
 set -euo pipefail
 impl=${1:?usage: heap-profile.sh dock|spin [WAITERS] [OUT]}
 n=${2:-1000}
+mode=${MODE:-sse}   # MODE=long-poll profiles held long-polls
 out=${3:-/tmp/heap-$impl}
 cd "$(dirname "$0")/../.."
 for tool in heaptrack gdb; do
@@ -54,14 +55,13 @@ chmod +x "$out/attach.sh"
 
 OUT=$out target/release/dock-bench run --no-build --impls "$impl" "${server[@]}" \
   --concurrency 16 --create-seconds 1 --low-load-seconds 0 --scale '' --round-trips 0 \
-  --waiters "$n" --modes sse --instances 1 --hold-seconds 20 \
+  --waiters "$n" --modes "$mode" --instances 1 --hold-seconds 20 \
   --before-hold "$out/attach.sh" \
   --out "$out/bench.json" > "$out/bench.md" 2> "$out/bench.err"
 # heaptrack finishes its file once the server has exited.
 for _ in $(seq 300); do grep -q "Heaptrack finished" "$out/heaptrack.log" && break; sleep 0.2; done
 data=$(sed -n 's/.*heaptrack --analyze "\(.*\)".*/\1/p' "$out/heaptrack.log" | head -1)
 [ -f "$data" ] || { echo "no heaptrack data (see $out/heaptrack.log)" >&2; exit 1; }
-mv "$data" "$out/" && data=$out/$(basename "$data")
 heaptrack_print -f "$data" --print-peaks 0 --print-allocators 0 --print-temporary 0 \
   --flamegraph-cost-type peak -F "$out/peak.stacks" > "$out/summary.txt"
 grep -E '^(peak heap memory consumption|calls to allocation|total memory leaked)' "$out/summary.txt" || true
