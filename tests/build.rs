@@ -31,7 +31,9 @@ fn main() {
         .current_dir(&root)
         .args([
             "build",
-            "--release",
+            // spin.toml's profile: the tests run the component as shipped.
+            "--profile",
+            "component",
             "--target",
             "wasm32-wasip2",
             "-p",
@@ -52,7 +54,7 @@ fn main() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let out = target_dir.join("wasm32-wasip2").join("release");
+    let out = target_dir.join("wasm32-wasip2").join("component");
     for (var, file) in [
         ("DOCK_PROBE_WASM", "dock_test_probe.wasm"),
         ("DOCK_SPIN_APP_WASM", "dock_spin_app.wasm"),

@@ -197,10 +197,11 @@ fn build(repo: &std::path::Path) -> Result<()> {
             .args(["build", "--release", "-p", "dock-host"]),
     )?;
     sh(
-        "cargo build --release --target wasm32-wasip2 -p dock-spin-app",
+        "cargo build --profile component --target wasm32-wasip2 -p dock-spin-app",
         Command::new("cargo").current_dir(repo).args([
             "build",
-            "--release",
+            "--profile",
+            "component",
             "--target",
             "wasm32-wasip2",
             "-p",
