@@ -810,8 +810,9 @@ pub struct LowLoad {
     /// Requests per second offered, all connections together.
     pub rate_per_sec: f64,
     pub requests: u64,
-    /// From each request's scheduled start (open loop: a stalled request
-    /// delays the next one on its connection, and that delay counts).
+    /// From each request's send to its whole answer (the pass is open loop:
+    /// requests are sent on a schedule, not back to back, so the server is
+    /// idle between them; a stalled request shows as its own latency).
     pub latency: Latency,
     /// Requests that took longer than 5 ms.
     pub over_5ms: u64,
@@ -855,9 +856,10 @@ pub async fn low_load(
                 let due = start + offset + every.mul_f64(n as f64);
                 tokio::time::sleep_until(due).await;
                 let (path, bearer, body) = api.create(&format!("low-{w}-{n}"));
+                let t = tokio::time::Instant::now();
                 let sid = match c.call(Method::POST, path, bearer, Some(body)).await {
                     Ok((s, b)) if s.is_success() => {
-                        creates.record(due.elapsed().as_micros().max(1) as u64)?;
+                        creates.record(t.elapsed().as_micros().max(1) as u64)?;
                         serde_json::from_slice::<serde_json::Value>(&b)
                             .ok()
                             .and_then(|v| v["data"]["sid"].as_str().map(str::to_owned))
