@@ -108,7 +108,7 @@ pub async fn serve(
                 let slots = slots.clone();
                 // Boxed: hyper keeps an allocation the size of the service's
                 // future for the whole life of a connection (its in-flight
-                // slot), and `handle`'s state machine is ~11 KiB. Boxed, that
+                // slot), and `handle`'s state machine is ~3 KiB. Boxed, that
                 // slot holds a pointer and the state machine lives only until
                 // the response head is ready, so a held stream does not pay
                 // for it (heap profile in docs/performance.md).

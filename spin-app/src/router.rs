@@ -384,6 +384,7 @@ async fn dispatch(req: Request, method: &Method, segments: &[&str]) -> Result<Re
         E::FlowStart => Ok(boxed(crate::flow::start(req, settings)).await),
         E::DiscordCallback => Ok(boxed(crate::flow::discord_callback(req, settings)).await),
         E::RobloxCallback => Ok(boxed(crate::flow::roblox_callback(req, settings)).await),
+        // Answered above, before the settings were read.
         E::Healthz | E::OpenApi => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
         E::Metrics => boxed(crate::metrics::serve(req, settings)).await,
         E::Readyz => boxed(sessions::readyz(settings)).await,
