@@ -154,11 +154,13 @@ pub async fn create(c: &mut Conn, t: &Tenant, client_id: &str) -> Result<String>
     if !status.is_success() {
         bail!("create → {status}: {}", String::from_utf8_lossy(&bytes));
     }
-    let v: serde_json::Value = serde_json::from_slice(&bytes)?;
-    Ok(v["data"]["sid"]
-        .as_str()
-        .context("create answer has no data.sid")?
-        .to_owned())
+    sid_of(&bytes).context("create answer has no data.sid")
+}
+
+/// The `data.sid` of a create's answer.
+pub fn sid_of(answer: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    v["data"]["sid"].as_str().map(str::to_owned)
 }
 
 /// The admin completion body for waiter `i`.

@@ -860,9 +860,7 @@ pub async fn low_load(
                 let sid = match c.call(Method::POST, path, bearer, Some(body)).await {
                     Ok((s, b)) if s.is_success() => {
                         creates.record(t.elapsed().as_micros().max(1) as u64)?;
-                        serde_json::from_slice::<serde_json::Value>(&b)
-                            .ok()
-                            .and_then(|v| v["data"]["sid"].as_str().map(str::to_owned))
+                        crate::client::sid_of(&b)
                     }
                     Ok(_) => {
                         errors[0] += 1;
