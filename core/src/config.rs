@@ -87,6 +87,12 @@ pub struct Settings {
     /// (0–100000, default 20; 0 = never): retries ride on ordinary traffic
     /// where nothing calls the dispatch route.
     pub webhook_drain_one_in: u64,
+    /// `key_cache_seconds`: how long an instance reuses an API key's record
+    /// for creates without reading it first (Redis store only; 0–3600,
+    /// default 60; 0 = read it on every request). Revocations and quota
+    /// changes still apply at once: each create checks the key's mark
+    /// inside its own script.
+    pub key_cache_secs: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -120,6 +126,7 @@ impl std::fmt::Debug for Settings {
             .field("webhook_retry_base_secs", &self.webhook_retry_base_secs)
             .field("webhook_timeout_secs", &self.webhook_timeout_secs)
             .field("webhook_drain_one_in", &self.webhook_drain_one_in)
+            .field("key_cache_secs", &self.key_cache_secs)
             .finish()
     }
 }
@@ -158,8 +165,9 @@ pub mod names {
     pub const WEBHOOK_RETRY_BASE_SECONDS: &str = "webhook_retry_base_seconds";
     pub const WEBHOOK_TIMEOUT_SECONDS: &str = "webhook_timeout_seconds";
     pub const WEBHOOK_DRAIN_ONE_IN: &str = "webhook_drain_one_in";
+    pub const KEY_CACHE_SECONDS: &str = "key_cache_seconds";
     /// Every variable `Settings` reads.
-    pub const ALL: [&str; 29] = [
+    pub const ALL: [&str; 30] = [
         PUBLIC_BASE_URL,
         REDIS_URL,
         SESSION_TTL_SECONDS,
@@ -189,6 +197,7 @@ pub mod names {
         WEBHOOK_RETRY_BASE_SECONDS,
         WEBHOOK_TIMEOUT_SECONDS,
         WEBHOOK_DRAIN_ONE_IN,
+        KEY_CACHE_SECONDS,
     ];
 }
 
@@ -395,6 +404,7 @@ impl Settings {
                 crate::webhook::DEFAULT_DRAIN_ONE_IN,
                 0..=100_000,
             )?,
+            key_cache_secs: number(&lookup, KEY_CACHE_SECONDS, 60, 0..=3_600)?,
             discord: provider(
                 &lookup,
                 &discord_oauth_base,
@@ -496,6 +506,11 @@ mod tests {
             ),
             (300, 10, None)
         );
+        assert_eq!(s.key_cache_secs, 60);
+        assert_eq!(
+            with(&[("key_cache_seconds", "0")]).unwrap().key_cache_secs,
+            0
+        );
         assert_eq!(
             with(&[("client_address_header", "X-Forwarded-For")])
                 .unwrap()
@@ -536,6 +551,7 @@ mod tests {
             ("flow_requests_per_minute", "x"),
             ("flow_starts_per_session", "0"),
             ("client_address_header", "x-forwarded-for: 1"),
+            ("key_cache_seconds", "3601"),
         ];
         for (var, value) in cases {
             let e = with(&[(var, value)]).unwrap_err();

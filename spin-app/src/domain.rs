@@ -38,7 +38,7 @@ use dock_core::webhook::{
     self, Attempt, AttemptList, OutboxState, Outcome, WebhookConfig, WebhookView,
 };
 
-use crate::store::{Backend, Claim, LinkSide, LinkWrite, StoreError};
+use crate::store::{Backend, Charge, Claim, LinkSide, LinkWrite, StoreError};
 
 /// Compare-and-set attempts before giving up under contention.
 pub const MAX_CAS_ATTEMPTS: usize = 16;
@@ -57,11 +57,32 @@ pub struct Created {
     pub reused: bool,
     /// Creates left in the key's quota window (`verifyRequestsRemaining`).
     pub remaining: Option<u64>,
+    /// The key's mark as the create saw it (Redis): what an instance may
+    /// cache the key's record with ([`crate::key_cache`]).
+    pub key_mark: Option<String>,
+}
+
+/// What [`create_with_cached_key`] did.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a transient return value, matched at once; boxing would allocate on every create"
+)]
+#[derive(Debug)]
+pub enum CreateOutcome {
+    /// Made or found the live session.
+    Done(Created),
+    /// The key record was a cached copy and the key has changed (its quota)
+    /// or been revoked since: nothing was created or counted; read the key
+    /// again and retry.
+    KeyChanged,
 }
 
 /// Creates a session for `key`, or returns the live one for the same
 /// (clientId, guildId, expectedDiscordId). `sid` is the new session's id if
-/// one is created (from the caller's entropy).
+/// one is created (from the caller's entropy). `key` was read in this
+/// request; a key revoked since is a 401. (The tests' entry: the create
+/// route calls [`create_with_cached_key`].)
+#[cfg(test)]
 pub async fn create(
     store: &impl Backend,
     key: &KeyRecord,
@@ -70,6 +91,24 @@ pub async fn create(
     settings: &Settings,
     now: Timestamp,
 ) -> Result<Created, ApiError> {
+    match create_with_cached_key(store, key, None, body, sid, settings, now).await? {
+        CreateOutcome::Done(created) => Ok(created),
+        CreateOutcome::KeyChanged => Err(ApiError::unauthorized()),
+    }
+}
+
+/// [`create`], where `key` may be an instance's cached copy of the key's
+/// record, taken at `cached_mark`: the store checks the mark in the step
+/// that counts the create, so a revoked or changed key creates nothing.
+pub async fn create_with_cached_key(
+    store: &impl Backend,
+    key: &KeyRecord,
+    cached_mark: Option<&str>,
+    body: CreateSessionRequest,
+    sid: SessionId,
+    settings: &Settings,
+    now: Timestamp,
+) -> Result<CreateOutcome, ApiError> {
     if body.pid != key.pid {
         // A key only ever sees its own PID; others do not exist for it.
         return Err(
@@ -108,9 +147,11 @@ pub async fn create(
     .returning_to(body.return_url);
     let mut expected: Option<SessionId> = None;
     let mut remaining = None;
+    let mut key_mark = None;
     for attempt in 0..MAX_CAS_ATTEMPTS {
-        // The first attempt also counts the create against the key's quota.
-        let charge = (attempt == 0).then_some(key);
+        // The first attempt also counts the create against the key's quota
+        // (and checks a cached key's mark).
+        let charge = (attempt == 0).then_some(Charge { key, cached_mark });
         let claimed = store
             .claim_reuse(
                 &digest,
@@ -121,6 +162,9 @@ pub async fn create(
                 now,
             )
             .await?;
+        if attempt == 0 {
+            key_mark = claimed.key_mark;
+        }
         if let Some(count) = claimed.quota_count {
             match key.quota.decide(count, now) {
                 QuotaDecision::Allowed { remaining: r } => remaining = Some(r),
@@ -130,6 +174,7 @@ pub async fn create(
             }
         }
         match claimed.claim {
+            Claim::KeyChanged => return Ok(CreateOutcome::KeyChanged),
             Claim::OverQuota => {
                 return Err(StoreError::Corrupt(format!(
                     "the store refused create {} of quota {} as beyond it",
@@ -139,20 +184,22 @@ pub async fn create(
                 .into());
             }
             Claim::Created => {
-                return Ok(Created {
+                return Ok(CreateOutcome::Done(Created {
                     session: candidate,
                     reused: false,
                     remaining,
-                });
+                    key_mark,
+                }));
             }
             Claim::Taken { sid, session } => {
                 match dock_core::session::decide_create(session.as_ref(), now) {
                     CreateDecision::Reuse(existing) => {
-                        return Ok(Created {
+                        return Ok(CreateOutcome::Done(Created {
                             session: existing,
                             reused: true,
                             remaining,
-                        });
+                            key_mark,
+                        }));
                     }
                     CreateDecision::CreateNew => expected = sid,
                 }

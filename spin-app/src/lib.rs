@@ -6,7 +6,8 @@
 //!   and SSE drivers of core's `Waiter`), [`admin`] (operator API), [`flow`]
 //!   (the verify page and the OAuth callbacks), [`transfer`] (the operator's
 //!   export and import), with [`auth`] (API keys,
-//!   admin token) and [`http`] (request and response plumbing);
+//!   admin token; [`key_cache`], the key records an instance reuses for
+//!   creates) and [`http`] (request and response plumbing);
 //! - [`domain`]: every rule of a session's life (create and reuse, quota,
 //!   cancel, complete, waiter leases) over [`store::Backend`], natively tested;
 //! - [`store`]: Redis and SQLite (and, in tests, memory) behind that trait;
@@ -25,6 +26,7 @@ mod domain;
 mod env;
 mod flow;
 mod http;
+mod key_cache;
 mod log;
 mod metrics;
 mod router;

@@ -16,8 +16,8 @@ use futures::future::{self, Either, LocalBoxFuture};
 use http_body_util::BodyExt;
 use spin_sdk::http::Request;
 
-use crate::auth::{self, Caller};
-use crate::domain;
+use crate::auth::{self, Caller, CreateKey};
+use crate::domain::{self, CreateOutcome};
 use crate::env::{entropy, now};
 use crate::http::{LogCode, Response, error, event_stream, header, ok, read_json_body, with_pid};
 use crate::log::log;
@@ -26,18 +26,45 @@ use crate::store::{Backend, Cursor, Store, StoreError};
 /// `POST /api/v1/verify/session`.
 pub async fn create(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
     let store = Store::open(settings).await?;
-    let key = auth::api_key(&req, &store).await?;
+    let now = now();
+    let mut key = CreateKey::of(&req, &store, settings, now).await?;
     let body = read_json_body(req, settings.limits.max_body_bytes).await?;
     let body = CreateSessionRequest::parse(&body, &settings.limits)?;
-    let now = now();
     let sid = SessionId::from_entropy(entropy());
-    let created = match domain::create(&store, &key, body, sid, settings, now).await {
-        Ok(created) => created,
+    let mut outcome = domain::create_with_cached_key(
+        &store,
+        &key.record,
+        key.cached_mark.as_deref(),
+        body.clone(),
+        sid.clone(),
+        settings,
+        now,
+    )
+    .await;
+    if matches!(outcome, Ok(CreateOutcome::KeyChanged)) && key.cached_mark.is_some() {
+        // The cached key changed or was revoked: read it again, once.
+        key = key.reread(&store).await?;
+        outcome =
+            domain::create_with_cached_key(&store, &key.record, None, body, sid, settings, now)
+                .await;
+    }
+    let outcome = match outcome {
+        Ok(CreateOutcome::Done(created)) => Ok(created),
+        // Revoked since this request read it.
+        Ok(CreateOutcome::KeyChanged) => Err(ApiError::unauthorized()),
+        Err(e) => Err(e),
+    };
+    let created = match outcome {
+        Ok(created) => {
+            key.remember(&store, created.key_mark.as_deref(), settings, now)
+                .await;
+            created
+        }
         Err(e) if e.code() == ErrorCode::QuotaExceeded => {
             // The refusal carries the quota's headers too.
-            let mut resp = with_rate_limit(error(&e), &key, 0, now);
+            let mut resp = with_rate_limit(error(&e), &key.record, 0, now);
             resp.extensions_mut().insert(LogCode(e.code().as_str()));
-            return Ok(with_pid(resp, &key.pid));
+            return Ok(with_pid(resp, &key.record.pid));
         }
         Err(e) => return Err(e),
     };
@@ -52,10 +79,10 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
     };
     let resp = ok(data, now, created.remaining);
     let resp = match created.remaining {
-        Some(left) => with_rate_limit(resp, &key, left, now),
+        Some(left) => with_rate_limit(resp, &key.record, left, now),
         None => resp,
     };
-    Ok(with_pid(resp, &key.pid))
+    Ok(with_pid(resp, &key.record.pid))
 }
 
 /// Adds the key's `RateLimit-*` headers (core computes them).

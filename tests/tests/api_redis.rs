@@ -291,3 +291,148 @@ async fn a_newer_redis_layout_is_refused() -> Result<()> {
     );
     Ok(())
 }
+
+/// Commands clients (not scripts) send to Redis while `f` runs, as
+/// `MONITOR` prints them: from a marker sent before `f` to one sent after.
+async fn commands_during<T>(
+    redis: &dock_tests::RedisServer,
+    f: impl AsyncFnOnce() -> Result<T>,
+) -> Result<Vec<String>> {
+    use std::io::BufRead as _;
+    let mut monitor = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port().to_string(), "MONITOR"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("redis-cli MONITOR")?;
+    let lines = std::io::BufReader::new(monitor.stdout.take().context("stdout")?).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |marker: &str| -> Result<Vec<String>> {
+        let mut seen = Vec::new();
+        loop {
+            let line = rx.recv_timeout(T).context("MONITOR went quiet")?;
+            if line.contains(marker) {
+                return Ok(seen);
+            }
+            seen.push(line);
+        }
+    };
+    // MONITOR is attached once it prints the first marker.
+    let deadline = Instant::now() + T;
+    loop {
+        redis.cli(&["ECHO", "dock-test-begin"])?;
+        if rx
+            .recv_timeout(Duration::from_millis(200))
+            .is_ok_and(|l| l.contains("dock-test-begin"))
+        {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "MONITOR did not attach");
+    }
+    let outcome = f().await;
+    redis.cli(&["ECHO", "dock-test-end"])?;
+    let seen = next("dock-test-end");
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    outcome?;
+    Ok(seen?
+        .into_iter()
+        .filter(|l| !l.contains(" lua]") && !l.contains("dock-test-begin"))
+        .collect())
+}
+
+/// An instance keeps the key records it creates with (`key_cache_seconds`),
+/// so creates on a warm instance do not read the key first; a quota change
+/// and a revocation still apply to the very next create on every instance,
+/// because each create checks the key's mark inside its script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_changes_apply_to_the_next_create_on_every_instance() -> Result<()> {
+    let svc = Service::start_n(StoreKind::Redis, 2, &[]).await?;
+    let redis = svc.redis.as_ref().context("redis")?;
+    let key = svc.tenant("app").await?;
+    let create = async |i: usize, n: usize| {
+        api_support::send(
+            svc.http
+                .post(svc.url_on(i, "/api/v1/verify/session"))
+                .bearer_auth(&key)
+                .json(&serde_json::json!({"pid": "app", "clientId": format!("u{i}-{n}")})),
+        )
+        .await
+    };
+    let mut made = 0;
+    for i in 0..2 {
+        for n in 0..4 {
+            let (s, body) = create(i, n).await?;
+            ensure!(s == 200, "{s} {body}");
+            made += 1;
+        }
+    }
+    // Warm: ten more creates per instance read the key far less than once
+    // each (without the cache: once each).
+    let sent = commands_during(redis, async || {
+        for i in 0..2 {
+            for n in 4..14 {
+                let (s, body) = create(i, n).await?;
+                ensure!(s == 200, "{s} {body}");
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    made += 20;
+    let read = sent.iter().filter(|l| l.contains("\"dock:key:")).count();
+    ensure!(
+        read < 10,
+        "20 creates on two warm instances read the key {read} times"
+    );
+
+    // The quota lowered to what is used plus one: one more create, then 429, on both.
+    let (s, keys) = api_support::send(
+        svc.http
+            .get(svc.url("/api/v1/admin/pids/app/keys"))
+            .bearer_auth(api_support::ADMIN_TOKEN),
+    )
+    .await?;
+    ensure!(s == 200, "{s} {keys}");
+    let key_id = keys["data"]["keys"][0]["keyId"]
+        .as_str()
+        .context("keyId")?
+        .to_owned();
+    let (s, body) = api_support::send(
+        svc.http
+            .patch(svc.url(&format!("/api/v1/admin/keys/{key_id}")))
+            .bearer_auth(api_support::ADMIN_TOKEN)
+            .json(&serde_json::json!({"quota": {"limit": made + 1}})),
+    )
+    .await?;
+    ensure!(s == 200, "{s} {body}");
+    let (s, body) = create(1, 100).await?;
+    ensure!(s == 200, "the one create left, on instance 1: {s} {body}");
+    for i in 0..2 {
+        let (s, body) = create(i, 101).await?;
+        ensure!(
+            s == 429 && body["error"]["code"] == "quota_exceeded",
+            "instance {i} after the quota change: {s} {body}"
+        );
+    }
+
+    // Revoked: the next create on either instance is a 401.
+    let (s, body) = api_support::send(
+        svc.http
+            .delete(svc.url(&format!("/api/v1/admin/keys/{key_id}")))
+            .bearer_auth(api_support::ADMIN_TOKEN),
+    )
+    .await?;
+    ensure!(s == 200, "revoke: {s} {body}");
+    for i in 0..2 {
+        let (s, body) = create(i, 102).await?;
+        ensure!(s == 401, "instance {i} after revocation: {s} {body}");
+    }
+    Ok(())
+}

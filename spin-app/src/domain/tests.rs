@@ -546,6 +546,100 @@ fn revoking_a_key_wakes_its_waiters_on_redis() {
     });
 }
 
+// Redis checks an instance's cached key record inside the create's script:
+// the key's mark changes with every change of its record and before its
+// revocation, so a cached copy never creates past either; a key id issued
+// again (an import) gets a mark no cached copy holds.
+#[test]
+fn a_cached_key_record_creates_only_while_its_mark_holds_on_redis() {
+    let server = crate::store::native::TestRedis::start();
+    crate::store::native::runtime().block_on(async {
+        let store = server.store().await;
+        let store = &store;
+        let k = seed(store, 10).await;
+        let s = settings();
+        let mut n = 0u8;
+        let mut with = async |key: &KeyRecord, mark: Option<&str>| {
+            n += 1;
+            create_with_cached_key(
+                store,
+                key,
+                mark,
+                request("app", &format!("u{n}"), None),
+                sid(n),
+                &s,
+                at(1),
+            )
+            .await
+            .unwrap()
+        };
+        let done = |o: CreateOutcome| match o {
+            CreateOutcome::Done(c) => c,
+            CreateOutcome::KeyChanged => panic!("refused as changed"),
+        };
+        // A create that read the key reports the mark to cache it at.
+        let first = done(with(&k, None).await);
+        let mark = first
+            .key_mark
+            .clone()
+            .expect("Redis reports the key's mark");
+        assert_eq!(first.remaining, Some(9));
+        // The cached copy at that mark creates, and is counted.
+        assert_eq!(done(with(&k, Some(&mark)).await).remaining, Some(8));
+        // A stale mark creates nothing and counts nothing.
+        assert!(matches!(
+            with(&k, Some("7")).await,
+            CreateOutcome::KeyChanged
+        ));
+        // A quota change moves the mark: the old copy is refused.
+        let patch = PatchKeyRequest {
+            limit: Some(20),
+            window_secs: None,
+        };
+        patch_key(store, &k.key_id, &patch).await.unwrap();
+        assert!(matches!(
+            with(&k, Some(&mark)).await,
+            CreateOutcome::KeyChanged
+        ));
+        let current = store.lookup_key("hash-app").await.unwrap().unwrap();
+        let again = done(with(&current, None).await);
+        assert_eq!(
+            again.remaining,
+            Some(17),
+            "three creates counted, no refused one"
+        );
+        let mark2 = again.key_mark.clone().unwrap();
+        assert_ne!(mark2, mark);
+        assert_eq!(done(with(&current, Some(&mark2)).await).remaining, Some(16));
+        // Revocation: neither a cached copy nor a record read just before it creates.
+        store.revoke_key(&k.key_id).await.unwrap();
+        assert!(matches!(
+            with(&current, Some(&mark2)).await,
+            CreateOutcome::KeyChanged
+        ));
+        assert!(matches!(
+            with(&current, None).await,
+            CreateOutcome::KeyChanged
+        ));
+        let e = create(
+            store,
+            &current,
+            request("app", "late", None),
+            sid(99),
+            &s,
+            at(1),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Unauthorized);
+        // The same key id issued again under another secret (an import) creates.
+        store.issue_key("hash-app-2", &current).await.unwrap();
+        let reissued = done(with(&current, None).await);
+        let mark3 = reissued.key_mark.unwrap();
+        assert!(![mark.as_str(), mark2.as_str()].contains(&mark3.as_str()));
+    });
+}
+
 // Needs a store that can be told to lose compares.
 #[test]
 fn a_lost_compare_is_retried_and_endless_contention_is_a_503_on_memory() {

@@ -18,8 +18,8 @@ use dock_core::{KeyId, Pid, Session, SessionId, Settings, Status, Timestamp};
 use futures::channel::oneshot;
 
 use super::{
-    Backend, Claim, Claimed, Counters, Cursor, LinkSide, LinkWrite, Loaded, StoreError, Version,
-    parse_session, session_json,
+    Backend, Charge, Claim, Claimed, Counters, Cursor, LinkSide, LinkWrite, Loaded, StoreError,
+    Version, parse_session, session_json,
 };
 
 /// A session as stored: its record and revision.
@@ -163,14 +163,14 @@ impl Backend for MemoryStore {
         digest: &str,
         expected: Option<&SessionId>,
         candidate: &Session,
-        charge: Option<&KeyRecord>,
+        charge: Option<Charge<'_>>,
         _settings: &Settings,
         now: Timestamp,
     ) -> Result<Claimed, StoreError> {
         let mut s = self.state.borrow_mut();
         let pid = &candidate.pid;
         let mut quota_count = None;
-        if let Some(key) = charge {
+        if let Some(key) = charge.map(|c| c.key) {
             let n = s
                 .quota
                 .entry((key.key_id.clone(), key.quota.window_index(now)))
@@ -183,6 +183,7 @@ impl Backend for MemoryStore {
                 return Ok(Claimed {
                     quota_count,
                     claim: Claim::OverQuota,
+                    key_mark: None,
                 });
             }
         }
@@ -207,6 +208,7 @@ impl Backend for MemoryStore {
                     sid: current,
                     session,
                 },
+                key_mark: None,
             });
         }
         s.reuse.insert(slot, candidate.sid.clone());
@@ -223,6 +225,7 @@ impl Backend for MemoryStore {
         Ok(Claimed {
             quota_count,
             claim: Claim::Created,
+            key_mark: None,
         })
     }
 

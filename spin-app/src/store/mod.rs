@@ -186,6 +186,16 @@ pub enum Cursor {
     Revision(i64),
 }
 
+/// The key a create is counted against, and how its record was read.
+#[derive(Debug, Clone, Copy)]
+pub struct Charge<'a> {
+    /// The key's record.
+    pub key: &'a KeyRecord,
+    /// `Some(mark)`: the record is an instance's cached copy, taken when the
+    /// key's mark was `mark` ([`crate::key_cache`]); `None`: read in this request.
+    pub cached_mark: Option<&'a str>,
+}
+
 /// What a claim of a reuse slot returns.
 #[derive(Debug)]
 pub struct Claimed {
@@ -193,6 +203,9 @@ pub struct Claimed {
     pub quota_count: Option<u64>,
     /// The outcome.
     pub claim: Claim,
+    /// The charged key's mark as the step saw it (Redis; what a cached copy
+    /// of its record is checked against), unless the key changed.
+    pub key_mark: Option<String>,
 }
 
 /// The outcome of claiming the reuse slot of (pid, clientId, guildId).
@@ -204,6 +217,9 @@ pub struct Claimed {
 pub enum Claim {
     /// The charged create was beyond the key's quota: nothing was claimed.
     OverQuota,
+    /// The charged key was revoked, or (`cached_mark`) its record changed
+    /// since it was cached: nothing was claimed or counted.
+    KeyChanged,
     /// Our candidate is now the live session.
     Created,
     /// The slot holds something else: this sid and (if it still exists) its session.
@@ -299,12 +315,15 @@ backend! {
     /// `expected` (None = empty). With `charge`, first counts one create
     /// against that key's current quota window, in the same step, and claims
     /// nothing when the count is beyond the limit (a quota rejection).
+    /// A charge with a `cached_mark` (Redis) claims nothing
+    /// ([`Claim::KeyChanged`]) unless the key's mark is still that one; a
+    /// revoked key claims nothing either way.
     async fn claim_reuse(
         &self,
         digest: &str,
         expected: Option<&SessionId>,
         candidate: &Session,
-        charge: Option<&KeyRecord>,
+        charge: Option<Charge<'_>>,
         settings: &Settings,
         now: Timestamp,
     ) -> Result<Claimed, StoreError>;

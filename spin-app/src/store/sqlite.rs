@@ -27,8 +27,8 @@ use dock_core::{KeyId, Pid, Session, SessionId, Settings, Timestamp};
 use spin_sdk::sqlite::{Connection, Value};
 
 use super::{
-    Backend, Claim, Claimed, Counters, Cursor, LinkSide, LinkWrite, Loaded, StoreError, Version,
-    parse_record, parse_session, record_json, retention_ms, session_json,
+    Backend, Charge, Claim, Claimed, Counters, Cursor, LinkSide, LinkWrite, Loaded, StoreError,
+    Version, parse_record, parse_session, record_json, retention_ms, session_json,
 };
 
 /// How long a statement waits for another connection's write lock.
@@ -554,17 +554,20 @@ impl<C: Link> Backend for SqliteStore<C> {
         digest: &str,
         expected: Option<&SessionId>,
         candidate: &Session,
-        charge: Option<&KeyRecord>,
+        charge: Option<Charge<'_>>,
         settings: &Settings,
         now: Timestamp,
     ) -> Result<Claimed, StoreError> {
-        let quota_count = match charge {
+        // No key cache here (a key lookup is a local query): every create
+        // read its key's record in this request, so no mark is checked.
+        let quota_count = match charge.map(|c| c.key) {
             Some(key) => {
                 let n = self.quota_hit(key, now).await?;
                 if !key.quota.admits(n) {
                     return Ok(Claimed {
                         quota_count: Some(n),
                         claim: Claim::OverQuota,
+                        key_mark: None,
                     });
                 }
                 Some(n)
@@ -574,7 +577,11 @@ impl<C: Link> Backend for SqliteStore<C> {
         let claim = self
             .claim_slot(digest, expected, candidate, settings, now)
             .await?;
-        Ok(Claimed { quota_count, claim })
+        Ok(Claimed {
+            quota_count,
+            claim,
+            key_mark: None,
+        })
     }
 
     async fn load_session(

@@ -3,14 +3,22 @@
 -- ARGV: 1 expected sid ('' = empty), 2 sid, 3 session json, 4 px, 5 reuse px,
 --       6 channel, 7 view json, 8 session key prefix, 9 pid, 10 now ms,
 --       11 expiresAt ms, 12 charge ('1' = count this create), 13 window end ms,
---       14 quota limit
+--       14 quota limit, 15 '1' = the charged key's record is an instance's
+--       cached copy, 16 the mark that copy was cached with
+-- KEYS 11: the charged key's mark (key_mark_uncharged when not charged)
+-- A revoked key creates nothing; a cached copy of a key whose record has
+-- changed since (a quota change) creates nothing either, and the caller
+-- reads the record again. Every other reply ends with the key's mark.
+local mark = redis.call('GET', KEYS[11]) or ''
+if string.sub(mark, 1, 1) == 'r' then return {'revoked'} end
+if ARGV[15] == '1' and mark ~= ARGV[16] then return {'stale'} end
 local n = -1
 if ARGV[12] == '1' then
   n = redis.call('INCR', KEYS[6])
   if n == 1 then redis.call('PEXPIREAT', KEYS[6], ARGV[13]) end
   if n > tonumber(ARGV[14]) then
     redis.call('HINCRBY', KEYS[4], 'quota_rejected', 1)
-    return {'quota', n}
+    return {'quota', n, mark}
   end
 end
 sweep_expired(KEYS[5], KEYS[4], KEYS[7], KEYS[8], ARGV[10])
@@ -24,7 +32,7 @@ if (cur or '') ~= ARGV[1] then
       redis.call('HINCRBY', KEYS[4], 'reused', 1)
     end
   end
-  return {'taken', cur or '', s, n}
+  return {'taken', cur or '', s, n, mark}
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
@@ -41,4 +49,4 @@ for _, ix in ipairs({KEYS[9], KEYS[10]}) do
 end
 redis.call('HINCRBY', KEYS[4], 'created', 1)
 redis.call('PUBLISH', ARGV[6], ARGV[7])
-return {'ok', n}
+return {'ok', n, mark}

@@ -12,6 +12,7 @@
 //! | `dock:{P}:lr:<robloxId>` | set | reverse index: Discord ids linked to a Roblox id | forever |
 //! | `dock:{P}:meta` | string | the PID record | forever |
 //! | `dock:{P}:q:<keyId>:<window>` | string | create counter of a quota window | until the window ends |
+//! | `dock:{P}:km:<keyId>` | string | the key's mark: `<n>`, a counter raised each time its record is written again, `r<n>` once it is revoked (set before the record is deleted); a create with a cached key record proceeds only while the mark is the one the cache saw, and no create proceeds under a revoked mark | forever; revoked: a day (longer than any cache entry) |
 //! | `dock:{P}:w:<keyId>` | sorted set | open waiters of a key (member: waiter id `<sid>.<token>`, score: lease end); when the key is revoked, each waiter's session feed gets a `revoked` notice (the waiter wakes, confirms its lease, finds it gone) and the set is deleted | while any waiter holds a lease |
 //! | `dock:{P}:p` | sorted set | pending sessions (member: sid, score: `expiresAt` ms); those past their score are counted expired and removed | while pending |
 //! | `dock:{P}:stats` | hash | the PID's counters: `created`, `reused`, `completed`, `cancelled`, `expired`, `quota_rejected` | forever |
@@ -88,6 +89,19 @@ pub fn meta(pid: &Pid) -> String {
 /// A key's create counter in quota window `window`.
 pub fn quota(pid: &Pid, key_id: &KeyId, window: u64) -> String {
     format!("{}:q:{key_id}:{window}", tag(pid))
+}
+
+/// A key's mark: changed (by `mark_key.lua`) whenever the key's record
+/// changes, and revoked before the record is deleted, so that a create can
+/// check, inside its own script, that an instance's cached copy of the
+/// record still holds.
+pub fn key_mark(pid: &Pid, key_id: &KeyId) -> String {
+    format!("{}:km:{key_id}", tag(pid))
+}
+
+/// A placeholder in the mark's place when a create is not charged.
+pub fn key_mark_uncharged(pid: &Pid) -> String {
+    format!("{}:km:-", tag(pid))
 }
 
 /// A placeholder in the counter's place when a create is not charged (a

@@ -45,8 +45,8 @@ mod keys;
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
 use super::{
-    Backend, Claim, Claimed, Counters, Cursor, LinkSide, LinkWrite, Loaded, StoreError, Version,
-    parse_record, parse_session, record_json, retention_ms, session_json,
+    Backend, Charge, Claim, Claimed, Counters, Cursor, LinkSide, LinkWrite, Loaded, StoreError,
+    Version, parse_record, parse_session, record_json, retention_ms, session_json,
 };
 
 /// Counts a create against its key's quota window when charged (nothing
@@ -91,7 +91,6 @@ static RECORD_ATTEMPT: Script = Script::new(include_str!("record_attempt.lua"));
 /// Registers a waiter if the key has fewer than the maximum live leases.
 static ACQUIRE: Script = Script::new(include_str!("acquire.lua"));
 
-/// A Lua script, sent by its SHA-1 once Redis has it.
 /// One session's live flow: a new one replaces the last, starts are counted.
 static PUT_FLOW: Script = Script::new(include_str!("put_flow.lua"));
 
@@ -110,12 +109,22 @@ static PUT_LINK: Script = Script::new(include_str!("put_link.lua"));
 /// Raises a key's quota counter of one window (an import).
 static RAISE_QUOTA: Script = Script::new(include_str!("raise_quota.lua"));
 
+/// Changes a key's mark when its record changes ('bump'), before it is
+/// deleted ('revoke') and when it is issued ('issue').
+static MARK_KEY: Script = Script::new(include_str!("mark_key.lua"));
+
+/// How long a revoked key's mark stays: far longer than any instance keeps
+/// a cached key record (`key_cache_seconds` ≤ 3600), so no cached copy of a
+/// revoked key outlives its mark.
+const REVOKED_MARK_MS: i64 = 86_400_000;
+
 /// Adds an instance's request metrics to the service-wide sums.
 static ADD_METRICS: Script = Script::new(include_str!("add_metrics.lua"));
 
 /// Counts one request in a rate-limit window.
 static HIT: Script = Script::new(include_str!("hit.lua"));
 
+/// A Lua script, sent by its SHA-1 once Redis has it.
 struct Script {
     text: &'static str,
     sha: OnceLock<String>,
@@ -404,6 +413,17 @@ impl<C: Link> RedisStore<C> {
         .map(drop)
     }
 
+    /// Changes a key's mark (`bump`, `revoke` or `issue`): see `mark_key.lua`.
+    async fn mark_key(&self, key: &KeyRecord, how: &str) -> Result<(), StoreError> {
+        self.eval(
+            &MARK_KEY,
+            &[keys::key_mark(&key.pid, &key.key_id)],
+            vec![p(how), RedisParameter::Int64(REVOKED_MARK_MS)],
+        )
+        .await
+        .map(drop)
+    }
+
     /// `pid`, or (the admin API) the PID the sid index names.
     async fn pid_of(&self, pid: Option<&Pid>, sid: &SessionId) -> Result<Option<Pid>, StoreError> {
         Ok(match pid {
@@ -442,6 +462,9 @@ impl<C: Link> Backend for RedisStore<C> {
 
     async fn issue_key(&self, hash: &str, rec: &KeyRecord) -> Result<(), StoreError> {
         let (pid, key_id, json) = (&rec.pid, &rec.key_id, record_json(rec));
+        // A mark no cached copy holds, even when this key id was revoked
+        // (an import re-issuing it) and its mark says so.
+        self.mark_key(rec, "issue").await?;
         // The key id index first: a half-issued key is revocable and never usable.
         self.exec("SET", vec![p(keys::key_id(key_id)), p(hash)])
             .await?;
@@ -456,13 +479,22 @@ impl<C: Link> Backend for RedisStore<C> {
         let Some(hash) = self.get(&idx).await? else {
             return Ok(false);
         };
-        // The usable record first, so a failure in between leaves the key revoked.
+        // The usable record first, so a failure in between leaves the key
+        // revoked; before it, the key's mark, so that no instance's cached
+        // copy of the record creates again (a retry after a failure in
+        // between finds the record and marks again).
         let record = self.get(&keys::key(&hash)).await?;
+        let key = record
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<KeyRecord>(j).ok());
+        if let Some(key) = &key {
+            self.mark_key(key, "revoke").await?;
+        }
         self.exec("DEL", vec![p(keys::key(&hash))]).await?;
         self.exec("DEL", vec![p(idx)]).await?;
         // Its waiters: woken through their sessions' change feeds, each
         // finds its lease gone and ends (a stream's reconnect is then a 401).
-        if let Some(key) = record.and_then(|j| serde_json::from_str::<KeyRecord>(&j).ok()) {
+        if let Some(key) = key {
             self.eval(
                 &REVOKE_WAITERS,
                 &[keys::waiters(&key.pid, &key.key_id)],
@@ -482,21 +514,29 @@ impl<C: Link> Backend for RedisStore<C> {
         digest: &str,
         expected: Option<&SessionId>,
         candidate: &Session,
-        charge: Option<&KeyRecord>,
+        charge: Option<Charge<'_>>,
         settings: &Settings,
         now: Timestamp,
     ) -> Result<Claimed, StoreError> {
         let pid = &candidate.pid;
+        let cached_mark = charge.and_then(|c| c.cached_mark);
+        let charge = charge.map(|c| c.key);
         let px = retention_ms(candidate, settings, now) as i64;
         let reuse_px = now.millis_until(candidate.expires_at).max(1) as i64;
         let view = dock_core::wire::view_json(&candidate.view_at(now));
-        let (quota_key, window_end, limit) = match charge {
+        let (quota_key, mark_key, window_end, limit) = match charge {
             Some(key) => (
                 keys::quota(pid, &key.key_id, key.quota.window_index(now)),
+                keys::key_mark(pid, &key.key_id),
                 key.quota.window_end(now).as_millis() as i64,
                 i64::try_from(key.quota.limit).unwrap_or(i64::MAX),
             ),
-            None => (keys::quota_uncharged(pid), 0, 0),
+            None => (
+                keys::quota_uncharged(pid),
+                keys::key_mark_uncharged(pid),
+                0,
+                0,
+            ),
         };
         let keys = [
             keys::reuse(pid, digest),
@@ -509,6 +549,7 @@ impl<C: Link> Backend for RedisStore<C> {
             keys::outbox(pid),
             keys::listing(pid),
             keys::client_listing(pid, &candidate.client_id),
+            mark_key,
         ];
         let create = self.eval(
             &CREATE,
@@ -528,6 +569,8 @@ impl<C: Link> Backend for RedisStore<C> {
                 p(if charge.is_some() { "1" } else { "0" }),
                 RedisParameter::Int64(window_end),
                 RedisParameter::Int64(limit),
+                p(if cached_mark.is_some() { "1" } else { "0" }),
+                p(cached_mark.unwrap_or("")),
             ],
         );
         // The sid → pid index lets the admin API find a session by sid alone
@@ -562,15 +605,22 @@ impl<C: Link> Backend for RedisStore<C> {
             }
         };
         match parts.as_slice() {
-            [Some(t), n] if t == "quota" => Ok(Claimed {
+            [Some(t)] if t == "revoked" || t == "stale" => Ok(Claimed {
+                quota_count: None,
+                claim: Claim::KeyChanged,
+                key_mark: None,
+            }),
+            [Some(t), n, mark] if t == "quota" => Ok(Claimed {
                 quota_count: count(n)?,
                 claim: Claim::OverQuota,
+                key_mark: mark.clone(),
             }),
-            [Some(t), n] if t == "ok" => Ok(Claimed {
+            [Some(t), n, mark] if t == "ok" => Ok(Claimed {
                 quota_count: count(n)?,
                 claim: Claim::Created,
+                key_mark: mark.clone(),
             }),
-            [Some(t), cur, sess, n] if t == "taken" => {
+            [Some(t), cur, sess, n, mark] if t == "taken" => {
                 let sid = cur
                     .as_deref()
                     .filter(|s| !s.is_empty())
@@ -582,6 +632,7 @@ impl<C: Link> Backend for RedisStore<C> {
                 Ok(Claimed {
                     quota_count: count(n)?,
                     claim: Claim::Taken { sid, session },
+                    key_mark: mark.clone(),
                 })
             }
             other => Err(StoreError::Corrupt(format!(
@@ -848,7 +899,13 @@ impl<C: Link> Backend for RedisStore<C> {
                 vec![p(keys::key(&hash)), p(record_json(rec)), p("XX")],
             )
             .await?;
-        Ok(!matches!(r.first(), None | Some(RedisResult::Nil)))
+        let updated = !matches!(r.first(), None | Some(RedisResult::Nil));
+        if updated {
+            // After the record: an instance that cached the old record
+            // between the two steps holds the old mark, which this changes.
+            self.mark_key(rec, "bump").await?;
+        }
+        Ok(updated)
     }
 
     async fn erase_links(
