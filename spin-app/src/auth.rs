@@ -87,6 +87,15 @@ impl CreateKey {
         Self::read(store, self.hash).await
     }
 
+    /// Checks that the key still exists (a 401, and forgotten here, if not).
+    pub async fn confirm(&self, store: &Store) -> Result<(), ApiError> {
+        if store.lookup_key(self.hash.as_str()).await?.is_some() {
+            return Ok(());
+        }
+        key_cache::remove(self.hash.as_str());
+        Err(ApiError::unauthorized())
+    }
+
     /// After a create that read the key in this request and saw its `mark`:
     /// from the key's second such create in this instance, remembers the
     /// record if the store still holds it unchanged (see [`key_cache`] for

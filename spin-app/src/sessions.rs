@@ -26,34 +26,57 @@ use crate::store::{Backend, Cursor, Store, StoreError};
 /// `POST /api/v1/verify/session`.
 pub async fn create(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
     let store = Store::open(settings).await?;
-    let now = now();
-    let mut key = CreateKey::of(&req, &store, settings, now).await?;
-    let body = read_json_body(req, settings.limits.max_body_bytes).await?;
-    let body = CreateSessionRequest::parse(&body, &settings.limits)?;
-    let sid = SessionId::from_entropy(entropy());
-    let mut outcome = domain::create_with_cached_key(
-        &store,
-        &key.record,
-        key.cached_mark.as_deref(),
-        body.clone(),
-        sid.clone(),
-        settings,
-        now,
-    )
-    .await;
-    if matches!(outcome, Ok(CreateOutcome::KeyChanged)) && key.cached_mark.is_some() {
-        // The cached key changed or was revoked: read it again, once.
-        key = key.reread(&store).await?;
-        outcome =
-            domain::create_with_cached_key(&store, &key.record, None, body, sid, settings, now)
-                .await;
-    }
-    let outcome = match outcome {
-        Ok(CreateOutcome::Done(created)) => Ok(created),
-        // Revoked since this request read it.
-        Ok(CreateOutcome::KeyChanged) => Err(ApiError::unauthorized()),
+    let mut key = CreateKey::of(&req, &store, settings, now()).await?;
+    let body = match read_json_body(req, settings.limits.max_body_bytes).await {
+        Ok(body) => CreateSessionRequest::parse(&body, &settings.limits).map_err(ApiError::from),
         Err(e) => Err(e),
     };
+    let now = now();
+    let outcome = match body {
+        Ok(body) => {
+            let sid = SessionId::from_entropy(entropy());
+            let mut outcome = domain::create_with_cached_key(
+                &store,
+                &key.record,
+                key.cached_mark.as_deref(),
+                body.clone(),
+                sid.clone(),
+                settings,
+                now,
+            )
+            .await;
+            if matches!(outcome, Ok(CreateOutcome::KeyChanged)) && key.cached_mark.is_some() {
+                // The cached key changed or was revoked: read it again, once.
+                key = key.reread(&store).await?;
+                outcome = domain::create_with_cached_key(
+                    &store,
+                    &key.record,
+                    None,
+                    body,
+                    sid,
+                    settings,
+                    now,
+                )
+                .await;
+            }
+            match outcome {
+                Ok(CreateOutcome::Done(created)) => Ok(created),
+                // Revoked since this request read it.
+                Ok(CreateOutcome::KeyChanged) => Err(ApiError::unauthorized()),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    // A cached key refused before the store checked its mark (a bad body,
+    // another PID, a return URL): a key revoked since gets the 401 an
+    // uncached request would.
+    if let Err(e) = &outcome
+        && key.cached_mark.is_some()
+        && e.code() != ErrorCode::QuotaExceeded
+    {
+        key.confirm(&store).await?;
+    }
     let created = match outcome {
         Ok(created) => {
             key.remember(&store, created.key_mark.as_deref(), settings, now)

@@ -422,6 +422,23 @@ async fn key_changes_apply_to_the_next_create_on_every_instance() -> Result<()> 
         );
     }
 
+    // Quota raised again, and both instances warm again (a refused copy is
+    // forgotten; the key is cached again from its second create).
+    let (s, body) = api_support::send(
+        svc.http
+            .patch(svc.url(&format!("/api/v1/admin/keys/{key_id}")))
+            .bearer_auth(api_support::ADMIN_TOKEN)
+            .json(&serde_json::json!({"quota": {"limit": 1000}})),
+    )
+    .await?;
+    ensure!(s == 200, "{s} {body}");
+    for i in 0..2 {
+        for n in 200..204 {
+            let (s, body) = create(i, n).await?;
+            ensure!(s == 200, "{s} {body}");
+        }
+    }
+
     // Revoked: the next create on either instance is a 401.
     let (s, body) = api_support::send(
         svc.http
@@ -430,6 +447,21 @@ async fn key_changes_apply_to_the_next_create_on_every_instance() -> Result<()> 
     )
     .await?;
     ensure!(s == 200, "revoke: {s} {body}");
+    // Refused before the store sees the key's mark (a bad body, another
+    // PID): still the 401 of a revoked key, not a 400 or a 404.
+    let bad = |i: usize, body: &'static str| {
+        api_support::send(
+            svc.http
+                .post(svc.url_on(i, "/api/v1/verify/session"))
+                .bearer_auth(&key)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+    };
+    let (s, body) = bad(0, "{not json").await?;
+    ensure!(s == 401, "a bad body with the revoked key: {s} {body}");
+    let (s, body) = bad(1, r#"{"pid": "other", "clientId": "u"}"#).await?;
+    ensure!(s == 401, "another PID with the revoked key: {s} {body}");
     for i in 0..2 {
         let (s, body) = create(i, 102).await?;
         ensure!(s == 401, "instance {i} after revocation: {s} {body}");

@@ -637,6 +637,28 @@ fn a_cached_key_record_creates_only_while_its_mark_holds_on_redis() {
         let reissued = done(with(&current, None).await);
         let mark3 = reissued.key_mark.unwrap();
         assert!(![mark.as_str(), mark2.as_str()].contains(&mark3.as_str()));
+        // An import that writes another key's record under that secret, or
+        // moves the key to another PID, changes the mark the cached copy
+        // checks.
+        let other = KeyRecord {
+            key_id: KeyId::from_entropy([77; 16]),
+            ..current.clone()
+        };
+        store.issue_key("hash-app-2", &other).await.unwrap();
+        assert!(matches!(
+            with(&current, Some(&mark3)).await,
+            CreateOutcome::KeyChanged
+        ));
+        let held = done(with(&other, None).await).key_mark.unwrap();
+        let moved = KeyRecord {
+            pid: pid("elsewhere"),
+            ..other.clone()
+        };
+        assert!(store.update_key(&moved).await.unwrap());
+        assert!(matches!(
+            with(&other, Some(&held)).await,
+            CreateOutcome::KeyChanged
+        ));
     });
 }
 

@@ -6,9 +6,11 @@
 --       14 quota limit, 15 '1' = the charged key's record is an instance's
 --       cached copy, 16 the mark that copy was cached with
 -- KEYS 11: the charged key's mark (key_mark_uncharged when not charged)
--- A revoked key creates nothing; a cached copy of a key whose record has
--- changed since (a quota change) creates nothing either, and the caller
--- reads the record again. Every other reply ends with the key's mark.
+-- A key whose mark is revoked creates nothing (revocation marks the key
+-- before it deletes the record, so this also stops a create that read the
+-- record just before); a cached copy of a key whose record has changed
+-- since (a quota change) creates nothing either, and the caller reads the
+-- record again. Every other reply ends with the key's mark.
 local mark = redis.call('GET', KEYS[11]) or ''
 if string.sub(mark, 1, 1) == 'r' then return {'revoked'} end
 if ARGV[15] == '1' and mark ~= ARGV[16] then return {'stale'} end

@@ -424,6 +424,19 @@ impl<C: Link> RedisStore<C> {
         .map(drop)
     }
 
+    /// After `rec` replaced the record `before` (JSON) under a key hash:
+    /// when `before` belonged to another key or PID, bumps that key's mark,
+    /// which is what copies of `before` cached under the hash check.
+    async fn bump_replaced(&self, before: Option<&str>, rec: &KeyRecord) -> Result<(), StoreError> {
+        let Some(old) = before.and_then(|j| serde_json::from_str::<KeyRecord>(j).ok()) else {
+            return Ok(());
+        };
+        if old.key_id == rec.key_id && old.pid == rec.pid {
+            return Ok(());
+        }
+        self.mark_key(&old, "bump").await
+    }
+
     /// `pid`, or (the admin API) the PID the sid index names.
     async fn pid_of(&self, pid: Option<&Pid>, sid: &SessionId) -> Result<Option<Pid>, StoreError> {
         Ok(match pid {
@@ -470,8 +483,11 @@ impl<C: Link> Backend for RedisStore<C> {
             .await?;
         self.exec("SADD", vec![p(keys::key_ids(pid)), p(key_id.as_str())])
             .await?;
+        let before = self.get(&keys::key(hash)).await?;
         self.exec("SET", vec![p(keys::key(hash)), p(json)]).await?;
-        Ok(())
+        // The same secret held another key's record (an import): copies of
+        // that one, cached under this hash, check its mark.
+        self.bump_replaced(before.as_deref(), rec).await
     }
 
     async fn revoke_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
@@ -893,6 +909,7 @@ impl<C: Link> Backend for RedisStore<C> {
         let Some(hash) = self.get(&keys::key_id(&rec.key_id)).await? else {
             return Ok(false);
         };
+        let before = self.get(&keys::key(&hash)).await?;
         let r = self
             .exec(
                 "SET",
@@ -904,6 +921,8 @@ impl<C: Link> Backend for RedisStore<C> {
             // After the record: an instance that cached the old record
             // between the two steps holds the old mark, which this changes.
             self.mark_key(rec, "bump").await?;
+            // An import may also move the record to another PID.
+            self.bump_replaced(before.as_deref(), rec).await?;
         }
         Ok(updated)
     }
