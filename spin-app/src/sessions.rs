@@ -70,10 +70,12 @@ pub async fn create(req: Request, settings: &'static Settings) -> Result<Respons
     };
     // A cached key refused before the store checked its mark (a bad body,
     // another PID, a return URL): a key revoked since gets the 401 an
-    // uncached request would.
+    // uncached request would. (A 429 was decided under the current mark; a
+    // store failure is not asked again.)
     if let Err(e) = &outcome
         && key.cached_mark.is_some()
-        && e.code() != ErrorCode::QuotaExceeded
+        && (400..500).contains(&e.status())
+        && !matches!(e.code(), ErrorCode::QuotaExceeded | ErrorCode::Unauthorized)
     {
         key.confirm(&store).await?;
     }
