@@ -404,14 +404,18 @@ async fn key_changes_apply_to_the_next_create_on_every_instance() -> Result<()> 
         .as_str()
         .context("keyId")?
         .to_owned();
-    let (s, body) = api_support::send(
-        svc.http
-            .patch(svc.url(&format!("/api/v1/admin/keys/{key_id}")))
-            .bearer_auth(api_support::ADMIN_TOKEN)
-            .json(&serde_json::json!({"quota": {"limit": made + 1}})),
-    )
-    .await?;
-    ensure!(s == 200, "{s} {body}");
+    let set_quota = async |limit: usize| -> Result<()> {
+        let (s, body) = api_support::send(
+            svc.http
+                .patch(svc.url(&format!("/api/v1/admin/keys/{key_id}")))
+                .bearer_auth(api_support::ADMIN_TOKEN)
+                .json(&serde_json::json!({"quota": {"limit": limit}})),
+        )
+        .await?;
+        ensure!(s == 200, "quota {limit}: {s} {body}");
+        Ok(())
+    };
+    set_quota(made + 1).await?;
     let (s, body) = create(1, 100).await?;
     ensure!(s == 200, "the one create left, on instance 1: {s} {body}");
     for i in 0..2 {
@@ -424,14 +428,7 @@ async fn key_changes_apply_to_the_next_create_on_every_instance() -> Result<()> 
 
     // Quota raised again, and both instances warm again (a refused copy is
     // forgotten; the key is cached again from its second create).
-    let (s, body) = api_support::send(
-        svc.http
-            .patch(svc.url(&format!("/api/v1/admin/keys/{key_id}")))
-            .bearer_auth(api_support::ADMIN_TOKEN)
-            .json(&serde_json::json!({"quota": {"limit": 1000}})),
-    )
-    .await?;
-    ensure!(s == 200, "{s} {body}");
+    set_quota(1000).await?;
     for i in 0..2 {
         for n in 200..204 {
             let (s, body) = create(i, n).await?;
