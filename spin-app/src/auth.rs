@@ -55,15 +55,11 @@ pub struct CreateKey {
 
 impl CreateKey {
     /// The caller's key for a create.
-    pub async fn of(
-        req: &Request,
-        store: &Store,
-        settings: &Settings,
-        now: Timestamp,
-    ) -> Result<Self, ApiError> {
+    pub async fn of(req: &Request, store: &Store, settings: &Settings) -> Result<Self, ApiError> {
         if uses_cache(store, settings) {
             let hash = presented(req)?;
-            if let Some((record, mark)) = key_cache::get(hash.as_str(), now) {
+            // The clock is read only where a cache entry's age matters.
+            if let Some((record, mark)) = key_cache::get(hash.as_str(), crate::env::now()) {
                 return Ok(CreateKey {
                     record,
                     cached_mark: Some(mark),

@@ -26,7 +26,7 @@ use crate::store::{Backend, Cursor, Store, StoreError};
 /// `POST /api/v1/verify/session`.
 pub async fn create(req: Request, settings: &'static Settings) -> Result<Response, ApiError> {
     let store = Store::open(settings).await?;
-    let mut key = CreateKey::of(&req, &store, settings, now()).await?;
+    let mut key = CreateKey::of(&req, &store, settings).await?;
     let body = match read_json_body(req, settings.limits.max_body_bytes).await {
         Ok(body) => CreateSessionRequest::parse(&body, &settings.limits).map_err(ApiError::from),
         Err(e) => Err(e),
